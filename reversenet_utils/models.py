@@ -1,0 +1,101 @@
+"""Target architectures by name.
+
+Every target is a flat ``nn.Sequential`` that maps an MNIST batch ``(N, 1, 28, 28)`` in [0, 1]
+to 10 logits, so later notebooks can walk its layers one by one (analytic inverses) or cut it
+into blocks (progressive inverses). Each entry of :data:`TARGETS` also carries the default
+training recipe that ``train.load_target`` uses when a checkpoint is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+__all__ = ["TargetSpec", "TARGETS", "LEAKY_SLOPE", "get_spec", "build_target", "target_names"]
+
+#: Negative slope of every leaky ReLU here. Larger than PyTorch's 0.01 so that the inverse
+#: (a division by the slope) amplifies float error by 10x, not 100x.
+LEAKY_SLOPE = 0.1
+
+
+def _mlp(widths: list[int], act: Callable[[], nn.Module]) -> nn.Sequential:
+    """``Flatten`` then ``Linear``/activation pairs through ``widths``; no activation after the last."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(widths) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+def _leaky() -> nn.Module:
+    return nn.LeakyReLU(LEAKY_SLOPE)
+
+
+def _cnn_pool() -> nn.Sequential:
+    """Two 5x5 convolutions, each followed by ReLU and 2x2 max-pooling, then two dense layers."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),   # 16 x 14 x 14
+        nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # 32 x 7 x 7
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
+    )  # fmt: skip
+
+
+def _cnn_nopool() -> nn.Sequential:
+    """Two stride-2 4x4 convolutions (downsampling without pooling), then two dense layers."""
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 4, stride=2, padding=1), _leaky(),   # 16 x 14 x 14
+        nn.Conv2d(16, 32, 4, stride=2, padding=1), _leaky(),  # 32 x 7 x 7
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 128), _leaky(), nn.Linear(128, 10),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A named target: how to build it and its default training recipe."""
+
+    build: Callable[[], nn.Sequential]
+    description: str
+    epochs: int
+    lr: float = 1e-3
+    batch_size: int = 128
+
+
+TARGETS: dict[str, TargetSpec] = {
+    "mlp_leaky": TargetSpec(
+        lambda: _mlp([784, 64, 64, 10], _leaky), "leaky-ReLU MLP 784-64-64-10", epochs=8, lr=3e-3
+    ),
+    "mlp_leaky_square": TargetSpec(
+        lambda: _mlp([784, 784, 784, 10], _leaky),
+        "leaky-ReLU MLP 784-784-784-10 (square hidden weights: invertible up to the last hidden layer)",
+        epochs=3,
+    ),
+    "mlp_sigmoid": TargetSpec(
+        lambda: _mlp([784, 100, 100, 10], nn.Sigmoid), "sigmoid MLP 784-100-100-10", epochs=8, lr=5e-3
+    ),
+    "mlp_relu": TargetSpec(lambda: _mlp([784, 500, 10], nn.ReLU), "ReLU MLP 784-500-10", epochs=5, lr=2e-3),
+    "cnn_pool": TargetSpec(_cnn_pool, "CNN: 2x(conv5-ReLU-maxpool) + 2 dense", epochs=3, lr=2e-3),
+    "cnn_nopool": TargetSpec(
+        _cnn_nopool, "CNN: 2x(stride-2 conv4-leakyReLU) + 2 dense, no pooling", epochs=4, lr=2e-3
+    ),
+}
+
+
+def target_names() -> list[str]:
+    """Names of all registered targets, in registry order."""
+    return list(TARGETS)
+
+
+def get_spec(name: str) -> TargetSpec:
+    """The :class:`TargetSpec` registered as ``name``; a clear error for an unknown name."""
+    try:
+        return TARGETS[name]
+    except KeyError:
+        raise KeyError(f"Unknown target {name!r}; known targets: {', '.join(TARGETS)}") from None
+
+
+def build_target(name: str) -> nn.Sequential:
+    """A freshly initialised target by name (see :data:`TARGETS`)."""
+    return get_spec(name).build()

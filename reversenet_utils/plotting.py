@@ -1,0 +1,75 @@
+"""Figures: image grids, original-vs-reconstruction rows, training curves; saved to ``assets/``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import torch
+from matplotlib.figure import Figure
+from torchvision.utils import make_grid
+
+from .artifacts import assets_dir
+
+__all__ = ["image_grid", "show_images", "show_rows", "plot_curves", "save_figure"]
+
+
+def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2) -> torch.Tensor:
+    """Tile a batch (N, C, H, W) in [0, 1] into one (H', W') or (H', W', 3) array for ``imshow``."""
+    if images.dim() != 4:
+        raise ValueError(f"Expected a batch (N, C, H, W), got shape {tuple(images.shape)}")
+    gray = images.shape[1] == 1
+    # gaps: light grey on the inverted grayscale colour map used for digits, white for colour images
+    pad_value = 0.15 if gray else 1.0
+    grid = make_grid(images.detach().cpu().float().clamp(0, 1), nrow=nrow, padding=padding, pad_value=pad_value)
+    return grid[0] if gray else grid.permute(1, 2, 0)
+
+
+def show_images(images: torch.Tensor, nrow: int = 10, title: str | None = None, ax: plt.Axes | None = None) -> Figure:
+    """One grid of images on ``ax`` (a new figure if none); grayscale shown black on white."""
+    if ax is None:
+        rows = -(-len(images) // nrow)
+        _, ax = plt.subplots(figsize=(nrow * 0.8, rows * 0.8 + (0.4 if title else 0)))
+    ax.imshow(image_grid(images, nrow), cmap="gray_r", vmin=0, vmax=1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return ax.figure
+
+
+def show_rows(rows: Mapping[str, torch.Tensor], title: str | None = None) -> Figure:
+    """Stack labelled rows of images (e.g. ``{"original": x, "reconstruction": x_hat}``)."""
+    n = max(len(v) for v in rows.values())
+    fig, axes = plt.subplots(len(rows), 1, figsize=(n * 0.8, len(rows) * 1.0 + 0.3), squeeze=False)
+    for ax, (label, images) in zip(axes[:, 0], rows.items()):
+        ax.imshow(image_grid(images, nrow=n), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curves(
+    curves: Mapping[str, Sequence[float]], xlabel: str = "epoch", ylabel: str = "", ax: plt.Axes | None = None
+) -> Figure:
+    """Line plot of named curves sharing an x axis starting at 1."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5, 3.2))
+    for label, ys in curves.items():
+        ax.plot(range(1, len(ys) + 1), ys, marker="o", label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return ax.figure
+
+
+def save_figure(fig: Figure, name: str, dpi: int = 110) -> Path:
+    """Save ``fig`` as ``assets/<name>`` (PNG unless the name says otherwise) and return the path."""
+    path = assets_dir() / (name if Path(name).suffix else f"{name}.png")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
+    return path

@@ -1,0 +1,194 @@
+"""The one training loop of the project, evaluation, and load-or-train of named targets."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .artifacts import checkpoint_path, load_checkpoint, save_checkpoint
+from .data import MNISTSplit, load_mnist
+from .models import build_target, get_spec
+
+__all__ = [
+    "get_device",
+    "seed_everything",
+    "iterate_minibatches",
+    "predict",
+    "evaluate",
+    "fit",
+    "train_target",
+    "load_target",
+]
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """CUDA when present, else CPU (``prefer`` forces one, e.g. ``"cpu"``)."""
+    if prefer:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator seeded the same way (for shuffling)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def iterate_minibatches(
+    n: int, batch_size: int, shuffle: bool = False, generator: torch.Generator | None = None
+) -> Iterator[torch.Tensor]:
+    """Yield index tensors covering ``range(n)`` in batches (shuffled if asked).
+
+    Data sets here fit in memory as tensors, so batching by indexing beats a DataLoader.
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    yield from order.split(batch_size)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """Logits of ``model`` on ``images``, computed in batches on the model's device (eval mode)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = [model(images[idx].to(device)).cpu() for idx in iterate_minibatches(len(images), batch_size)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def evaluate(model: nn.Module, split: MNISTSplit, batch_size: int = 2048) -> float:
+    """Classification accuracy (a fraction) of ``model`` on ``split``."""
+    logits = predict(model, split.images, batch_size)
+    return (logits.argmax(1) == split.labels.cpu()).double().mean().item()
+
+
+def fit(
+    model: nn.Module,
+    train: MNISTSplit,
+    test: MNISTSplit | None = None,
+    epochs: int = 3,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+    desc: str = "train",
+) -> list[dict[str, float]]:
+    """Train a classifier with Adam, cross-entropy and a cosine learning-rate decay.
+
+    One tqdm bar covers all steps; after every epoch the mean loss, train accuracy (on the
+    batches seen) and, if ``test`` is given, test accuracy are recorded and shown.
+
+    Returns:
+        One dict per epoch: ``epoch``, ``loss``, ``train_accuracy``, ``test_accuracy``, ``seconds``.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    device = next(model.parameters()).device
+    generator = seed_everything(seed)
+    steps_per_epoch = -(-len(train) // batch_size)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    with tqdm(total=epochs * steps_per_epoch, desc=desc, unit="step", mininterval=1.0) as bar:
+        for epoch in range(1, epochs + 1):
+            model.train()
+            loss_sum = torch.zeros((), device=device)
+            correct = torch.zeros((), device=device)
+            for idx in iterate_minibatches(len(train), batch_size, shuffle=True, generator=generator):
+                x, y = train.images[idx].to(device), train.labels[idx].to(device)
+                logits = model(x)
+                loss = F.cross_entropy(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.argmax(1) == y).sum()
+                bar.update()
+            if not torch.isfinite(loss_sum):
+                raise FloatingPointError(f"{desc}: loss became non-finite in epoch {epoch}; lower lr ({lr}).")
+            row = {
+                "epoch": epoch,
+                "loss": loss_sum.item() / len(train),
+                "train_accuracy": correct.item() / len(train),
+                "seconds": time.perf_counter() - start,
+            }
+            if test is not None:
+                row["test_accuracy"] = evaluate(model, test)
+            history.append(row)
+            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.endswith(("loss", "accuracy"))})
+    model.eval()
+    return history
+
+
+def train_target(
+    name: str,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    train: MNISTSplit | None = None,
+    test: MNISTSplit | None = None,
+) -> tuple[nn.Sequential, dict[str, Any]]:
+    """Train the named target with its recipe (``epochs`` overrides it), save and return it.
+
+    The checkpoint goes to ``artifacts/targets/<name>.pt`` with its test accuracy, wall time
+    and per-epoch history as metadata, which is also returned.
+    """
+    spec = get_spec(name)
+    device = get_device() if device is None else torch.device(device)
+    train = train if train is not None else load_mnist("train")
+    test = test if test is not None else load_mnist("test")
+    torch.manual_seed(seed)
+    model = spec.build().to(device)
+    epochs = spec.epochs if epochs is None else epochs
+    start = time.perf_counter()
+    history = fit(model, train, test, epochs=epochs, lr=spec.lr, batch_size=spec.batch_size, seed=seed, desc=name)
+    meta = {
+        "name": name,
+        "description": spec.description,
+        "epochs": epochs,
+        "lr": spec.lr,
+        "batch_size": spec.batch_size,
+        "seed": seed,
+        "test_accuracy": history[-1]["test_accuracy"],
+        "train_s": time.perf_counter() - start,
+        "device": str(device),
+        "history": history,
+    }
+    save_checkpoint(model, checkpoint_path(name), meta)
+    return model.requires_grad_(False).eval(), meta
+
+
+def load_target(
+    name: str, device: torch.device | str | None = None, train_if_missing: bool = True
+) -> nn.Sequential:
+    """A trained target by name, frozen and in eval mode.
+
+    Loads ``artifacts/targets/<name>.pt``; when it is missing, trains the target with its
+    default recipe (progress bar) and saves it, so every notebook also runs standalone.
+    The checkpoint's metadata is attached as ``model.meta``.
+    """
+    device = get_device() if device is None else torch.device(device)
+    model = build_target(name)
+    path = checkpoint_path(name)
+    if path.is_file():
+        meta = load_checkpoint(model, path)
+    elif train_if_missing:
+        print(f"No checkpoint for {name!r} at {path}: training it now (default recipe).")
+        model, meta = train_target(name, device=device)
+    else:
+        raise FileNotFoundError(f"No checkpoint for {name!r} at {path}: run notebooks/01_train_targets.ipynb.")
+    model.meta = meta
+    return model.to(device).requires_grad_(False).eval()
