@@ -1,0 +1,67 @@
+"""Checkpoints (weights-only round trip, clear mismatch errors) and results JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from reversenet_utils.artifacts import (
+    CheckpointMismatchError,
+    checkpoint_path,
+    load_checkpoint,
+    project_root,
+    read_results,
+    save_checkpoint,
+    write_results,
+)
+from reversenet_utils.models import build_target
+
+
+def test_checkpoint_round_trip(tmp_root: Path) -> None:
+    model = build_target("mlp_leaky")
+    path = save_checkpoint(model, checkpoint_path("mlp_leaky"), {"test_accuracy": 0.5, "history": [{"loss": 1.0}]})
+    assert path.parent == tmp_root / "artifacts" / "targets"
+    fresh = build_target("mlp_leaky")
+    meta = load_checkpoint(fresh, path)
+    assert meta == {"test_accuracy": 0.5, "history": [{"loss": 1.0}]}
+    for (k, a), b in zip(model.state_dict().items(), fresh.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_checkpoint_of_another_architecture_is_a_clear_error(tmp_root: Path) -> None:
+    path = save_checkpoint(build_target("mlp_leaky"), tmp_root / "x.pt")
+    with pytest.raises(CheckpointMismatchError, match=r"x\.pt does not fit.*shape mismatch.*delete"):
+        load_checkpoint(build_target("mlp_relu"), path)
+    with pytest.raises(CheckpointMismatchError, match="missing"):
+        load_checkpoint(build_target("mlp_sigmoid").append(torch.nn.Linear(10, 10)), path)
+
+
+def test_a_non_checkpoint_file_is_a_clear_error(tmp_root: Path) -> None:
+    garbage = tmp_root / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointMismatchError, match="garbage.pt"):
+        load_checkpoint(build_target("mlp_leaky"), garbage)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(build_target("mlp_leaky"), tmp_root / "missing.pt")
+
+
+def test_results_json_schema(tmp_root: Path) -> None:
+    path = write_results("99_demo", {"epochs": 2}, {"acc": torch.tensor(0.25), "curve": [1, 2]}, 1.234)
+    assert path == tmp_root / "results" / "99_demo.json"
+    data = json.loads(path.read_text())
+    assert data == {"notebook": "99_demo", "runtime_s": 1.23, "params": {"epochs": 2},
+                    "metrics": {"acc": 0.25, "curve": [1, 2]}}
+    assert read_results("99_demo") == data
+    with pytest.raises(ValueError, match="non-finite"):
+        write_results("99_demo", {}, {"psnr": math.nan}, 1.0)
+
+
+def test_project_root_finds_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REVERSENET_ROOT", raising=False)
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo / "notebooks")
+    assert project_root() == repo

@@ -1,0 +1,73 @@
+"""Metrics: PSNR of a known pair, SSIM of identical images, clear errors on bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from reversenet_utils.metrics import (
+    PSNR_CAP_DB,
+    Timer,
+    mse,
+    psnr,
+    reclassification_accuracy,
+    reconstruction_report,
+    ssim,
+)
+
+
+def test_psnr_of_a_known_pair() -> None:
+    x = torch.zeros(3, 1, 28, 28)
+    y = torch.full_like(x, 0.1)  # MSE 0.01 -> 20 dB
+    assert mse(y, x) == pytest.approx(0.01)
+    assert psnr(y, x) == pytest.approx(20.0, abs=1e-5)  # 0.1 is not exact in float32
+    per_image = psnr(torch.cat([y[:1], torch.full_like(x[:1], 0.01)]), x[:2], per_image=True)
+    assert per_image.tolist() == pytest.approx([20.0, 40.0], abs=1e-5)
+
+
+def test_psnr_of_identical_images_is_capped() -> None:
+    x = torch.rand(2, 1, 28, 28)
+    assert psnr(x, x) == PSNR_CAP_DB
+
+
+def test_ssim_is_one_for_identical_images_and_lower_otherwise() -> None:
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    assert ssim(x, x) == pytest.approx(1.0, abs=1e-6)
+    noisy = (x + 0.2 * torch.randn_like(x)).clamp(0, 1)
+    assert ssim(noisy, x) < 0.9
+    assert ssim(noisy, x, per_image=True).shape == (4,)
+
+
+@pytest.mark.parametrize("metric", [mse, psnr, ssim])
+def test_metrics_refuse_nan_and_shape_mismatch(metric) -> None:
+    x = torch.rand(2, 1, 28, 28)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = math.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        metric(bad, x)
+    with pytest.raises(ValueError, match="Shapes differ"):
+        metric(x[:1], x)
+
+
+def test_reclassification_accuracy_and_report() -> None:
+    # a "classifier" that reads the class off the mean brightness of the image
+    classifier = nn.Sequential(nn.Flatten(), nn.Linear(784, 2))
+    with torch.no_grad():
+        classifier[1].weight.copy_(torch.stack([-torch.ones(784), torch.ones(784)]) / 784)
+        classifier[1].bias.copy_(torch.tensor([0.5, -0.5]))
+    images = torch.cat([torch.zeros(3, 1, 28, 28), torch.ones(1, 1, 28, 28)])
+    labels = torch.tensor([0, 0, 1, 1])
+    assert reclassification_accuracy(classifier, images, labels) == pytest.approx(0.75)
+    report = reconstruction_report(images, images + 0.6, labels, classifier)  # clipped to [0, 1]
+    assert set(report) == {"psnr", "ssim", "mse", "reclass"}
+    assert report["reclass"] == pytest.approx(0.5)  # everything is now bright: all read as class 1
+    assert report["mse"] == pytest.approx(0.75 * 0.36)  # the white image stays white after clipping
+
+
+def test_timer_measures_a_rate() -> None:
+    with Timer() as t:
+        sum(range(10_000))
+    assert t.seconds > 0 and t.rate(100) == pytest.approx(100 / t.seconds)

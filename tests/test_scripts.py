@@ -1,0 +1,49 @@
+"""The repository scripts: Colab links come from one place; papermill parameters are checked."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_colab_links_match_pyproject() -> None:
+    sync = _load("sync_links")
+    assert sync.main(["--check"]) == 0, "run `python scripts/sync_links.py`"
+    readme = (REPO / "README.md").read_text()
+    for book in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert sync.colab_url(book.name) in readme, f"README lacks the Colab badge of {book.name}"
+        assert sync.colab_url(book.name) in book.read_text(), f"{book.name} lacks its own Colab badge"
+
+
+def test_rewrite_keeps_notebook_json_valid() -> None:
+    sync = _load("sync_links")
+    text = '"%pip install -q \\"pkg @ git+https://github.com/old/name@dev\\"\\n"'
+    assert sync.rewrite(text, "new/repo", "main") == '"%pip install -q \\"pkg @ git+https://github.com/new/repo@main\\"\\n"'
+
+
+def test_a_misspelled_parameter_is_an_error(tmp_path: Path) -> None:
+    runner = _load("run_notebooks")
+    books = runner.select("01")
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump({"epochs": 1, "seed": 3}))
+    assert runner.load_params(str(good), books)[books[0]] == {"epochs": 1, "seed": 3}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"epoch": 1}))
+    with pytest.raises(SystemExit, match="unknown parameter.*epoch"):
+        runner.load_params(str(bad), books)
+    with pytest.raises(SystemExit, match="No notebook numbered 42"):
+        runner.select("42")

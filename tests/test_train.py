@@ -1,0 +1,62 @@
+"""The training loop, the target registry and load-or-train, on tiny synthetic data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from reversenet_utils import models, train
+from reversenet_utils.data import MNISTSplit
+from reversenet_utils.models import TARGETS, TargetSpec, build_target
+
+
+def _toy_split(n: int, seed: int) -> MNISTSplit:
+    """Two classes told apart by the brightness of the left vs right half of the image."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 2, (n,), generator=g)
+    images = 0.3 * torch.rand(n, 1, 28, 28, generator=g)
+    images[labels == 0, :, :, :14] += 0.6
+    images[labels == 1, :, :, 14:] += 0.6
+    return MNISTSplit(images, labels)
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_every_target_maps_images_to_ten_logits(name: str) -> None:
+    assert build_target(name)(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_unknown_target_names_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="mlp_leaky"):
+        build_target("mlp_typo")
+
+
+def test_fit_learns_and_reports_every_epoch() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 2))
+    history = train.fit(model, _toy_split(512, 0), _toy_split(256, 1), epochs=2, lr=1e-2, batch_size=64)
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert history[-1]["test_accuracy"] > 0.95
+    assert history[-1]["loss"] < history[0]["loss"]
+    with pytest.raises(ValueError, match="epochs"):
+        train.fit(model, _toy_split(8, 0), epochs=0)
+
+
+def test_load_target_trains_when_missing_then_loads(tmp_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny = TargetSpec(lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "tiny", epochs=1, lr=1e-2)
+    monkeypatch.setitem(models.TARGETS, "tiny", tiny)
+    monkeypatch.setattr(train, "load_mnist", lambda split: _toy_split(256 if split == "train" else 64, 0))
+    first = train.load_target("tiny", device="cpu")
+    assert (tmp_root / "artifacts" / "targets" / "tiny.pt").is_file()
+    assert first.meta["epochs"] == 1 and 0 <= first.meta["test_accuracy"] <= 1
+    assert not any(p.requires_grad for p in first.parameters()) and not first.training
+    monkeypatch.setattr(train, "train_target", lambda *a, **k: pytest.fail("should load, not retrain"))
+    second = train.load_target("tiny", device="cpu")
+    assert torch.equal(first[1].weight, second[1].weight)
+
+
+def test_load_target_without_training_says_which_notebook(tmp_root: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="01_train_targets"):
+        train.load_target("mlp_leaky", train_if_missing=False)
