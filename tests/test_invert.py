@@ -1,0 +1,124 @@
+"""Analytic inverses: each piece round-trips in float64, domain clamping is counted, errors are clear."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from reversenet_utils.invert import (
+    InverseActivation,
+    InverseLinear,
+    UnsupportedLayerError,
+    domain_counts,
+    invert,
+    linear_input_stats,
+    reset_domain_counts,
+)
+
+GEN = torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """Run every test here in float64 (round trips are checked to 1e-9), then restore the default."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def _randn(*shape: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=GEN)
+
+
+@pytest.mark.parametrize(
+    "layer",
+    [nn.Linear(7, 7), nn.Linear(5, 9), nn.LeakyReLU(0.1), nn.LeakyReLU(0.01), nn.Sigmoid(), nn.Tanh(), nn.Flatten()],
+    ids=lambda m: repr(m),
+)
+def test_each_piece_round_trips_random_inputs(layer: nn.Module) -> None:
+    layer = layer.double()
+    x = _randn(64, 7) if not isinstance(layer, (nn.Linear, nn.Flatten)) else None
+    if isinstance(layer, nn.Linear):
+        x = _randn(64, layer.in_features)
+    if isinstance(layer, nn.Flatten):
+        x = _randn(64, 1, 4, 4)
+    inverse = invert(nn.Sequential(layer), input_shape=tuple(x.shape[1:]))
+    with torch.no_grad():
+        recovered = inverse(layer(x))
+    assert recovered.shape == x.shape
+    assert (recovered - x).abs().max() < 1e-9
+
+
+def test_narrowing_linear_gives_the_minimum_norm_pre_image() -> None:
+    layer = nn.Linear(9, 4).double()
+    y = _randn(16, 4)
+    with torch.no_grad():
+        x = invert(nn.Sequential(layer))(y)
+        assert torch.allclose(layer(x), y, atol=1e-10)  # a pre-image ...
+        null = torch.linalg.svd(layer.weight)[2][4:]  # rows span the null space of W
+        assert (x @ null.T).abs().max() < 1e-10  # ... with no null-space component
+
+
+def test_prior_pre_image_is_a_pre_image_nearest_the_mean() -> None:
+    layer = nn.Linear(9, 4).double()
+    mean, cov = _randn(9), torch.eye(9)
+    inv = InverseLinear(layer, prior=(mean, cov), damping=0.0)
+    y = _randn(16, 4)
+    with torch.no_grad():
+        x = inv(y)
+        assert torch.allclose(layer(x), y, atol=1e-9)
+        plain = invert(nn.Sequential(layer))(y)
+    assert ((x - mean).norm(dim=1) <= (plain - mean).norm(dim=1) + 1e-9).all()
+
+
+def test_linear_input_stats_match_numpy_definitions() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Tanh(), nn.Linear(3, 2))
+    images = _randn(100, 1, 2, 2)
+    stats = linear_input_stats(model, images, batch_size=32)
+    assert set(stats) == {1, 3}
+    flat = images.reshape(100, -1)
+    assert torch.allclose(stats[1][0], flat.mean(0))
+    assert torch.allclose(stats[1][1], torch.cov(flat.T, correction=0))
+
+
+@pytest.mark.parametrize(
+    "kind, values, expected_clamped",
+    [
+        ("sigmoid", [0.0, 1.0, 0.5, -0.2, 1.3, math.nan], 5),
+        ("tanh", [-1.0, 1.0, 0.0, 0.999, 2.0, math.inf], 4),
+        ("leaky_relu", [-5.0, 3.0, math.inf, -math.inf, math.nan], 3),
+        ("relu", [0.0, 2.0, -1.0], 1),
+    ],
+)
+def test_domain_clamping_is_counted_and_never_nan(kind: str, values: list[float], expected_clamped: int) -> None:
+    inv = InverseActivation(kind, negative_slope=0.1, eps=1e-3)
+    out = inv(torch.tensor(values))
+    assert torch.isfinite(out).all()
+    assert inv.clamped == expected_clamped and inv.seen == len(values)
+    if kind == "sigmoid":  # logit of the clamped edges
+        assert out[0].item() == pytest.approx(math.log(1e-3 / (1 - 1e-3)))
+        assert out[1].item() == pytest.approx(-out[0].item())
+
+
+def test_counts_are_reported_per_layer_and_reset() -> None:
+    model = nn.Sequential(nn.Linear(3, 3), nn.Sigmoid(), nn.Linear(3, 2), nn.Sigmoid())
+    inverse = invert(model, input_shape=None)
+    inverse(torch.tensor([[0.0, 0.5], [0.5, 1.0]]))
+    counts = domain_counts(inverse)
+    assert list(counts.values())[0] == {"clamped": 2, "seen": 4}
+    reset_domain_counts(inverse)
+    assert all(c == {"clamped": 0, "seen": 0} for c in domain_counts(inverse).values())
+
+
+def test_unsupported_layer_is_named() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten())
+    with pytest.raises(UnsupportedLayerError, match=r"Layer 0 \(Conv2d.*no analytic inverse"):
+        invert(model)
+    with pytest.raises(UnsupportedLayerError, match="MaxPool2d"):
+        invert(nn.Sequential(nn.Flatten(), nn.MaxPool2d(2)))
+    with pytest.raises(UnsupportedLayerError, match="not invertible"):
+        invert(nn.Sequential(nn.LeakyReLU(0.0)))
