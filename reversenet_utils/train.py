@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -23,6 +23,7 @@ __all__ = [
     "iterate_minibatches",
     "predict",
     "evaluate",
+    "train_loop",
     "fit",
     "train_target",
     "load_target",
@@ -74,6 +75,72 @@ def evaluate(model: nn.Module, split: MNISTSplit, batch_size: int = 2048) -> flo
     return (logits.argmax(1) == split.labels.cpu()).double().mean().item()
 
 
+OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+    "adam": torch.optim.Adam,
+    "adagrad": torch.optim.Adagrad,
+    "sgd": torch.optim.SGD,
+}
+
+
+def train_loop(
+    params: Iterable[nn.Parameter],
+    loss_fn: Callable[[torch.Tensor], torch.Tensor],
+    n: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    optimizer: str = "adam",
+    cosine: bool = True,
+    seed: int = 0,
+    desc: str = "train",
+    on_epoch: Callable[[], dict[str, float]] | None = None,
+) -> list[dict[str, float]]:
+    """The project's one training loop, for classifiers and inverses alike.
+
+    Every epoch shuffles ``range(n)`` into minibatches of indices; ``loss_fn(idx)`` returns the
+    loss of that batch and the optimiser (``"adam"``, ``"adagrad"`` or ``"sgd"``) steps on it, with a
+    cosine decay of the learning rate over all steps if ``cosine``. One tqdm bar covers all steps.
+
+    Returns:
+        One dict per epoch: ``epoch``, ``loss`` (batch losses averaged, weighted by batch size),
+        ``seconds`` since the start, and whatever ``on_epoch()`` returns (e.g. test accuracy).
+
+    Raises:
+        FloatingPointError: the loss became NaN or inf (names the epoch and the learning rate).
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {optimizer!r}")
+    params = [p for p in params if p.requires_grad]
+    generator = seed_everything(seed)
+    steps_per_epoch = -(-n // batch_size)
+    opt = OPTIMIZERS[optimizer](params, lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch) if cosine else None
+    history: list[dict[str, float]] = []
+    start = time.perf_counter()
+    with tqdm(total=epochs * steps_per_epoch, desc=desc, unit="step", mininterval=1.0) as bar:
+        for epoch in range(1, epochs + 1):
+            loss_sum = torch.zeros((), device=params[0].device)
+            for idx in iterate_minibatches(n, batch_size, shuffle=True, generator=generator):
+                loss = loss_fn(idx)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                loss_sum += loss.detach() * len(idx)
+                bar.update()
+            if not torch.isfinite(loss_sum):
+                raise FloatingPointError(f"{desc}: loss became non-finite in epoch {epoch}; lower lr ({lr}).")
+            row = {"epoch": epoch, "loss": loss_sum.item() / n}
+            row.update(on_epoch() if on_epoch is not None else {})
+            row["seconds"] = time.perf_counter() - start
+            history.append(row)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds")})
+    return history
+
+
 def fit(
     model: nn.Module,
     train: MNISTSplit,
@@ -84,51 +151,34 @@ def fit(
     seed: int = 0,
     desc: str = "train",
 ) -> list[dict[str, float]]:
-    """Train a classifier with Adam, cross-entropy and a cosine learning-rate decay.
+    """Train a classifier with Adam, cross-entropy and a cosine learning-rate decay (:func:`train_loop`).
 
-    One tqdm bar covers all steps; after every epoch the mean loss, train accuracy (on the
-    batches seen) and, if ``test`` is given, test accuracy are recorded and shown.
+    After every epoch the mean loss, train accuracy (on the batches seen) and, if ``test`` is
+    given, test accuracy are recorded and shown.
 
     Returns:
         One dict per epoch: ``epoch``, ``loss``, ``train_accuracy``, ``test_accuracy``, ``seconds``.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
     device = next(model.parameters()).device
-    generator = seed_everything(seed)
-    steps_per_epoch = -(-len(train) // batch_size)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-    history: list[dict[str, float]] = []
-    start = time.perf_counter()
-    with tqdm(total=epochs * steps_per_epoch, desc=desc, unit="step", mininterval=1.0) as bar:
-        for epoch in range(1, epochs + 1):
-            model.train()
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device)
-            for idx in iterate_minibatches(len(train), batch_size, shuffle=True, generator=generator):
-                x, y = train.images[idx].to(device), train.labels[idx].to(device)
-                logits = model(x)
-                loss = F.cross_entropy(logits, y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                loss_sum += loss.detach() * len(y)
-                correct += (logits.argmax(1) == y).sum()
-                bar.update()
-            if not torch.isfinite(loss_sum):
-                raise FloatingPointError(f"{desc}: loss became non-finite in epoch {epoch}; lower lr ({lr}).")
-            row = {
-                "epoch": epoch,
-                "loss": loss_sum.item() / len(train),
-                "train_accuracy": correct.item() / len(train),
-                "seconds": time.perf_counter() - start,
-            }
-            if test is not None:
-                row["test_accuracy"] = evaluate(model, test)
-            history.append(row)
-            bar.set_postfix({k: f"{v:.4f}" for k, v in row.items() if k.endswith(("loss", "accuracy"))})
+    correct = torch.zeros((), device=device)
+
+    def loss_fn(idx: torch.Tensor) -> torch.Tensor:
+        nonlocal correct
+        x, y = train.images[idx].to(device), train.labels[idx].to(device)
+        logits = model(x)
+        correct += (logits.argmax(1) == y).sum()
+        return F.cross_entropy(logits, y)
+
+    def on_epoch() -> dict[str, float]:
+        nonlocal correct
+        row = {"train_accuracy": correct.item() / len(train)}
+        correct = torch.zeros((), device=device)
+        if test is not None:
+            row["test_accuracy"] = evaluate(model, test)  # restores train mode afterwards
+        return row
+
+    model.train()
+    history = train_loop(model.parameters(), loss_fn, len(train), epochs, batch_size, lr, seed=seed, desc=desc, on_epoch=on_epoch)
     model.eval()
     return history
 
