@@ -2,7 +2,7 @@
 
 Modules, one concern each (DESIGN §1): ``data`` (verified offline MNIST), ``models``
 (targets by name), ``train`` (the training loop, load-or-train), ``invert`` (analytic
-inverses), ``metrics`` (PSNR, SSIM,
+inverses), ``learned`` (learned inverses), ``metrics`` (PSNR, SSIM,
 re-classification), ``plotting`` (grids, curves), ``artifacts`` (paths, checkpoints, results).
 Import the modules you need; importing the package itself loads nothing heavy.
 """
