@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import papermill as pm
 import yaml
 
@@ -53,11 +54,14 @@ def load_params(path: str | None, books: list[Path]) -> dict[Path, dict]:
 
 
 def run(book: Path, params: dict) -> tuple[bool, str]:
-    """Execute one notebook in place; return (ok, message)."""
+    """Execute one notebook in place; return (ok, message naming the failing cell)."""
+    cells = nbformat.read(book, as_version=4).cells
     try:
         pm.execute_notebook(str(book), str(book), parameters=params, cwd=str(NOTEBOOKS), kernel_name="python3")
     except pm.PapermillExecutionError as exc:
-        return False, f"cell {exc.cell_index} (In [{exc.exec_count}]): {exc.ename}: {exc.evalue}"
+        first_line = cells[exc.cell_index].source.strip().splitlines()[0] if cells[exc.cell_index].source.strip() else ""
+        return False, (f"cell {exc.cell_index + 1} of {len(cells)} (In [{exc.exec_count}], `{first_line[:60]}`): "
+                       f"{exc.ename}: {exc.evalue}")
     return True, "ok"
 
 

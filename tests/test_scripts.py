@@ -47,3 +47,20 @@ def test_a_misspelled_parameter_is_an_error(tmp_path: Path) -> None:
         runner.load_params(str(bad), books)
     with pytest.raises(SystemExit, match="No notebook numbered 42"):
         runner.select("42")
+
+
+def test_a_failing_notebook_is_named_with_its_cell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+
+    runner = _load("run_notebooks")
+    book = tmp_path / "99_broken.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("1 / 0")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, book)
+    monkeypatch.setattr(runner, "NOTEBOOKS", tmp_path)
+    ok, message = runner.run(book, {})
+    assert not ok
+    assert message.startswith("cell 2 of 2 (In [2], `1 / 0`)") and "ZeroDivisionError" in message
+    written = nbformat.read(book, as_version=4).cells  # still written, with the error in it
+    assert any(o["output_type"] == "error" for c in written if c.cell_type == "code" for o in c.outputs)
