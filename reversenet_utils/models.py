@@ -1,4 +1,4 @@
-"""Target architectures by name.
+"""Target architectures by name, and the VAE.
 
 Every target is a flat ``nn.Sequential`` that maps an MNIST batch ``(N, 1, 28, 28)`` in [0, 1]
 to 10 logits, so later notebooks can walk its layers one by one (analytic inverses) or cut it
@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
-__all__ = ["TargetSpec", "TARGETS", "LEAKY_SLOPE", "get_spec", "build_target", "target_names"]
+__all__ = ["TargetSpec", "TARGETS", "LEAKY_SLOPE", "get_spec", "build_target", "target_names", "VAE"]
 
 #: Negative slope of every leaky ReLU here. Larger than PyTorch's 0.01 so that the inverse
 #: (a division by the slope) amplifies float error by 10x, not 100x.
@@ -108,3 +109,43 @@ def get_spec(name: str) -> TargetSpec:
 def build_target(name: str) -> nn.Sequential:
     """A freshly initialised target by name (see :data:`TARGETS`)."""
     return get_spec(name).build()
+
+
+class VAE(nn.Module):
+    """The inversed-VAE experiment's VAE: bias-free ``Linear`` layers, ``Tanh``, ``Sigmoid`` output.
+
+    Encoder 784-512-256 then two heads (mean and log-variance of a ``latent``-dimensional
+    Gaussian); decoder ``latent``-256-512-784. Without biases and with invertible activations, the
+    decoder is a chain that ``invert.invert`` can run backwards.
+    """
+
+    def __init__(self, latent: int = 16) -> None:
+        super().__init__()
+        if latent < 1:
+            raise ValueError(f"latent size must be positive, got {latent}")
+        self.latent = latent
+        self.encoder = nn.Sequential(
+            nn.Flatten(), nn.Linear(784, 512, bias=False), nn.Tanh(), nn.Linear(512, 256, bias=False), nn.Tanh()
+        )
+        self.mean = nn.Linear(256, latent, bias=False)
+        self.log_var = nn.Linear(256, latent, bias=False)
+        self.decoder = nn.Sequential(
+            nn.Linear(latent, 256, bias=False), nn.Tanh(),
+            nn.Linear(256, 512, bias=False), nn.Tanh(),
+            nn.Linear(512, 784, bias=False), nn.Sigmoid(),
+        )  # fmt: skip
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z | x)."""
+        h = self.encoder(x)
+        return self.mean(h), self.log_var(h)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (N, 1, 28, 28) in (0, 1) from latents (N, latent)."""
+        return self.decoder(z).reshape(len(z), 1, 28, 28)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Reconstruction from a reparameterised sample, with the mean and log-variance."""
+        mu, log_var = self.encode(x)
+        z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
+        return self.decode(z), mu, log_var

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .artifacts import checkpoint_path, load_checkpoint, save_checkpoint
 from .data import MNISTSplit, load_mnist
-from .models import build_target, get_spec
+from .models import VAE, build_target, get_spec
 
 __all__ = [
     "get_device",
@@ -27,6 +27,8 @@ __all__ = [
     "fit",
     "train_target",
     "load_target",
+    "vae_loss",
+    "load_vae",
 ]
 
 
@@ -242,3 +244,46 @@ def load_target(
         raise FileNotFoundError(f"No checkpoint for {name!r} at {path}: run notebooks/01_train_targets.ipynb.")
     model.meta = meta
     return model.to(device).requires_grad_(False).eval()
+
+
+def vae_loss(model: VAE, x: torch.Tensor, kl_weight: float = 1.0) -> torch.Tensor:
+    """Negative ELBO per image: binary cross-entropy (summed over pixels) + ``kl_weight`` x KL(q || N(0, I))."""
+    recon, mu, log_var = model(x)
+    bce = F.binary_cross_entropy(recon, x, reduction="sum")
+    kl = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp())
+    return (bce + kl_weight * kl) / len(x)
+
+
+def load_vae(
+    latent: int = 16, epochs: int = 10, lr: float = 2e-3, batch_size: int = 256, seed: int = 0,
+    device: torch.device | str | None = None,
+) -> VAE:
+    """The VAE with ``latent`` dimensions, frozen and in eval mode; trained (and saved to
+    ``artifacts/vae/vae_<latent>.pt``) when no checkpoint exists. ``model.meta`` holds its history."""
+    device = get_device() if device is None else torch.device(device)
+    torch.manual_seed(seed)
+    model = VAE(latent).to(device)
+    path = checkpoint_path(f"vae_{latent}", kind="vae")
+    if path.is_file():
+        meta = load_checkpoint(model, path)
+    else:
+        train, test = load_mnist("train", device=device), load_mnist("test", device=device)
+
+        def on_epoch() -> dict[str, float]:
+            model.eval()
+            with torch.no_grad():
+                test_loss = sum(vae_loss(model, test.images[i]).item() * len(i) for i in iterate_minibatches(len(test), 2000))
+            model.train()
+            return {"test_loss": test_loss / len(test)}
+
+        model.train()
+        start = time.perf_counter()
+        history = train_loop(
+            model.parameters(), lambda idx: vae_loss(model, train.images[idx]), len(train), epochs, batch_size, lr,
+            seed=seed, desc=f"VAE (latent {latent})", on_epoch=on_epoch,
+        )
+        meta = {"latent": latent, "epochs": epochs, "lr": lr, "seed": seed, "history": history,
+                "train_s": time.perf_counter() - start}
+        save_checkpoint(model, path, meta)
+    model.meta = meta
+    return model.requires_grad_(False).eval()
