@@ -10,6 +10,9 @@
   ``Tanh^{-1} = atanh``, ``ReLU`` by its identity pre-image (zeros stay zero).
 - ``Flatten`` by ``Unflatten``; ``Identity`` and ``Dropout`` (eval mode) by identity.
 
+When the analytic chain fails (an input far from the network's range), :func:`inversion_trace`
+shows where, and :func:`optimise_preimage` finds a pre-image by gradient descent instead.
+
 Domain handling. An activation inverse is defined on an open interval (logit on (0, 1), atanh on
 (-1, 1), leaky ReLU on the reals, ReLU's pre-image on [0, inf)). Values outside
 ``[lo + eps, hi - eps]`` (an infinite end becomes ``-/+ 1/eps``), and inf or NaN, are clamped into
@@ -20,10 +23,11 @@ reconstruction is never a silent NaN. ``eps`` defaults to :data:`DEFAULT_EPS` = 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
 __all__ = [
     "DEFAULT_EPS",
@@ -35,6 +39,8 @@ __all__ = [
     "reset_domain_counts",
     "linear_input_stats",
     "pinv",
+    "inversion_trace",
+    "optimise_preimage",
 ]
 
 #: Distance kept from the edge of an activation inverse's domain (see the module docstring).
@@ -273,3 +279,64 @@ def linear_input_stats(
         mean = sums[i] / n
         stats[i] = (mean.cpu(), (outer[i] / n - torch.outer(mean, mean)).cpu())
     return stats
+
+
+@torch.no_grad()
+def inversion_trace(model: nn.Sequential, inverse: nn.Sequential, y: torch.Tensor) -> tuple[torch.Tensor, list[dict]]:
+    """Run ``inverse = invert(model)`` on ``y`` one step at a time and report what each step did.
+
+    - a ``Linear`` step solves ``W x + b = h`` by least squares: its relative residual
+      ``||W x + b - h|| / ||h||`` is 0 when ``h`` lies in the layer's range and grows as ``h`` leaves it;
+    - an activation step reports the share of values it had to clamp into its domain.
+
+    Returns the reconstruction and one dict per step (``step``, ``residual`` or ``clamped``).
+    """
+    rows: list[dict] = []
+    h = y
+    for i, inv in enumerate(inverse):
+        layer = model[len(model) - 1 - i]
+        name = f"{i}: {type(layer).__name__}^-1"
+        if isinstance(inv, InverseActivation):
+            before = inv.clamped
+            out = inv(h)
+            rows.append({"step": name, "clamped": (inv.clamped - before) / h.numel()})
+        elif isinstance(inv, InverseLinear):
+            out = inv(h)
+            rows.append({"step": name, "residual": ((layer(out) - h).norm() / h.norm().clamp_min(1e-30)).item()})
+        else:
+            out = inv(h)
+        h = out
+    return h, rows
+
+
+def optimise_preimage(
+    fn: nn.Module,
+    target: torch.Tensor,
+    init: torch.Tensor,
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    steps: int = 100,
+    lr: float = 0.1,
+    batch_size: int = 2500,
+    desc: str = "pre-image",
+) -> torch.Tensor:
+    """Pre-image by optimisation: ``argmin_z loss(fn(z), target)`` by Adam from ``init``, in batches.
+
+    ``loss`` returns one value per sample (e.g. summed BCE per image); batches of ``batch_size`` rows
+    are optimised independently for ``steps`` steps each, with one progress bar. ``fn`` is frozen.
+    """
+    if init.shape[0] != target.shape[0]:
+        raise ValueError(f"init has {init.shape[0]} rows but target has {target.shape[0]}")
+    out = []
+    with tqdm(total=steps * -(-len(target) // batch_size), desc=desc, unit="step", mininterval=1.0) as bar:
+        for start in range(0, len(target), batch_size):
+            z = init[start : start + batch_size].detach().clone().requires_grad_(True)
+            goal = target[start : start + batch_size]
+            opt = torch.optim.Adam([z], lr=lr)
+            for _ in range(steps):
+                value = loss(fn(z), goal).sum()
+                opt.zero_grad(set_to_none=True)
+                value.backward()
+                opt.step()
+                bar.update()
+            out.append(z.detach())
+    return torch.cat(out)
