@@ -41,6 +41,7 @@ __all__ = [
     "pinv",
     "inversion_trace",
     "optimise_preimage",
+    "total_variation",
 ]
 
 #: Distance kept from the edge of an activation inverse's domain (see the module docstring).
@@ -317,12 +318,14 @@ def optimise_preimage(
     steps: int = 100,
     lr: float = 0.1,
     batch_size: int = 2500,
+    prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
     desc: str = "pre-image",
 ) -> torch.Tensor:
-    """Pre-image by optimisation: ``argmin_z loss(fn(z), target)`` by Adam from ``init``, in batches.
+    """Pre-image by optimisation: ``argmin_z loss(fn(z), target) + prior(z)`` by Adam from ``init``.
 
-    ``loss`` returns one value per sample (e.g. summed BCE per image); batches of ``batch_size`` rows
-    are optimised independently for ``steps`` steps each, with one progress bar. ``fn`` is frozen.
+    ``loss`` and ``prior`` return one value per sample (e.g. summed BCE per image, a total-variation
+    penalty); batches of ``batch_size`` rows are optimised independently for ``steps`` steps each,
+    with one progress bar. ``fn`` is frozen.
     """
     if init.shape[0] != target.shape[0]:
         raise ValueError(f"init has {init.shape[0]} rows but target has {target.shape[0]}")
@@ -334,9 +337,20 @@ def optimise_preimage(
             opt = torch.optim.Adam([z], lr=lr)
             for _ in range(steps):
                 value = loss(fn(z), goal).sum()
+                if prior is not None:
+                    value = value + prior(z).sum()
                 opt.zero_grad(set_to_none=True)
                 value.backward()
                 opt.step()
                 bar.update()
             out.append(z.detach())
     return torch.cat(out)
+
+
+def total_variation(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation of each image (N, C, H, W): mean absolute difference of neighbours.
+
+    The usual smoothness prior of optimisation-based inversion."""
+    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
+    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
+    return dx + dy

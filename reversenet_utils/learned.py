@@ -10,16 +10,28 @@ squash has less to do.
 
 ``MLPDecoder`` is the improvement: a small nonlinear network from the features to the image.
 
-Both are trained with the project's one training loop, ``train.train_loop``.
+The second half is the block-wise, progressive inversion of "Deep Neural Networks are
+Surprisingly Reversible": ``split_blocks`` cuts a target, ``InverseChain`` holds one small
+``BlockInverse`` per block, ``progressive_losses`` combines the per-block, image and
+cycle-consistency losses, ``train_inverse_chain`` trains under a progressive or joint schedule,
+and ``structured_noise`` / ``synthesize_inputs`` provide training inputs that are not MNIST
+(zero-shot). ``invert_by_optimisation`` is the optimisation-based baseline it is compared with.
+
+Everything trains with the project's one training loop, ``train.train_loop``.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .invert import InverseActivation
+from .invert import InverseActivation, optimise_preimage, total_variation
+from .train import train_loop
 
 __all__ = [
     "squash",
@@ -27,6 +39,18 @@ __all__ = [
     "inverse_weights_loss",
     "MLPDecoder",
     "optimise_hidden_for_classes",
+    "split_blocks",
+    "block_shapes",
+    "forward_features",
+    "BlockInverse",
+    "InverseChain",
+    "LossWeights",
+    "progressive_losses",
+    "schedule_depths",
+    "train_inverse_chain",
+    "structured_noise",
+    "synthesize_inputs",
+    "invert_by_optimisation",
 ]
 
 
@@ -119,3 +143,279 @@ def optimise_hidden_for_classes(
     with torch.no_grad():
         probs = torch.softmax(readout(torch.sigmoid(z)), 1)
     return z.detach(), probs
+
+
+# --- progressive, block-wise inversion ----------------------------------------------------------
+# After "Deep Neural Networks are Surprisingly Reversible: A Baseline for Zero-Shot Inversion":
+# cut the target into shallow blocks, give each block a small inverse module, train the modules
+# progressively with (a) a per-block reconstruction loss, (b) an image loss through the chain of
+# inverses and (c) a cycle-consistency loss through the frozen target.
+
+
+def split_blocks(model: nn.Sequential, ends: Sequence[int]) -> list[nn.Sequential]:
+    """Cut ``model`` into consecutive blocks ending (exclusively) at ``ends``; the last end is ``len(model)``."""
+    ends = list(ends)
+    if not ends or ends[-1] != len(model) or any(b <= a for a, b in zip([0, *ends], ends)):
+        raise ValueError(f"ends must increase strictly and finish at len(model) = {len(model)}, got {ends}")
+    return [model[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+
+
+def block_shapes(blocks: Sequence[nn.Module], in_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Shapes (without batch) of the input and of each block's output: ``[in_shape, s_1, ..., s_K]``."""
+    device = next(p for b in blocks for p in b.parameters()).device
+    h = torch.zeros(1, *in_shape, device=device)
+    shapes = [tuple(in_shape)]
+    with torch.no_grad():
+        for block in blocks:
+            h = block(h)
+            shapes.append(tuple(h.shape[1:]))
+    return shapes
+
+
+def ends_with_pool(block: nn.Sequential) -> bool:
+    """True for a block whose last layer is ``MaxPool2d`` (its inverse may use the pooling indices)."""
+    return isinstance(block[-1], nn.MaxPool2d)
+
+
+@torch.no_grad()
+def forward_features(
+    blocks: Sequence[nn.Sequential], x: torch.Tensor, upto: int | None = None, with_indices: bool = False
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """``[x, f_1, ..., f_k]`` (outputs of the blocks) and, if asked, each pooling block's max indices.
+
+    Indices are the *privileged* information of the MaxUnpool variant: they come from the forward
+    pass of the very image that is being reconstructed.
+    """
+    feats, indices = [x], []
+    for block in blocks[:upto]:
+        if with_indices and ends_with_pool(block):
+            pre = block[:-1](feats[-1])
+            pool = block[-1]
+            out, idx = F.max_pool2d(pre, pool.kernel_size, pool.stride, pool.padding, return_indices=True)
+            feats.append(out)
+            indices.append(idx)
+        else:
+            feats.append(block(feats[-1]))
+            indices.append(None)
+    return feats, indices
+
+
+class BlockInverse(nn.Module):
+    """Small learned inverse of one block, chosen by the block's input and output shapes.
+
+    A linear path plus a small nonlinear residual:
+
+    - image-like to image-like at half the resolution: a 4x4 stride-2 transposed conv, plus
+      3x3 conv -> leaky ReLU -> 4x4 stride-2 transposed conv (``unpool=True``: ``MaxUnpool2d`` with the
+      target's pooling indices first, then 3x3 convs at full resolution);
+    - anything to or from a vector: layer-normalised input, then a linear map plus a two-layer MLP
+      (without the normalisation, dense inverses of ReLU features learn several times slower).
+
+    The linear path lets an (almost) invertible block be inverted (almost) exactly; the residual
+    handles what ReLU and pooling removed.
+    """
+
+    def __init__(
+        self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], hidden: int = 32, hidden_dense: int = 512,
+        unpool: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_shape, self.out_shape, self.unpool = tuple(in_shape), tuple(out_shape), unpool
+        self.norm = nn.Identity()
+        spatial = len(in_shape) == 3 and len(out_shape) == 3
+        c_in, c_out = (in_shape[0], out_shape[0]) if spatial else (0, 0)
+        if unpool and not spatial:
+            raise ValueError("unpool=True needs an image-like block")
+        if spatial and unpool:
+            self.unpooling = nn.MaxUnpool2d(2)
+            self.linear = nn.Conv2d(c_out, c_in, 5, padding=2)
+            self.residual = nn.Sequential(
+                nn.Conv2d(c_out, hidden, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(hidden, c_in, 3, padding=1)
+            )
+        elif spatial:
+            if in_shape[1] != 2 * out_shape[1]:
+                raise ValueError(f"spatial blocks must halve the resolution: {in_shape} -> {out_shape}")
+            self.linear = nn.ConvTranspose2d(c_out, c_in, 4, stride=2, padding=1)
+            self.residual = nn.Sequential(
+                nn.Conv2d(c_out, hidden, 3, padding=1), nn.LeakyReLU(0.1),
+                nn.ConvTranspose2d(hidden, c_in, 4, stride=2, padding=1),
+            )  # fmt: skip
+        else:
+            n_in, n_out = math.prod(in_shape), math.prod(out_shape)
+            self.norm = nn.Sequential(nn.Flatten(), nn.LayerNorm(n_out, elementwise_affine=False))
+            self.linear = nn.Linear(n_out, n_in)
+            self.residual = nn.Sequential(nn.Linear(n_out, hidden_dense), nn.LeakyReLU(0.1), nn.Linear(hidden_dense, n_in))
+
+    def forward(self, f: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        if self.unpool:
+            if indices is None:
+                raise ValueError("this inverse uses MaxUnpool2d: pass the target's pooling indices")
+            f = self.unpooling(f, indices)
+        f = self.norm(f)
+        return (self.linear(f) + self.residual(f)).reshape(len(f), *self.in_shape)
+
+
+class InverseChain(nn.Module):
+    """One :class:`BlockInverse` per block; ``forward(f_k, k)`` maps block ``k``'s output to an image."""
+
+    def __init__(
+        self, blocks: Sequence[nn.Sequential], in_shape: tuple[int, ...] = (1, 28, 28), unpool: bool = False,
+        hidden: int = 32, hidden_dense: int = 512,
+    ) -> None:
+        super().__init__()
+        shapes = block_shapes(blocks, in_shape)
+        self.uses_indices = [unpool and ends_with_pool(b) for b in blocks]
+        self.inverses = nn.ModuleList(
+            BlockInverse(shapes[j], shapes[j + 1], hidden, hidden_dense, unpool=self.uses_indices[j])
+            for j in range(len(blocks))
+        )
+
+    def __len__(self) -> int:
+        return len(self.inverses)
+
+    def step(self, j: int, f: torch.Tensor, indices: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+        """Invert block ``j`` (0-based): its output ``f`` -> its input."""
+        idx = indices[j] if (indices is not None and self.uses_indices[j]) else None
+        return self.inverses[j](f, idx)
+
+    def forward(self, f: torch.Tensor, k: int, indices: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+        """Image from the output ``f`` of block ``k`` (1-based; ``k = len(self)`` means the logits)."""
+        if not 1 <= k <= len(self):
+            raise ValueError(f"k must be in 1..{len(self)}, got {k}")
+        for j in reversed(range(k)):
+            f = self.step(j, f, indices)
+        return f
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the three losses: per-block reconstruction, image, cycle consistency."""
+
+    block: float = 1.0
+    image: float = 1.0
+    cycle: float = 1.0
+
+
+def progressive_losses(
+    chain: InverseChain, blocks: Sequence[nn.Sequential], x: torch.Tensor, k: int, weights: LossWeights = LossWeights()
+) -> torch.Tensor:
+    """The three losses of the inverse of blocks ``1..k`` on a batch ``x`` (target frozen).
+
+    (a) every module ``j <= k`` reconstructs its block's input from the true block output;
+    (b) the chain from ``f_k`` reconstructs the image;
+    (c) the reconstruction, fed through the target's blocks ``1..k``, reproduces ``f_k``.
+    Each squared error is divided by the mean square of what it compares against, so the weights
+    mean the same for every block and every target.
+    """
+    feats, indices = forward_features(blocks, x, upto=k, with_indices=any(chain.uses_indices))
+    power = [f.pow(2).mean().clamp_min(1e-8) for f in feats]  # every loss is relative: scale-free
+    block_loss = sum(F.mse_loss(chain.step(j, feats[j + 1], indices), feats[j]) / power[j] for j in range(k)) / k
+    x_hat = chain(feats[k], k, indices)
+    image_loss = F.mse_loss(x_hat, x) / power[0]
+    f_again = x_hat
+    for block in blocks[:k]:
+        f_again = block(f_again)
+    cycle_loss = F.mse_loss(f_again, feats[k]) / power[k]
+    return weights.block * block_loss + weights.image * image_loss + weights.cycle * cycle_loss
+
+
+def schedule_depths(n_blocks: int, steps: int, schedule: str) -> list[int]:
+    """The block depth ``k`` trained at each step: ``"progressive"`` (1, then 1..2, ... equal shares)
+    or ``"joint"`` (all blocks from the first step)."""
+    if schedule == "joint":
+        return [n_blocks] * steps
+    if schedule == "progressive":
+        return [min(n_blocks, 1 + (i * n_blocks) // steps) for i in range(steps)]
+    raise ValueError(f"schedule must be 'progressive' or 'joint', got {schedule!r}")
+
+
+def train_inverse_chain(
+    chain: InverseChain,
+    blocks: Sequence[nn.Sequential],
+    sample: Callable[[torch.Tensor], torch.Tensor],
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 2e-3,
+    schedule: str = "progressive",
+    weights: LossWeights = LossWeights(),
+    seed: int = 0,
+    desc: str = "inverse",
+) -> list[dict[str, float]]:
+    """Train ``chain`` for ``steps`` batches drawn by ``sample(indices)`` under a depth ``schedule``.
+
+    ``sample`` receives the batch's index tensor (``0..steps*batch_size``) and returns images: real
+    training images, fresh noise, or synthesized inputs; the same budget for every data regime.
+    Uses the project's one training loop (one epoch of ``steps`` batches).
+    """
+    depths = schedule_depths(len(chain), steps, schedule)
+    step = 0
+
+    def loss_fn(idx: torch.Tensor) -> torch.Tensor:
+        nonlocal step
+        k = depths[min(step, steps - 1)]
+        step += 1
+        return progressive_losses(chain, blocks, sample(idx), k, weights)
+
+    return train_loop(chain.parameters(), loss_fn, steps * batch_size, 1, batch_size, lr, seed=seed, desc=desc)
+
+
+# --- training inputs that are not MNIST ---------------------------------------------------------
+
+
+def structured_noise(n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Blob- and stroke-like images in [0, 1], (n, 1, 28, 28), from no data at all.
+
+    Gaussian noise at a random coarse resolution (4x4, 7x7 or 14x14) is upsampled smoothly, then
+    passed through a sigmoid with a random threshold and contrast: soft blobs, sharp-edged shapes
+    and thin ridges, on a mostly dark background like MNIST's.
+    """
+    sizes = torch.tensor([4, 7, 14])[torch.randint(0, 3, (n,), generator=generator)]
+    smooth = torch.empty(n, 1, 28, 28)
+    for size in (4, 7, 14):
+        pick = sizes == size
+        if pick.any():
+            low = torch.randn(int(pick.sum()), 1, size, size, generator=generator)
+            smooth[pick] = F.interpolate(low, size=(28, 28), mode="bicubic", align_corners=False)
+    threshold = torch.rand(n, 1, 1, 1, generator=generator) * 1.5 + 0.3
+    contrast = torch.rand(n, 1, 1, 1, generator=generator) * 12 + 2
+    return torch.sigmoid(contrast * (smooth - threshold)).to(device)
+
+
+def synthesize_inputs(
+    target: nn.Module, n: int, steps: int = 60, lr: float = 0.1, tv_weight: float = 0.05, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs synthesized from the target alone (DeepInversion-style, without batch-norm statistics).
+
+    Start from :func:`structured_noise`, parameterise each image as ``sigmoid(z)`` so it stays in
+    [0, 1], and minimise the cross-entropy towards a random class plus a total-variation prior.
+    Returns ``(images, confidence of the target in the chosen class)``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    device = next(target.parameters()).device
+    init = torch.logit(structured_noise(n, g).clamp(0.02, 0.98)).to(device)
+    classes = torch.randint(0, 10, (n,), generator=g).to(device)
+    z = optimise_preimage(
+        lambda z: target(torch.sigmoid(z)), classes, init, lambda logits, c: F.cross_entropy(logits, c, reduction="none"),
+        steps=steps, lr=lr, batch_size=1024, prior=lambda z: tv_weight * total_variation(torch.sigmoid(z)),
+        desc="synthesizing inputs",
+    )
+    with torch.no_grad():
+        images = torch.sigmoid(z)
+        confidence = torch.softmax(target(images), 1).gather(1, classes[:, None])[:, 0]
+    return images, confidence
+
+
+def invert_by_optimisation(
+    feature_fn: nn.Module, features: torch.Tensor, steps: int = 200, lr: float = 0.05, tv_weight: float = 0.01,
+    shape: tuple[int, ...] = (1, 28, 28),
+) -> torch.Tensor:
+    """Optimisation-based inversion: Adam on the input (``x = sigmoid(z)``, from mid-grey), minimising the
+    relative squared error ``||feature_fn(x) - f||^2 / ||f||^2`` plus a total-variation prior."""
+    init = torch.zeros(len(features), *shape, device=features.device)
+    z = optimise_preimage(
+        lambda z: feature_fn(torch.sigmoid(z)), features, init,
+        lambda out, f: (out - f).pow(2).flatten(1).sum(1) / f.pow(2).flatten(1).sum(1).clamp_min(1e-12),
+        steps=steps, lr=lr, batch_size=len(features), prior=lambda z: tv_weight * total_variation(torch.sigmoid(z)),
+        desc="optimisation-based inversion",
+    )
+    return torch.sigmoid(z)

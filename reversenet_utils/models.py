@@ -71,6 +71,9 @@ class TargetSpec:
     epochs: int
     lr: float = 1e-3
     batch_size: int = 128
+    #: where the shallow blocks of the progressive inversion end (exclusive layer indices; the
+    #: last is the number of layers, i.e. the logits); empty if the target is not split
+    block_ends: tuple[int, ...] = ()
 
 
 TARGETS: dict[str, TargetSpec] = {
@@ -85,10 +88,15 @@ TARGETS: dict[str, TargetSpec] = {
     "mlp_sigmoid": TargetSpec(
         lambda: _mlp([784, 100, 100, 10], nn.Sigmoid), "sigmoid MLP 784-100-100-10", epochs=8, lr=5e-3
     ),
-    "mlp_relu": TargetSpec(lambda: _mlp([784, 500, 10], nn.ReLU), "ReLU MLP 784-500-10", epochs=5, lr=2e-3),
-    "cnn_pool": TargetSpec(_cnn_pool, "CNN: 2x(conv5-ReLU-maxpool) + 2 dense", epochs=3, lr=2e-3),
+    "mlp_relu": TargetSpec(
+        lambda: _mlp([784, 500, 10], nn.ReLU), "ReLU MLP 784-500-10", epochs=5, lr=2e-3, block_ends=(3, 4)
+    ),
+    "cnn_pool": TargetSpec(
+        _cnn_pool, "CNN: 2x(conv5-ReLU-maxpool) + 2 dense", epochs=3, lr=2e-3, block_ends=(3, 6, 9, 10)
+    ),
     "cnn_nopool": TargetSpec(
-        _cnn_nopool, "CNN: 2x(stride-2 conv4-leakyReLU) + 2 dense, no pooling", epochs=4, lr=2e-3
+        _cnn_nopool, "CNN: 2x(stride-2 conv4-leakyReLU) + 2 dense, no pooling", epochs=4, lr=2e-3,
+        block_ends=(2, 4, 7, 8),
     ),
 }
 
