@@ -48,6 +48,8 @@ __all__ = [
     "progressive_losses",
     "schedule_depths",
     "train_inverse_chain",
+    "invert_from_every_depth",
+    "random_strokes",
     "structured_noise",
     "synthesize_inputs",
     "invert_by_optimisation",
@@ -228,7 +230,7 @@ class BlockInverse(nn.Module):
             raise ValueError("unpool=True needs an image-like block")
         if spatial and unpool:
             self.unpooling = nn.MaxUnpool2d(2)
-            self.linear = nn.Conv2d(c_out, c_in, 5, padding=2)
+            self.linear = nn.Conv2d(c_out, c_in, 3, padding=1)
             self.residual = nn.Sequential(
                 nn.Conv2d(c_out, hidden, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(hidden, c_in, 3, padding=1)
             )
@@ -287,13 +289,36 @@ class InverseChain(nn.Module):
         return f
 
 
+@torch.inference_mode()
+def invert_from_every_depth(
+    chain: InverseChain, blocks: Sequence[nn.Sequential], x: torch.Tensor, batch_size: int = 500
+) -> dict[int, torch.Tensor]:
+    """Reconstructions of ``x`` from the output of every block: ``{k: chain(f_k)}`` for k = 1..K.
+
+    Runs in chunks of ``batch_size`` images (on a CPU ~2.5x faster than one batch of 10 000,
+    whose feature maps do not fit in cache); the target's features of a chunk serve every depth.
+    """
+    outputs: dict[int, list[torch.Tensor]] = {k: [] for k in range(1, len(blocks) + 1)}
+    for chunk in x.split(batch_size):
+        feats, indices = forward_features(blocks, chunk, with_indices=any(chain.uses_indices))
+        for k, out in outputs.items():
+            out.append(chain(feats[k], k, indices))
+    return {k: torch.cat(out) for k, out in outputs.items()}
+
+
 @dataclass(frozen=True)
 class LossWeights:
-    """Weights of the three losses: per-block reconstruction, image, cycle consistency."""
+    """Weights of the three losses: per-block reconstruction, image, cycle consistency.
+
+    ``class_cycle`` adds, when the chain inverts the logits, a KL divergence between the target's
+    class distributions on the original and on the reconstruction: the cycle loss on what a
+    classifier's output means (the MSE on raw logits weighs confident logits most).
+    """
 
     block: float = 1.0
     image: float = 1.0
     cycle: float = 1.0
+    class_cycle: float = 0.0
 
 
 def progressive_losses(
@@ -301,7 +326,9 @@ def progressive_losses(
 ) -> torch.Tensor:
     """The three losses of the inverse of blocks ``1..k`` on a batch ``x`` (target frozen).
 
-    (a) every module ``j <= k`` reconstructs its block's input from the true block output;
+    (a) every module ``j <= k`` reconstructs its block's input from the true block output (summed,
+        not averaged, over modules: a module's weight must not shrink as deeper ones join; with the
+        mean, ``cnn_nopool``'s first-block inverse lost 1-2 dB by the end of progressive training);
     (b) the chain from ``f_k`` reconstructs the image;
     (c) the reconstruction, fed through the target's blocks ``1..k``, reproduces ``f_k``.
     Each squared error is divided by the mean square of what it compares against, so the weights
@@ -309,14 +336,19 @@ def progressive_losses(
     """
     feats, indices = forward_features(blocks, x, upto=k, with_indices=any(chain.uses_indices))
     power = [f.pow(2).mean().clamp_min(1e-8) for f in feats]  # every loss is relative: scale-free
-    block_loss = sum(F.mse_loss(chain.step(j, feats[j + 1], indices), feats[j]) / power[j] for j in range(k)) / k
+    block_loss = sum(F.mse_loss(chain.step(j, feats[j + 1], indices), feats[j]) / power[j] for j in range(k))
     x_hat = chain(feats[k], k, indices)
     image_loss = F.mse_loss(x_hat, x) / power[0]
     f_again = x_hat
     for block in blocks[:k]:
         f_again = block(f_again)
     cycle_loss = F.mse_loss(f_again, feats[k]) / power[k]
-    return weights.block * block_loss + weights.image * image_loss + weights.cycle * cycle_loss
+    loss = weights.block * block_loss + weights.image * image_loss + weights.cycle * cycle_loss
+    if weights.class_cycle and k == len(blocks):  # f_k are the logits: compare the class distributions too
+        loss = loss + weights.class_cycle * F.kl_div(
+            F.log_softmax(f_again, 1), F.log_softmax(feats[k], 1), log_target=True, reduction="batchmean"
+        )
+    return loss
 
 
 def schedule_depths(n_blocks: int, steps: int, schedule: str) -> list[int]:
@@ -362,12 +394,33 @@ def train_inverse_chain(
 # --- training inputs that are not MNIST ---------------------------------------------------------
 
 
-def structured_noise(n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Blob- and stroke-like images in [0, 1], (n, 1, 28, 28), from no data at all.
+def random_strokes(n: int, generator: torch.Generator | None = None, size: int = 28) -> torch.Tensor:
+    """Pen-stroke-like images in [0, 1], (n, 1, size, size): 1-3 random quadratic Bezier curves each.
 
-    Gaussian noise at a random coarse resolution (4x4, 7x7 or 14x14) is upsampled smoothly, then
-    passed through a sigmoid with a random threshold and contrast: soft blobs, sharp-edged shapes
-    and thin ridges, on a mostly dark background like MNIST's.
+    Every curve is sampled at 24 points; a pixel's ink falls off as a Gaussian of its distance to the
+    nearest point (random pen width), clipped to 1. A generic prior of line drawings, learned from no data.
+    """
+    n_curves, n_points = 3, 24
+    ctrl = torch.rand(n, n_curves, 3, 2, generator=generator) * 0.8 + 0.1  # control points in the central 80 %
+    t = torch.linspace(0, 1, n_points)[:, None]
+    bezier = torch.cat([(1 - t) ** 2, 2 * t * (1 - t), t**2], 1)  # Bernstein weights, (n_points, 3)
+    points = torch.einsum("pc,nkcd->nkpd", bezier, ctrl) * (size - 1)  # (n, curves, points, 2)
+    keep = torch.arange(n_curves) < torch.randint(1, n_curves + 1, (n, 1), generator=generator)  # 1..3 curves
+    width = torch.rand(n, 1, 1, 1, generator=generator) * 0.6 + 0.7  # pen profile's std in pixels
+    grid = torch.arange(size, dtype=torch.float32)
+    points = points.flatten(1, 2)  # (n, curves*points, 2)
+    d2 = (grid[None, None, :, None] - points[..., 0, None, None]) ** 2 + (grid[None, None, None, :] - points[..., 1, None, None]) ** 2
+    d2 = d2.masked_fill(~keep[..., None].expand(-1, -1, n_points).flatten(1)[..., None, None], float("inf"))
+    ink = 1.5 * torch.exp(-d2.amin(1) / (2 * width[:, 0] ** 2))  # distance to the nearest point of any curve
+    return ink.clamp(0, 1)[:, None]
+
+
+def structured_noise(n: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Image-like inputs in [0, 1], (n, 1, 28, 28), from no data at all.
+
+    Half are smooth Gaussian noise at a random coarse resolution (4x4, 7x7 or 14x14), upsampled and
+    passed through a sigmoid with a random threshold and contrast (soft blobs, sharp-edged shapes
+    and thin ridges on a dark background); the other half are :func:`random_strokes`.
     """
     sizes = torch.tensor([4, 7, 14])[torch.randint(0, 3, (n,), generator=generator)]
     smooth = torch.empty(n, 1, 28, 28)
@@ -378,7 +431,10 @@ def structured_noise(n: int, generator: torch.Generator | None = None, device: t
             smooth[pick] = F.interpolate(low, size=(28, 28), mode="bicubic", align_corners=False)
     threshold = torch.rand(n, 1, 1, 1, generator=generator) * 1.5 + 0.3
     contrast = torch.rand(n, 1, 1, 1, generator=generator) * 12 + 2
-    return torch.sigmoid(contrast * (smooth - threshold)).to(device)
+    images = torch.sigmoid(contrast * (smooth - threshold))
+    strokes = torch.rand(n, generator=generator) < 0.5
+    images[strokes] = random_strokes(int(strokes.sum()), generator)
+    return images.to(device)
 
 
 def synthesize_inputs(

@@ -86,7 +86,7 @@ def ssim(
 
 @torch.no_grad()
 def reclassification_accuracy(
-    classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 2048
+    classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
 ) -> float:
     """Fraction of ``images`` (e.g. reconstructions) that ``classifier`` assigns to ``labels``."""
     from .train import predict  # local import: train imports data/models, keep metrics light

@@ -61,7 +61,7 @@ def iterate_minibatches(
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Logits of ``model`` on ``images``, computed in batches on the model's device (eval mode)."""
     was_training = model.training
     model.eval()

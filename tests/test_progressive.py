@@ -10,9 +10,12 @@ from reversenet_utils.invert import total_variation
 from reversenet_utils.learned import (
     BlockInverse,
     InverseChain,
+    LossWeights,
     forward_features,
     invert_by_optimisation,
+    invert_from_every_depth,
     progressive_losses,
+    random_strokes,
     schedule_depths,
     split_blocks,
     structured_noise,
@@ -57,6 +60,28 @@ def test_inverse_chain_maps_every_boundary_to_images() -> None:
         BlockInverse((4, 14, 14), (8, 7, 7), unpool=True)(torch.rand(2, 8, 7, 7))
 
 
+def test_invert_from_every_depth_matches_the_chain_in_any_chunking() -> None:
+    blocks = split_blocks(_tiny(), [2, 5, 7])
+    chain = InverseChain(blocks, unpool=True).eval()
+    x = torch.rand(7, 1, 28, 28)
+    feats, indices = forward_features(blocks, x, with_indices=True)
+    out = invert_from_every_depth(chain, blocks, x, batch_size=3)  # chunks of 3, 3, 1
+    assert sorted(out) == [1, 2, 3]
+    with torch.no_grad():
+        for k, x_hat in out.items():
+            assert torch.allclose(x_hat, chain(feats[k], k, indices), atol=1e-6)
+
+
+def test_class_cycle_term_only_when_inverting_the_logits() -> None:
+    blocks = split_blocks(_tiny(), [2, 5, 7])
+    chain = InverseChain(blocks, hidden=8, hidden_dense=32)
+    x = torch.rand(4, 1, 28, 28)
+    plain, with_kl = LossWeights(1, 1, 1), LossWeights(1, 1, 1, class_cycle=5)
+    with torch.no_grad():
+        assert progressive_losses(chain, blocks, x, 2, with_kl) == progressive_losses(chain, blocks, x, 2, plain)
+        assert progressive_losses(chain, blocks, x, 3, with_kl) > progressive_losses(chain, blocks, x, 3, plain)
+
+
 def test_schedules_share_the_budget() -> None:
     assert schedule_depths(3, 6, "progressive") == [1, 1, 2, 2, 3, 3]
     assert schedule_depths(3, 4, "joint") == [3, 3, 3, 3]
@@ -81,6 +106,14 @@ def test_structured_noise_is_image_like_and_seeded() -> None:
     b = structured_noise(16, torch.Generator().manual_seed(3))
     assert a.shape == (16, 1, 28, 28) and torch.equal(a, b)
     assert 0 <= a.min() and a.max() <= 1 and a.std() > 0.1
+
+
+def test_random_strokes_are_thin_lines() -> None:
+    s = random_strokes(64, torch.Generator().manual_seed(0))
+    assert s.shape == (64, 1, 28, 28) and 0 <= s.min() and s.max() == 1
+    ink = (s > 0.5).float().mean((1, 2, 3))
+    assert (ink > 0).all() and ink.max() < 0.35  # every image has a stroke, none is a filled blob
+    assert s[:, :, 0].max() < 0.5 and s[:, :, -1].max() < 0.5  # control points stay off the border
 
 
 def test_synthesis_and_optimisation_inversion() -> None:
