@@ -31,7 +31,8 @@ run: setup data ## execute the notebooks in order with papermill, in place [NB=0
 	$(PY) scripts/run_notebooks.py $(if $(NB),--nb $(NB)) $(if $(PARAMS),--params $(PARAMS))
 
 test: setup data ## unit tests + nbval (--nbval-lax) over notebooks/
-	TQDM_DISABLE=1 $(PY) -m pytest
+	@# no progress bars in logs; never download VGG19's 548 MB in a test run (notebook 06 uses EfficientNet-Lite0)
+	TQDM_DISABLE=1 REVERSENET_NO_DOWNLOAD=1 $(PY) -m pytest
 
 lab: setup data ## JupyterLab on the repository, with the project's kernel
 	$(PY) -m jupyter lab --notebook-dir=$(CURDIR)

@@ -1,0 +1,113 @@
+"""Feature visualisation: objectives, hooks on in-place ReLUs, parameterisations, rendering, GIFs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from reversenet_utils.featureviz import (
+    ImageParam,
+    activations,
+    blur_penalty,
+    channel,
+    class_logit,
+    layer,
+    neuron,
+    render,
+    robustness,
+    save_gif,
+)
+
+
+def _tiny_cnn() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 5),
+    )  # fmt: skip
+
+
+def test_render_raises_the_objective_of_every_image() -> None:
+    model = _tiny_cnn()
+    objective = channel("2", [0, 3, 5])  # one channel per image, one optimisation
+    result = render(model, objective, batch=3, size=32, steps=100, lr=0.05, transform=robustness(pad=2, jitter=2))
+    with torch.no_grad():  # the same seeded initial images, before any step
+        start = objective(activations(model, ImageParam(3, 32, generator=torch.Generator().manual_seed(0))(), ["2"]))
+    assert result.images.shape == (3, 3, 32, 32) and 0 <= result.images.min() and result.images.max() <= 1
+    assert (result.objective > start).all() and result.objective.mean() > start.mean() + 0.02
+    assert len(result.history) == 100 and not any(p.requires_grad for p in model.parameters())
+
+
+def test_hooks_see_pre_relu_values_of_torchvision_vgg19() -> None:
+    from torchvision.models import vgg19
+
+    model = vgg19().eval()  # random weights, in-place ReLUs
+    x = torch.rand(1, 3, 64, 64)
+    acts = activations(model, x, ["features.0", "features.1"])
+    assert (acts["features.0"] < 0).any()  # the conv's output, before its in-place ReLU
+    assert (acts["features.1"] >= 0).all()
+    assert torch.equal(acts["features.1"], acts["features.0"].clamp_min(0))
+    with pytest.raises(ValueError, match="no module 'features.99x'"):
+        activations(model, x, ["features.99x"])
+
+
+def test_objectives_compose_and_check_units() -> None:
+    acts = {"a": torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2), "output": torch.eye(2, 4)}
+    mean_c1 = acts["a"][:, 1].flatten(1).mean(1)
+    assert torch.allclose(channel("a", 1)(acts), mean_c1)
+    assert torch.allclose((channel("a", 1) - 0.5 * layer("a"))(acts), mean_c1 - 0.5 * acts["a"].pow(2).flatten(1).mean(1))
+    assert neuron("a", [0, 2])(acts).tolist() == [acts["a"][0, 0, 1, 1].item(), acts["a"][1, 2, 1, 1].item()]
+    assert class_logit([0, 1])(acts).tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="3 channels"):
+        channel("a", 7)(acts)
+    with pytest.raises(ValueError, match="one per image"):
+        channel("a", [0, 1, 2])(acts)
+
+
+@pytest.mark.parametrize("kind,channels", [("pixel", 3), ("fft", 3), ("fft", 1)])
+def test_parameterisations_give_images(kind: str, channels: int) -> None:
+    images = ImageParam(2, 17, channels, kind)()
+    assert images.shape == (2, channels, 17, 17) and 0 < images.min() and images.max() < 1
+    with pytest.raises(ValueError, match="kind"):
+        ImageParam(1, 8, kind="wavelet")
+
+
+def test_transforms_and_penalties() -> None:
+    x = torch.rand(4, 3, 20, 20)
+    assert robustness()(x).shape == (4, 3, 44, 44)  # padded by 12 on every side
+    assert robustness(pad=0, jitter=2, final_jitter=1)(x).shape == x.shape
+    assert blur_penalty(torch.ones(2, 1, 8, 8)).tolist() == [0.0, 0.0]
+    assert (blur_penalty(torch.rand(2, 1, 8, 8)) > 0).all()
+
+
+def test_gif_is_written(tmp_path) -> None:
+    result = render(_tiny_cnn(), class_logit(2), size=16, steps=6, frame_every=2)
+    assert len(result.frames) == 4  # steps 0, 2, 4 and the final image
+    path = save_gif(result.frames, tmp_path / "anim.gif")
+    with Image.open(path) as gif:
+        assert gif.format == "GIF" and gif.n_frames == 4 and gif.size == (16, 16)
+    with pytest.raises(ValueError, match="no frames"):
+        save_gif([], tmp_path / "none.gif")
+
+
+def test_a_missing_weights_file_is_an_error(tmp_path) -> None:
+    from reversenet_utils.featureviz import load_imagenet_net
+
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_imagenet_net(tmp_path / "nope.pth")
+
+
+def test_offline_fallback_is_efficientnet_lite0_and_says_why(tmp_path, monkeypatch, capsys) -> None:
+    from reversenet_utils.featureviz import load_imagenet_net
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty hub cache
+    monkeypatch.setenv("REVERSENET_NO_DOWNLOAD", "1")
+    net = load_imagenet_net()
+    assert net.name == "efficientnet-lite0" and len(net.categories) == 1000
+    assert "downloading is off" in capsys.readouterr().out
+    with torch.no_grad():
+        acts = activations(net.model, net.preprocess(torch.rand(1, 3, 96, 96)), [net.early, net.late])
+    assert acts["output"].shape == (1, 1000) and acts[net.early].shape[1] < acts[net.late].shape[1]
