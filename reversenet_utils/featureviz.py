@@ -19,6 +19,7 @@ After Olah, Mordvintsev & Schubert, "Feature Visualization" (Distill, 2017). Fou
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,7 +254,7 @@ def robustness(
 
 
 def _jitter(x: torch.Tensor, d: int) -> torch.Tensor:
-    """Shift every image by its own random offset in [-d, d] (crop of a reflect-padded copy)."""
+    """Shift every image by its own random offset in [-d, d] (a crop of an edge-replicated copy)."""
     if d <= 0:
         return x
     n, _, h, w = x.shape
@@ -307,13 +308,12 @@ def render(
 
     ``transform`` (e.g. :func:`robustness`) is applied at every step, ``preprocess`` (e.g. ImageNet
     normalisation) right before the model. ``tv_weight`` / ``blur_weight`` subtract smoothness
-    penalties. Every ``frame_every`` steps a snapshot is kept for :func:`save_gif`.
+    penalties. Every ``frame_every`` steps a snapshot is kept for :func:`save_gif`. The model is
+    frozen (``requires_grad_(False)``) and left so; its train/eval mode is restored.
 
     Raises:
         FloatingPointError: the objective became NaN or inf (names the step and the learning rate).
     """
-    import time
-
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     device = next(model.parameters()).device
