@@ -64,3 +64,19 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path: Path, monkeypatch: 
     assert message.startswith("cell 2 of 2 (In [2], `1 / 0`)") and "ZeroDivisionError" in message
     written = nbformat.read(book, as_version=4).cells  # still written, with the error in it
     assert any(o["output_type"] == "error" for c in written if c.cell_type == "code" for o in c.outputs)
+
+
+def test_every_notebook_has_a_key_metric_from_its_committed_results() -> None:
+    runner = _load("run_notebooks")
+    for book in runner.select(None):
+        metric = runner.key_metric(book)
+        assert metric != "-" and "lacks" not in metric, (book.name, metric)
+        assert any(ch.isdigit() for ch in metric), (book.name, metric)
+
+
+def test_key_metric_without_or_with_a_broken_results_file(tmp_path: Path) -> None:
+    runner = _load("run_notebooks")
+    book = Path("04_zero_shot_progressive_inversion.ipynb")
+    assert runner.key_metric(book, tmp_path) == "-"
+    (tmp_path / "04_zero_shot_progressive_inversion.json").write_text('{"metrics": {"rows": []}}')
+    assert runner.key_metric(book, tmp_path).startswith("(results file lacks")
