@@ -53,6 +53,21 @@ def _cnn_pool() -> nn.Sequential:
     )  # fmt: skip
 
 
+def _judge_cnn() -> nn.Sequential:
+    """Three 3x3 convolution stages (32-64-64 channels, ReLU, max-pooling twice) and one dense layer.
+
+    A different architecture, width and seed from every target: it is never inverted, it only
+    judges reconstructions (notebook 07), so that re-classification is not scored by the very
+    network whose features were inverted (and whose cycle loss some inverses were trained on).
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 32 x 14 x 14
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 64 x 7 x 7
+        nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 10),
+    )  # fmt: skip
+
+
 def _cnn_nopool() -> nn.Sequential:
     """Two stride-2 4x4 convolutions (downsampling without pooling), then two dense layers."""
     return nn.Sequential(
@@ -74,11 +89,14 @@ class TargetSpec:
     #: where the shallow blocks of the progressive inversion end (exclusive layer indices; the
     #: last is the number of layers, i.e. the logits); empty if the target is not split
     block_ends: tuple[int, ...] = ()
+    #: seed of the initialisation and batch order when trained by ``train.load_target``
+    seed: int = 0
 
 
 TARGETS: dict[str, TargetSpec] = {
     "mlp_leaky": TargetSpec(
-        lambda: _mlp([784, 64, 64, 10], _leaky, orthogonal=True), "leaky-ReLU MLP 784-64-64-10", epochs=8, lr=3e-3
+        lambda: _mlp([784, 64, 64, 10], _leaky, orthogonal=True), "leaky-ReLU MLP 784-64-64-10", epochs=8, lr=3e-3,
+        block_ends=(3, 5, 6),
     ),
     "mlp_leaky_square": TargetSpec(
         lambda: _mlp([784, 784, 784, 10], _leaky, orthogonal=True),
@@ -86,7 +104,8 @@ TARGETS: dict[str, TargetSpec] = {
         epochs=3,
     ),
     "mlp_sigmoid": TargetSpec(
-        lambda: _mlp([784, 100, 100, 10], nn.Sigmoid), "sigmoid MLP 784-100-100-10", epochs=8, lr=5e-3
+        lambda: _mlp([784, 100, 100, 10], nn.Sigmoid), "sigmoid MLP 784-100-100-10", epochs=8, lr=5e-3,
+        block_ends=(3, 5, 6),
     ),
     "mlp_relu": TargetSpec(
         lambda: _mlp([784, 500, 10], nn.ReLU), "ReLU MLP 784-500-10", epochs=5, lr=2e-3, block_ends=(3, 4)
@@ -97,6 +116,10 @@ TARGETS: dict[str, TargetSpec] = {
     "cnn_nopool": TargetSpec(
         _cnn_nopool, "CNN: 2x(stride-2 conv4-leakyReLU) + 2 dense, no pooling", epochs=4, lr=2e-3,
         block_ends=(2, 4, 7, 8),
+    ),
+    "judge_cnn": TargetSpec(
+        _judge_cnn, "independent judge (never inverted): CNN 3x(conv3-ReLU), 2 max-pools, 1 dense", epochs=3,
+        lr=2e-3, seed=1,
     ),
 }
 

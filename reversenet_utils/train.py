@@ -196,9 +196,11 @@ def train_target(
     """Train the named target with its recipe (``epochs`` overrides it), save and return it.
 
     The checkpoint goes to ``artifacts/targets/<name>.pt`` with its test accuracy, wall time
-    and per-epoch history as metadata, which is also returned.
+    and per-epoch history as metadata, which is also returned. ``seed`` is added to the recipe's own
+    seed (0 for every target but the independent judge, so the judge never shares an initialisation).
     """
     spec = get_spec(name)
+    seed = spec.seed + seed
     device = get_device() if device is None else torch.device(device)
     train = train if train is not None else load_mnist("train")
     test = test if test is not None else load_mnist("test")
