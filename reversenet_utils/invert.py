@@ -23,11 +23,13 @@ reconstruction is never a silent NaN. ``eps`` defaults to :data:`DEFAULT_EPS` = 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 from tqdm import tqdm
+
+from .metrics import clip_images, psnr
 
 __all__ = [
     "DEFAULT_EPS",
@@ -35,6 +37,8 @@ __all__ = [
     "InverseLinear",
     "InverseActivation",
     "invert",
+    "prior_inverse",
+    "choose_damping",
     "domain_counts",
     "reset_domain_counts",
     "linear_input_stats",
@@ -235,6 +239,38 @@ def invert(
     if priors:
         raise ValueError(f"priors given for layers {sorted(priors)}, which are not Linear layers of the model")
     return nn.Sequential(*reversed(inverses))
+
+
+def prior_inverse(
+    model: nn.Sequential,
+    priors: Mapping[int, tuple[torch.Tensor, torch.Tensor]],
+    damping: float,
+    input_shape: tuple[int, ...] | None = (1, 28, 28),
+    eps: float = DEFAULT_EPS,
+) -> nn.Sequential:
+    """The Gaussian-prior inverse of ``model``, a prefix ``net[:d]`` of the network that ``priors``
+    (from :func:`linear_input_stats` of ``net``) describe; priors of layers beyond the prefix are dropped."""
+    kept = {i: p for i, p in priors.items() if i < len(model)}
+    return invert(model, input_shape=input_shape, priors=kept, eps=eps, damping=damping)
+
+
+@torch.no_grad()
+def choose_damping(
+    model: nn.Sequential,
+    priors: Mapping[int, tuple[torch.Tensor, torch.Tensor]],
+    held_out: torch.Tensor,
+    grid: Sequence[float],
+) -> tuple[float, dict[float, float]]:
+    """The ridge ``lambda`` of ``grid`` whose prior pre-image inverts ``model(held_out)`` best.
+
+    ``held_out`` are images the priors were *not* computed from (e.g. the last 5 000 training
+    images). Returns the best value and the mean PSNR (dB, clipped reconstructions) of every value.
+    """
+    if not grid:
+        raise ValueError("grid of damping values is empty")
+    features, shape = model(held_out), tuple(held_out.shape[1:])
+    sweep = {lam: psnr(clip_images(prior_inverse(model, priors, lam, shape)(features)), held_out) for lam in grid}
+    return max(sweep, key=sweep.get), sweep
 
 
 def domain_counts(inverse: nn.Module) -> dict[str, dict[str, int]]:

@@ -14,7 +14,9 @@ from reversenet_utils.invert import (
     UnsupportedLayerError,
     domain_counts,
     invert,
+    choose_damping,
     linear_input_stats,
+    prior_inverse,
     reset_domain_counts,
 )
 
@@ -122,3 +124,24 @@ def test_unsupported_layer_is_named() -> None:
         invert(nn.Sequential(nn.Flatten(), nn.MaxPool2d(2)))
     with pytest.raises(UnsupportedLayerError, match="not invertible"):
         invert(nn.Sequential(nn.LeakyReLU(0.0)))
+
+
+def test_prior_inverse_and_choose_damping() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 4), nn.LeakyReLU(0.1), nn.Linear(4, 3))
+    # images that live near a 2-dimensional subspace: a prior learns it, the minimum-norm pre-image does not
+    basis = torch.randn(2, 16)
+    images = (torch.randn(600, 2) @ basis + 0.01 * torch.randn(600, 16)).reshape(600, 1, 4, 4).sigmoid()
+    priors = linear_input_stats(net, images[:500])
+    prefix = net[:3]  # invert from the hidden layer: the prior of layer 3 must be ignored
+    inverse = prior_inverse(prefix, priors, damping=1e-3, input_shape=(1, 4, 4))
+    assert sum(isinstance(m, InverseLinear) and m.with_prior for m in inverse) == 1
+    best, sweep = choose_damping(prefix, priors, images[500:], [1e-6, 1e-3, 1.0, 1e3])
+    assert set(sweep) == {1e-6, 1e-3, 1.0, 1e3} and best == max(sweep, key=sweep.get)
+    plain = invert(prefix, input_shape=(1, 4, 4))
+    held_out = images[500:]
+    err_prior = (prior_inverse(prefix, priors, best, (1, 4, 4))(prefix(held_out)) - held_out).pow(2).mean()
+    err_pinv = (plain(prefix(held_out)) - held_out).pow(2).mean()
+    assert err_prior < err_pinv / 10
+    with pytest.raises(ValueError, match="empty"):
+        choose_damping(prefix, priors, held_out, [])
