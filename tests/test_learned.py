@@ -12,6 +12,7 @@ from reversenet_utils.learned import (
     inverse_weights_loss,
     optimise_hidden_for_classes,
     squash,
+    train_inverse_weights,
 )
 from reversenet_utils.models import build_target
 from reversenet_utils.train import train_loop
@@ -69,3 +70,17 @@ def test_optimise_hidden_for_classes_reaches_confidence() -> None:
     assert z.shape == (3, 20)
     assert probs.argmax(1).tolist() == [0, 3, 9]
     assert probs.max(1).values.min() > 0.9
+
+
+def test_train_inverse_weights_keeps_confident_images_and_learns() -> None:
+    torch.manual_seed(0)
+    target = build_target("mlp_sigmoid").requires_grad_(False)
+    images = torch.rand(200, 1, 28, 28) * (torch.rand(200, 1, 1, 1) > 0.5)
+    inverse, history, kept = train_inverse_weights(target, images, confidence_threshold=0.05, steps=40, batch_size=50, lr=0.05)
+    assert kept == 200  # with ten classes every softmax maximum exceeds 0.1
+    assert history[-1]["loss"] < history[0]["loss"] and not inverse.training
+    assert inverse.sigmoid_inverse.seen == 0  # counters start clean for the caller
+    with pytest.raises(ValueError, match="no image is classified with confidence"):
+        train_inverse_weights(target, images, confidence_threshold=0.999, steps=1)
+    with pytest.raises(ValueError, match="confidence_threshold must be in"):
+        train_inverse_weights(target, images, confidence_threshold=1.5)

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from reversenet_utils.artifacts import CheckpointMismatchError
 from reversenet_utils.invert import total_variation
 from reversenet_utils.learned import (
     BlockInverse,
@@ -13,9 +14,13 @@ from reversenet_utils.learned import (
     LossWeights,
     forward_features,
     invert_by_optimisation,
+    inverse_checkpoint,
     invert_from_every_depth,
+    load_chain,
     progressive_losses,
     random_strokes,
+    regime_sampler,
+    save_chain,
     schedule_depths,
     split_blocks,
     structured_noise,
@@ -76,10 +81,18 @@ def test_class_cycle_term_only_when_inverting_the_logits() -> None:
     blocks = split_blocks(_tiny(), [2, 5, 7])
     chain = InverseChain(blocks, hidden=8, hidden_dense=32)
     x = torch.rand(4, 1, 28, 28)
-    plain, with_kl = LossWeights(1, 1, 1), LossWeights(1, 1, 1, class_cycle=5)
+    plain, with_class = LossWeights(1, 1, 1), LossWeights(1, 1, 1, class_cycle=5)
     with torch.no_grad():
-        assert progressive_losses(chain, blocks, x, 2, with_kl) == progressive_losses(chain, blocks, x, 2, plain)
-        assert progressive_losses(chain, blocks, x, 3, with_kl) > progressive_losses(chain, blocks, x, 3, plain)
+        assert progressive_losses(chain, blocks, x, 2, with_class) == progressive_losses(chain, blocks, x, 2, plain)
+        extra = progressive_losses(chain, blocks, x, 3, with_class) - progressive_losses(chain, blocks, x, 3, plain)
+        # the extra term is 5 x the cross-entropy of the target's class of the original on the reconstruction
+        logits = blocks[0](x)
+        for block in blocks[1:]:
+            logits = block(logits)
+        again = chain(logits, 3)
+        for block in blocks:
+            again = block(again)
+        assert extra.item() == pytest.approx(5 * torch.nn.functional.cross_entropy(again, logits.argmax(1)).item(), rel=1e-5)
 
 
 def test_schedules_share_the_budget() -> None:
@@ -136,3 +149,32 @@ def test_total_variation() -> None:
     stripes = torch.zeros(1, 1, 4, 4)
     stripes[..., ::2] = 1.0  # vertical stripes: every horizontal neighbour differs
     assert total_variation(stripes).item() == pytest.approx(1.0)
+
+
+def test_regime_sampler_draws_each_regime() -> None:
+    gen = torch.Generator().manual_seed(0)
+    real = torch.rand(20, 1, 28, 28)
+    idx = torch.arange(8)
+    batch = regime_sampler("real", steps=4, batch_size=8, generator=gen, real=real)(idx)
+    assert batch.shape == (8, 1, 28, 28) and all(any(torch.equal(b, r) for r in real) for b in batch)
+    noise = regime_sampler("noise", 4, 8, gen)(idx)
+    assert noise.shape == (8, 1, 28, 28) and not any(torch.equal(n, r) for n in noise for r in real)
+    with pytest.raises(ValueError, match="needs its images"):
+        regime_sampler("synthesized", 4, 8, gen, real=real)
+    with pytest.raises(ValueError, match="regime must be"):
+        regime_sampler("imagenet", 4, 8, gen)
+
+
+def test_a_saved_chain_loads_back_and_a_missing_one_is_none(tmp_root) -> None:
+    blocks = split_blocks(_tiny(), [2, 5, 7])
+    assert load_chain(blocks, "tiny", "real, progressive") is None
+    chain = InverseChain(blocks)
+    path = save_chain(chain, "tiny", "real, progressive", {"steps": 3, "weights": {"block": 30.0}})
+    assert path == inverse_checkpoint("tiny", "real, progressive") and path.name == "tiny__real-progressive.pt"
+    loaded = load_chain(blocks, "tiny", "real, progressive")
+    assert loaded.meta["steps"] == 3 and loaded.meta["label"] == "real, progressive" and not loaded.training
+    f = torch.rand(2, 8, 7, 7)
+    with torch.no_grad():
+        assert torch.equal(loaded(f, 2), chain(f, 2))
+    with pytest.raises(CheckpointMismatchError, match="delete"):  # other blocks: a clear error, not garbage
+        load_chain(split_blocks(_tiny()[:5], [2, 5]), "tiny", "real, progressive")
