@@ -12,7 +12,7 @@ from torchvision.utils import make_grid
 
 from .artifacts import assets_dir
 
-__all__ = ["image_grid", "show_images", "show_rows", "plot_curves", "save_figure"]
+__all__ = ["image_grid", "show_images", "show_rows", "show_row_panels", "plot_curves", "save_figure"]
 
 
 def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2) -> torch.Tensor:
@@ -38,15 +38,49 @@ def show_images(images: torch.Tensor, nrow: int = 10, title: str | None = None, 
     return ax.figure
 
 
+def _draw_rows(axes: Sequence[plt.Axes], rows: Mapping[str, torch.Tensor | None], n: int) -> None:
+    """One labelled row of ``n`` images per axis; a ``None`` row is left blank and marked n/a."""
+    for ax, (label, images) in zip(axes, rows.items()):
+        if images is None:
+            ax.text(0.5, 0.5, "n/a", ha="center", va="center", color="0.5", transform=ax.transAxes)
+        else:
+            ax.imshow(image_grid(images, nrow=n), cmap="gray_r", vmin=0, vmax=1)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+
+
 def show_rows(rows: Mapping[str, torch.Tensor], title: str | None = None) -> Figure:
     """Stack labelled rows of images (e.g. ``{"original": x, "reconstruction": x_hat}``)."""
     n = max(len(v) for v in rows.values())
     fig, axes = plt.subplots(len(rows), 1, figsize=(n * 0.8, len(rows) * 1.0 + 0.3), squeeze=False)
-    for ax, (label, images) in zip(axes[:, 0], rows.items()):
-        ax.imshow(image_grid(images, nrow=n), cmap="gray_r", vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(label, rotation=0, ha="right", va="center")
+    _draw_rows(axes[:, 0], rows, n)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def show_row_panels(
+    panels: Mapping[str, Mapping[str, torch.Tensor | None]], title: str | None = None, panel_width: float = 6.5
+) -> Figure:
+    """Side-by-side panels of labelled rows, e.g. one panel per target with one row per method.
+
+    Every panel must name the same rows in the same order; a row that does not apply to a panel is
+    ``None`` and drawn blank ("n/a"), so the rows line up across panels.
+    """
+    labels = [list(rows) for rows in panels.values()]
+    if any(row_labels != labels[0] for row_labels in labels):
+        raise ValueError(f"every panel needs the same rows in the same order, got {labels}")
+    n = max(len(v) for rows in panels.values() for v in rows.values() if v is not None)
+    n_rows = len(labels[0])
+    fig, axes = plt.subplots(n_rows, len(panels), figsize=(panel_width * len(panels), 0.75 * n_rows + 0.6), squeeze=False)
+    for col, (panel, rows) in enumerate(panels.items()):
+        _draw_rows(axes[:, col], rows, n)
+        axes[0, col].set_title(panel)
+        if col:
+            for ax in axes[:, col]:
+                ax.set_ylabel("")
     if title:
         fig.suptitle(title)
     fig.tight_layout()

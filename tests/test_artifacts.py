@@ -65,3 +65,16 @@ def test_project_root_finds_the_repository(monkeypatch: pytest.MonkeyPatch) -> N
     repo = Path(__file__).resolve().parents[1]
     monkeypatch.chdir(repo / "notebooks")
     assert project_root() == repo
+
+
+def test_row_panels_line_up_and_mark_missing_rows() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from reversenet_utils.plotting import show_row_panels
+
+    x = torch.rand(4, 1, 28, 28)
+    fig = show_row_panels({"a": {"original": x, "method": x}, "b": {"original": x, "method": None}}, title="t")
+    assert len(fig.axes) == 4 and any(t.get_text() == "n/a" for ax in fig.axes for t in ax.texts)
+    with pytest.raises(ValueError, match="same rows"):
+        show_row_panels({"a": {"original": x}, "b": {"method": x}})
