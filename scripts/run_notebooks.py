@@ -6,14 +6,13 @@
   declares is an error (papermill itself would only warn and run with the default).
 - A failing notebook stops the run and names the notebook and the cell; the notebook is still
   written, with the error in its output. Later notebooks are not run (they build on earlier ones).
-- At the end a summary lists each notebook, its wall time, its key metric (read from the
-  ``results/NN_name.json`` it wrote) and pass/fail.
+- At the end a summary lists each notebook, its wall time, its key metric (its one-line finding,
+  read from the ``results/NN_name.json`` it wrote, as in README) and pass/fail.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,44 +21,17 @@ import nbformat
 import papermill as pm
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling scripts, also when loaded by a test
+from readme_results import finding  # noqa: E402  the one place that says what each notebook found
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "results"
 
 
-def _row(m: dict, target: str, regime: str, depth: int) -> dict:
-    return next(r for r in m["rows"] if r["target"] == target and r["regime"] == regime and r["depth"] == depth)
-
-
-# One line per notebook, from the metrics keys that DESIGN §5 fixes.
-KEY_METRICS = {
-    "01": lambda m: "lowest target test accuracy {:.2%}".format(min(t["test_accuracy"] for t in m["targets"].values())),
-    "02": lambda m: "mlp_leaky from its logits: pinv {:.1f} dB, regularised {:.1f} dB".format(
-        m["pinv"]["psnr"], m["regularised"]["psnr"]),
-    "03": lambda m: "learned inverse {:.1f} dB, {:.1%} re-classified".format(m["improved"]["psnr"], m["improved"]["reclass"]),
-    "04": lambda m: "cnn_nopool block 1 {:.1f} dB; learned inverse {:.0f}x faster than optimisation".format(
-        _row(m, "cnn_nopool", "real, progressive", 1)["psnr"],
-        m["speed"]["learned_images_per_s"] / m["speed"]["optimisation_images_per_s"]),
-    "05": lambda m: "faithful pinv {:.1f} dB, best fix {:.1f} dB".format(
-        m["routes"]["faithful_pinv"]["psnr"],
-        max(r["psnr"] for k, r in m["routes"].items() if k not in ("encoder", "faithful_pinv"))),
-    "06": lambda m: "{}: lowest class probability {:.3f}, batched {:.1f}x faster".format(
-        m["model"], min(c["probability"] for c in m["classes"].values()), m["batched_speedup"]),
-}
-
-
 def key_metric(book: Path, results: Path = RESULTS) -> str:
-    """The notebook's headline number from its results file; '-' where there is none (yet)."""
-    path = results / f"{book.stem}.json"
-    describe = KEY_METRICS.get(book.name[:2])
-    if describe is None or not path.is_file():
-        return "-"
-    try:
-        return describe(json.loads(path.read_text())["metrics"])
-    except StopIteration:
-        return "(results file lacks the expected rows)"
-    except (KeyError, ValueError, TypeError) as exc:
-        return f"(results file lacks {exc})"
+    """The notebook's headline: its one-line finding, read from its results file ('-' where there is none yet)."""
+    return finding(book, results)
 
 
 def select(numbers: str | None) -> list[Path]:

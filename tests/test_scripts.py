@@ -80,3 +80,62 @@ def test_key_metric_without_or_with_a_broken_results_file(tmp_path: Path) -> Non
     assert runner.key_metric(book, tmp_path) == "-"
     (tmp_path / "04_zero_shot_progressive_inversion.json").write_text('{"metrics": {"rows": []}}')
     assert runner.key_metric(book, tmp_path).startswith("(results file lacks")
+
+
+def test_readme_numbers_are_the_results_json() -> None:
+    readme = _load("readme_results")
+    assert readme.main(["--check"]) == 0, "README differs from results/*.json: run `make readme`"
+    text = (REPO / "README.md").read_text()
+    for book in readme.notebooks():  # every notebook listed, with its finding from its own JSON
+        assert readme.finding(book) in text and "lacks" not in readme.finding(book), book.name
+
+
+def test_readme_check_fails_when_a_number_changes(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    readme = _load("readme_results")
+    shutil.copytree(REPO / "results", tmp_path, dirs_exist_ok=True)
+    text = (REPO / "README.md").read_text()
+    assert readme.render(text, tmp_path) == text
+    path = tmp_path / "07_inversion_benchmark.json"
+    data = json.loads(path.read_text())
+    data["metrics"]["rows"][0]["psnr"] += 1.0  # one measured number moves
+    path.write_text(json.dumps(data))
+    assert readme.render(text, tmp_path) != text
+    with pytest.raises(SystemExit, match="marker pair"):
+        readme.render("# README without markers\n", tmp_path)
+
+
+def test_papermill_injects_a_parameter_file(tmp_path: Path) -> None:
+    """The real client: papermill's CLI runs notebook 01 with a parameter file; the parameters take effect."""
+    import json
+    import os
+    import subprocess
+
+    import nbformat
+
+    if not (REPO / "data" / "MNIST" / "raw" / "t10k-labels-idx1-ubyte").is_file():
+        pytest.skip("MNIST not fetched: run `make data`")
+    root = tmp_path / "root"  # the notebook writes its checkpoint, figures and results here, not into the repo
+    root.mkdir()
+    (root / "data").symlink_to(REPO / "data")
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump({"targets": ["mlp_leaky"], "epochs": 1, "seed": 7}))
+    out = tmp_path / "out.ipynb"
+    env = {**os.environ, "REVERSENET_ROOT": str(root), "TQDM_DISABLE": "1"}
+    papermill = Path(sys.executable).with_name("papermill")
+    subprocess.run([str(papermill), str(REPO / "notebooks" / "01_train_targets.ipynb"), str(out), "-f", str(params),
+                    "--kernel", "python3", "--cwd", str(tmp_path)], env=env, check=True, capture_output=True, timeout=600)
+    injected = [c for c in nbformat.read(out, as_version=4).cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "epochs = 1" in injected[0].source and "seed = 7" in injected[0].source
+    results = json.loads((root / "results" / "01_train_targets.json").read_text())
+    assert results["params"]["targets"] == ["mlp_leaky"] and results["params"]["epochs"] == 1 and results["params"]["seed"] == 7
+    assert list(results["metrics"]["targets"]) == ["mlp_leaky"] and results["metrics"]["targets"]["mlp_leaky"]["epochs"] == 1
+
+    # a misspelled name: papermill alone only warns and runs the default; `make run`'s runner refuses it
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"epoch": 1}))
+    runner = subprocess.run([sys.executable, str(REPO / "scripts" / "run_notebooks.py"), "--nb", "01", "--params", str(bad)],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert runner.returncode != 0 and "unknown parameter(s) ['epoch']" in runner.stderr
