@@ -166,10 +166,13 @@ def benchmark_table(results: Path = RESULTS) -> str:
 
 def results_section(results: Path = RESULTS) -> str:
     """The generated results block of README."""
+    data = read("07_inversion_benchmark", results)
+    device = data["params"].get("device", "?") if data else "?"
     return "\n\n".join([
         "## Results: every method side by side",
         "Measured by [notebook 07](notebooks/07_inversion_benchmark.ipynb) on the 10 000 MNIST test images "
-        "(optimisation on a subset: it is the slowest), at default parameters on a 2-core CPU.",
+        f"(optimisation, the slowest, on the first `opt_images`), device `{device}`; images/s is the inversion "
+        "alone, from the fastest block boundary.",
         benchmark_table(results),
         "![The same 8 test digits under every method, inverted from block 1](assets/07_gallery_block1.png)",
         "![The same 8 test digits under every method, inverted from the logits](assets/07_gallery_logits.png)",

@@ -121,17 +121,17 @@ def test_papermill_injects_a_parameter_file(tmp_path: Path) -> None:
     root.mkdir()
     (root / "data").symlink_to(REPO / "data")
     params = tmp_path / "params.yaml"
-    params.write_text(yaml.safe_dump({"targets": ["mlp_leaky"], "epochs": 1, "seed": 7}))
+    params.write_text(yaml.safe_dump({"targets": ["mlp_leaky"], "epochs": 4, "seed": 7}))  # 4 epochs: above its floor
     out = tmp_path / "out.ipynb"
     env = {**os.environ, "REVERSENET_ROOT": str(root), "TQDM_DISABLE": "1"}
     papermill = Path(sys.executable).with_name("papermill")
     subprocess.run([str(papermill), str(REPO / "notebooks" / "01_train_targets.ipynb"), str(out), "-f", str(params),
                     "--kernel", "python3", "--cwd", str(tmp_path)], env=env, check=True, capture_output=True, timeout=600)
     injected = [c for c in nbformat.read(out, as_version=4).cells if "injected-parameters" in c.metadata.get("tags", [])]
-    assert len(injected) == 1 and "epochs = 1" in injected[0].source and "seed = 7" in injected[0].source
+    assert len(injected) == 1 and "epochs = 4" in injected[0].source and "seed = 7" in injected[0].source
     results = json.loads((root / "results" / "01_train_targets.json").read_text())
-    assert results["params"]["targets"] == ["mlp_leaky"] and results["params"]["epochs"] == 1 and results["params"]["seed"] == 7
-    assert list(results["metrics"]["targets"]) == ["mlp_leaky"] and results["metrics"]["targets"]["mlp_leaky"]["epochs"] == 1
+    assert results["params"]["targets"] == ["mlp_leaky"] and results["params"]["epochs"] == 4 and results["params"]["seed"] == 7
+    assert list(results["metrics"]["targets"]) == ["mlp_leaky"] and results["metrics"]["targets"]["mlp_leaky"]["epochs"] == 4
 
     # a misspelled name: papermill alone only warns and runs the default; `make run`'s runner refuses it
     bad = tmp_path / "bad.yaml"
