@@ -6,6 +6,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
@@ -15,7 +16,7 @@ from .artifacts import assets_dir
 __all__ = ["image_grid", "show_images", "show_rows", "show_row_panels", "plot_curves", "save_figure"]
 
 
-def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2) -> torch.Tensor:
+def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2) -> np.ndarray:
     """Tile a batch (N, C, H, W) in [0, 1] into one (H', W') or (H', W', 3) array for ``imshow``."""
     if images.dim() != 4:
         raise ValueError(f"Expected a batch (N, C, H, W), got shape {tuple(images.shape)}")
@@ -23,7 +24,7 @@ def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2) -> torch.
     # gaps: light grey on the inverted grayscale colour map used for digits, white for colour images
     pad_value = 0.15 if gray else 1.0
     grid = make_grid(images.detach().cpu().float().clamp(0, 1), nrow=nrow, padding=padding, pad_value=pad_value)
-    return grid[0] if gray else grid.permute(1, 2, 0)
+    return (grid[0] if gray else grid.permute(1, 2, 0)).numpy()  # numpy: what imshow expects, no copy warning
 
 
 def show_images(images: torch.Tensor, nrow: int = 10, title: str | None = None, ax: plt.Axes | None = None) -> Figure:
