@@ -10,7 +10,7 @@ PARAMS  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run readme test test-browser chromium lab clean distclean
+.PHONY: help setup data run readme test test-unit test-full test-browser chromium lab clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -34,9 +34,17 @@ run: setup data ## execute the notebooks in order with papermill, in place [NB=0
 readme: setup ## regenerate README's notebook table and results section from results/*.json
 	$(PY) scripts/readme_results.py
 
-test: setup data ## unit tests + nbval (--nbval-lax) over notebooks/
-	@# no progress bars in logs; never download VGG19's 548 MB in a test run (notebook 06 uses EfficientNet-Lite0)
-	TQDM_DISABLE=1 REVERSENET_NO_DOWNLOAD=1 $(PY) -m pytest
+# no progress bars in test logs; never download VGG19's 548 MB in a test run (notebook 06 uses EfficientNet-Lite0)
+TEST_ENV := TQDM_DISABLE=1 REVERSENET_NO_DOWNLOAD=1
+
+test: test-unit ## the fast tier: unit tests + every notebook under nbval at params/smoke.yaml, in a temporary root
+	$(TEST_ENV) $(PY) scripts/test_notebooks.py --params params/smoke.yaml
+
+test-unit: setup data ## unit tests only (tests/, bad inputs included)
+	$(TEST_ENV) $(PY) -m pytest
+
+test-full: setup data ## every notebook under nbval at its defaults with the full quality gates, in a temporary root
+	$(TEST_ENV) $(PY) scripts/test_notebooks.py
 
 test-browser: setup data chromium ## JupyterLab in headless Chromium: open a notebook [BROWSER_NOTEBOOK=02], Run All, screenshot, no errors
 	TQDM_DISABLE=1 REVERSENET_NO_DOWNLOAD=1 $(PY) -m pytest -m browser tests/browser

@@ -1,9 +1,19 @@
 """reversenet_utils: the thin helper package shared by the ReverseNet notebooks.
 
-Modules, one concern each (DESIGN §1): ``data`` (verified offline MNIST), ``models``
-(targets by name), ``train`` (the training loop, load-or-train), ``invert`` (analytic
-inverses), ``learned`` (learned inverses), ``metrics`` (PSNR, SSIM,
-re-classification), ``plotting`` (grids, curves), ``artifacts`` (paths, checkpoints, results).
+One concern per module, named after what it does (docs/design.md):
+
+- ``data``: verified offline MNIST; ``models``: the targets by name (with per-target budgets) and the VAE;
+- ``train``: the one training loop, evaluation, prediction, load-or-train of targets and the VAE;
+- ``artifacts``: paths, checkpoints (fingerprinted), the one ``load_or_train``, results JSON;
+- ``analytic``: pseudo-inverses and inverse activations, with domain handling (notebook 02);
+- ``inverse_weights``: learned inverse matrices of a sigmoid MLP (notebook 03);
+- ``progressive``: block-wise inverse modules, their losses and schedules (notebook 04);
+- ``synthetic``: data-free training inputs: structured noise, target-only synthesis;
+- ``optimise``: optimisation-based inversion and its image priors (shared with ``featureviz``);
+- ``featureviz``: input optimisation for units, layers and classes (notebook 06);
+- ``metrics``: MSE, PSNR, SSIM, re-classification, timing; ``plotting``: grids, rows, curves, tables;
+- ``notebook``: what the notebooks share: parameter checks, row look-up, markdown tables.
+
 Import the modules you need; importing the package itself loads nothing heavy.
 """
 

@@ -14,10 +14,12 @@ repository), else the working directory itself (Colab, or the package installed 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,11 @@ from torch import nn
 
 __all__ = [
     "CheckpointMismatchError",
+    "DATASET",
+    "fingerprint",
+    "load_or_train",
+    "inverse_checkpoint",
+    "inverse_identity",
     "project_root",
     "data_dir",
     "artifacts_dir",
@@ -40,7 +47,12 @@ __all__ = [
 
 
 class CheckpointMismatchError(RuntimeError):
-    """A checkpoint exists but does not fit the architecture it is loaded into."""
+    """A checkpoint exists but does not fit what it is loaded for: another architecture, another
+    target (or the same target since retrained), another dataset."""
+
+
+#: The dataset every checkpoint here is trained on; recorded in each checkpoint and checked on load.
+DATASET = "mnist"
 
 
 def project_root() -> Path:
@@ -89,30 +101,80 @@ def checkpoint_path(name: str, kind: str = "targets") -> Path:
     return folder / f"{name}.pt"
 
 
+def fingerprint(model: nn.Module) -> str:
+    """A short SHA-256 of ``model``'s weights (names, shapes, dtypes and values, in a fixed order).
+
+    Saved inverses record their target's fingerprint, so that an inverse is never loaded for another
+    target with the same shapes, or for the same target after it was retrained.
+    """
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def inverse_checkpoint(target: str, label: str) -> Path:
+    """``artifacts/inverses/<target>__<label>.pt``: where a learned inverse of ``target`` is saved, so that
+    later notebooks reuse it (label e.g. ``"progressive, real"`` for a chain, ``"inverse weights"``)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
+    if not slug:
+        raise ValueError(f"an inverse needs a label with letters or digits, got {label!r}")
+    return checkpoint_path(f"{target}__{slug}", kind="inverses")
+
+
+def inverse_identity(target: str, net: nn.Module, label: str) -> dict[str, Any]:
+    """What a saved inverse inverts: its label, the target's name and weights' :func:`fingerprint`, the dataset.
+    Saved with the inverse and checked when it is loaded (``load_or_train``)."""
+    return {"label": label, "target": target, "target_fingerprint": fingerprint(net), "dataset": DATASET}
+
+
 def save_checkpoint(model: nn.Module, path: Path, meta: Mapping[str, Any] | None = None) -> Path:
     """Save ``model``'s weights and a small JSON-able ``meta`` dict to ``path``.
 
     The file holds only tensors and plain Python values, so it loads with
-    ``torch.load(weights_only=True)`` (no arbitrary code runs on load).
+    ``torch.load(weights_only=True)`` (no arbitrary code runs on load). ``meta`` is converted to plain
+    values first (numpy scalars, paths, tensors) and anything else is refused *here*, with the key
+    named, rather than saved into a file that cannot be loaded; the written file is read back before it
+    replaces an existing one.
+
+    Raises:
+        TypeError / ValueError: ``meta`` holds a value that is not plain data (names the key).
     """
     path = Path(path)
+    plain = {}
+    for key, value in dict(meta or {}).items():
+        try:
+            plain[str(key)] = _jsonable(value)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"checkpoint meta[{key!r}] cannot be saved: {exc}") from None
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"state_dict": state, "meta": dict(meta or {})}
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
+    torch.save({"state_dict": state, "meta": plain}, tmp)
+    try:
+        torch.load(tmp, map_location="cpu", weights_only=True)  # what load_checkpoint will do
+    except Exception as exc:
+        tmp.unlink(missing_ok=True)
+        raise TypeError(f"the checkpoint for {path} would not load with weights_only=True ({exc})") from exc
     tmp.replace(path)  # never leave a half-written checkpoint behind
     return path
 
 
-def load_checkpoint(model: nn.Module, path: Path) -> dict[str, Any]:
+def load_checkpoint(model: nn.Module, path: Path, expect: Mapping[str, Any] | None = None,
+                    fix: str = "re-run the notebook that trains it") -> dict[str, Any]:
     """Load weights saved by :func:`save_checkpoint` into ``model``; return its ``meta``.
+
+    ``expect`` names what the checkpoint must have been saved for (e.g. ``{"target": "cnn_pool",
+    "target_fingerprint": ..., "dataset": "mnist"}``): every key must be in its meta with that value.
 
     Raises:
         FileNotFoundError: no file at ``path``.
-        CheckpointMismatchError: the file is not a checkpoint of this project, or its
-            tensors do not fit ``model`` (other architecture or shapes). The message names
-            the file, what differs, and how to fix it.
+        CheckpointMismatchError: the file is not a checkpoint of this project, was saved for
+            something else than ``expect`` says, or its tensors do not fit ``model`` (other
+            architecture or shapes). The message names the file, what differs, and ``fix``. The
+            model is left untouched.
     """
     path = Path(path)
     if not path.is_file():
@@ -128,6 +190,14 @@ def load_checkpoint(model: nn.Module, path: Path) -> dict[str, Any]:
         raise CheckpointMismatchError(
             f"{path} is not a reversenet checkpoint (no 'state_dict' entry). "
             f"Delete it and re-run the notebook that trains it."
+        )
+    meta = payload.get("meta", {})
+    differs = [f"{k}: saved for {meta.get(k, '(not recorded)')!r}, needed {v!r}"
+               for k, v in dict(expect or {}).items() if meta.get(k) != v]
+    if differs:
+        raise CheckpointMismatchError(
+            f"{path} was not saved for what it is loaded for ({'; '.join(differs)}). Using it would report numbers "
+            f"for a mismatched pair. Fix: {fix}, or delete {path} so that it is trained again."
         )
     state = payload["state_dict"]
     expected = model.state_dict()
@@ -150,11 +220,45 @@ def load_checkpoint(model: nn.Module, path: Path) -> dict[str, Any]:
         )
         raise CheckpointMismatchError(
             f"{path} does not fit {type(model).__name__}: {details}. The architecture changed "
-            f"since the checkpoint was saved: delete {path} and re-train it "
-            f"(e.g. re-run notebooks/01_train_targets.ipynb, or `load_target(name)` retrains)."
+            f"since the checkpoint was saved. Fix: {fix}, or delete {path} so that it is trained again."
         )
     model.load_state_dict(state)
-    return dict(payload.get("meta", {}))
+    return dict(meta)
+
+
+def load_or_train(
+    build: Callable[[], nn.Module],
+    path: Path,
+    train: Callable[[nn.Module], Mapping[str, Any]],
+    identity: Mapping[str, Any],
+    train_if_missing: bool = True,
+    fix: str = "re-run the notebook that trains it",
+) -> nn.Module:
+    """The project's one load-or-train: targets, the VAE, inverse weights and inverse chains use it.
+
+    ``build()`` makes the untrained module. If ``path`` exists, its weights are loaded, after checking
+    that the checkpoint was saved for ``identity`` (what it is: target name, the fingerprint of the
+    target it inverts, dataset, ...). Otherwise ``train(model)`` trains the module in place and returns
+    its metadata, and the module is saved with ``{**identity, **metadata}``, so every notebook also
+    runs standalone. A checkpoint saved for something else is never overwritten: that is an error
+    that says how to fix it. The metadata is attached as ``model.meta``; the module is returned in
+    eval mode.
+
+    Raises:
+        CheckpointMismatchError: the file was saved for another identity or architecture.
+        FileNotFoundError: no checkpoint and ``train_if_missing=False``.
+    """
+    model = build()
+    path = Path(path)
+    if path.is_file():
+        meta = load_checkpoint(model, path, expect=identity, fix=fix)
+    elif train_if_missing:
+        meta = {**identity, **dict(train(model))}
+        save_checkpoint(model, path, meta)
+    else:
+        raise FileNotFoundError(f"No checkpoint at {path}: {fix}.")
+    model.meta = meta
+    return model.eval()
 
 
 def _jsonable(value: Any) -> Any:
@@ -163,10 +267,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
+    if isinstance(value, torch.Tensor) or type(value).__module__ == "numpy":  # tensors, numpy arrays and scalars
         return _jsonable(value.tolist())
-    if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        value = value.item()
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"Refusing to write a non-finite number ({value}) to a results file.")

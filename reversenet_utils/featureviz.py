@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from .invert import total_variation
+from .optimise import total_variation
 
 __all__ = [
     "Objective",

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from pytorch_msssim import ssim as _ssim
 
+from .train import predict
+
 __all__ = [
     "PSNR_CAP_DB",
     "clip_images",
@@ -89,8 +91,6 @@ def reclassification_accuracy(
     classifier: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 256
 ) -> float:
     """Fraction of ``images`` (e.g. reconstructions) that ``classifier`` assigns to ``labels``."""
-    from .train import predict  # local import: train imports data/models, keep metrics light
-
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels.")
     logits = predict(classifier, images, batch_size)

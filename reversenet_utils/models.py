@@ -91,12 +91,14 @@ class TargetSpec:
     block_ends: tuple[int, ...] = ()
     #: seed of the initialisation and batch order when trained by ``train.load_target``
     seed: int = 0
+    #: training batches of each progressive inverse chain of this target (notebooks 04 and 07); 0 if not split
+    chain_steps: int = 0
 
 
 TARGETS: dict[str, TargetSpec] = {
     "mlp_leaky": TargetSpec(
         lambda: _mlp([784, 64, 64, 10], _leaky, orthogonal=True), "leaky-ReLU MLP 784-64-64-10", epochs=8, lr=3e-3,
-        block_ends=(3, 5, 6),
+        block_ends=(3, 5, 6), chain_steps=1200,
     ),
     "mlp_leaky_square": TargetSpec(
         lambda: _mlp([784, 784, 784, 10], _leaky, orthogonal=True),
@@ -105,17 +107,19 @@ TARGETS: dict[str, TargetSpec] = {
     ),
     "mlp_sigmoid": TargetSpec(
         lambda: _mlp([784, 100, 100, 10], nn.Sigmoid), "sigmoid MLP 784-100-100-10", epochs=8, lr=5e-3,
-        block_ends=(3, 5, 6),
+        block_ends=(3, 5, 6), chain_steps=1200,
     ),
     "mlp_relu": TargetSpec(
-        lambda: _mlp([784, 500, 10], nn.ReLU), "ReLU MLP 784-500-10", epochs=5, lr=2e-3, block_ends=(3, 4)
+        lambda: _mlp([784, 500, 10], nn.ReLU), "ReLU MLP 784-500-10", epochs=5, lr=2e-3, block_ends=(3, 4),
+        chain_steps=1200,
     ),
     "cnn_pool": TargetSpec(
-        _cnn_pool, "CNN: 2x(conv5-ReLU-maxpool) + 2 dense", epochs=3, lr=2e-3, block_ends=(3, 6, 9, 10)
+        _cnn_pool, "CNN: 2x(conv5-ReLU-maxpool) + 2 dense", epochs=3, lr=2e-3, block_ends=(3, 6, 9, 10),
+        chain_steps=600,
     ),
     "cnn_nopool": TargetSpec(
         _cnn_nopool, "CNN: 2x(stride-2 conv4-leakyReLU) + 2 dense, no pooling", epochs=4, lr=2e-3,
-        block_ends=(2, 4, 7, 8),
+        block_ends=(2, 4, 7, 8), chain_steps=600,
     ),
     "judge_cnn": TargetSpec(
         _judge_cnn, "independent judge (never inverted): CNN 3x(conv3-ReLU), 2 max-pools, 1 dense", epochs=3,

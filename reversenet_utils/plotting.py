@@ -13,7 +13,7 @@ from torchvision.utils import make_grid
 
 from .artifacts import assets_dir
 
-__all__ = ["image_grid", "show_images", "show_rows", "show_row_panels", "plot_curves", "save_figure"]
+__all__ = ["image_grid", "show_images", "show_rows", "show_row_panels", "plot_curves", "save_figure", "markdown_table"]
 
 
 def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2) -> np.ndarray:
@@ -108,3 +108,19 @@ def save_figure(fig: Figure, name: str, dpi: int = 110) -> Path:
     path = assets_dir() / (name if Path(name).suffix else f"{name}.png")
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return path
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str = "") -> str:
+    """A markdown table: ``header`` names the columns, each row is a sequence of cells (already formatted).
+
+    ``align`` has one letter per column, ``l`` or ``r`` (default: the first column left, the others right).
+    """
+    align = align or "l" + "r" * (len(header) - 1)
+    if len(align) != len(header) or set(align) - {"l", "r"}:
+        raise ValueError(f"align needs one of 'l'/'r' per column ({len(header)}), got {align!r}")
+    bad = [r for r in rows if len(r) != len(header)]
+    if bad:
+        raise ValueError(f"every row needs {len(header)} cells, got {bad[0]!r}")
+    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"]
+    lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    return "\n".join(lines)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from .artifacts import checkpoint_path, load_checkpoint, save_checkpoint
+from .artifacts import DATASET, checkpoint_path, load_or_train, save_checkpoint
 from .data import MNISTSplit, load_mnist
 from .models import VAE, build_target, get_spec
 
@@ -185,32 +185,19 @@ def fit(
     return history
 
 
-def train_target(
-    name: str,
-    epochs: int | None = None,
-    seed: int = 0,
-    device: torch.device | str | None = None,
-    train: MNISTSplit | None = None,
-    test: MNISTSplit | None = None,
-) -> tuple[nn.Sequential, dict[str, Any]]:
-    """Train the named target with its recipe (``epochs`` overrides it), save and return it.
-
-    The checkpoint goes to ``artifacts/targets/<name>.pt`` with its test accuracy, wall time
-    and per-epoch history as metadata, which is also returned. ``seed`` is added to the recipe's own
-    seed (0 for every target but the independent judge, so the judge never shares an initialisation).
-    """
+def _fit_recipe(
+    model: nn.Module, name: str, epochs: int | None, seed: int, train: MNISTSplit | None, test: MNISTSplit | None
+) -> dict[str, Any]:
+    """Train ``model`` (a freshly built target ``name``) with its recipe in place; return its metadata."""
     spec = get_spec(name)
     seed = spec.seed + seed
-    device = get_device() if device is None else torch.device(device)
+    device = next(model.parameters()).device
     train = train if train is not None else load_mnist("train")
     test = test if test is not None else load_mnist("test")
-    torch.manual_seed(seed)
-    model = spec.build().to(device)
     epochs = spec.epochs if epochs is None else epochs
     start = time.perf_counter()
     history = fit(model, train, test, epochs=epochs, lr=spec.lr, batch_size=spec.batch_size, seed=seed, desc=name)
-    meta = {
-        "name": name,
+    return {
         "description": spec.description,
         "epochs": epochs,
         "lr": spec.lr,
@@ -221,6 +208,33 @@ def train_target(
         "device": str(device),
         "history": history,
     }
+
+
+def _build_seeded(name: str, seed: int, device: torch.device) -> nn.Sequential:
+    torch.manual_seed(get_spec(name).seed + seed)
+    return build_target(name).to(device)
+
+
+def train_target(
+    name: str,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    train: MNISTSplit | None = None,
+    test: MNISTSplit | None = None,
+) -> tuple[nn.Sequential, dict[str, Any]]:
+    """Train the named target anew with its recipe (``epochs`` overrides it), save and return it.
+
+    The checkpoint goes to ``artifacts/targets/<name>.pt`` (replacing any earlier one: inverses saved
+    for the old weights then refuse to load, by fingerprint) with its test accuracy, wall time and
+    per-epoch history as metadata, which is also returned. ``seed`` is added to the recipe's own seed
+    (0 for every target but the independent judge, so the judge never shares an initialisation).
+    """
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
+        raise ValueError(f"epochs must be a whole number >= 1 (or None for the recipe's {get_spec(name).epochs}), got {epochs!r}")
+    device = get_device() if device is None else torch.device(device)
+    model = _build_seeded(name, seed, device)
+    meta = {"name": name, "dataset": DATASET, **_fit_recipe(model, name, epochs, seed, train, test)}
     save_checkpoint(model, checkpoint_path(name), meta)
     return model.requires_grad_(False).eval(), meta
 
@@ -228,23 +242,22 @@ def train_target(
 def load_target(
     name: str, device: torch.device | str | None = None, train_if_missing: bool = True
 ) -> nn.Sequential:
-    """A trained target by name, frozen and in eval mode.
+    """A trained target by name, frozen and in eval mode (``artifacts.load_or_train``).
 
     Loads ``artifacts/targets/<name>.pt``; when it is missing, trains the target with its
     default recipe (progress bar) and saves it, so every notebook also runs standalone.
     The checkpoint's metadata is attached as ``model.meta``.
     """
+    get_spec(name)  # unknown names: a clear error before anything else
     device = get_device() if device is None else torch.device(device)
-    model = build_target(name)
-    path = checkpoint_path(name)
-    if path.is_file():
-        meta = load_checkpoint(model, path)
-    elif train_if_missing:
-        print(f"No checkpoint for {name!r} at {path}: training it now (default recipe).")
-        model, meta = train_target(name, device=device)
-    else:
-        raise FileNotFoundError(f"No checkpoint for {name!r} at {path}: run notebooks/01_train_targets.ipynb.")
-    model.meta = meta
+
+    def train(model: nn.Module) -> dict[str, Any]:
+        print(f"No checkpoint for {name!r}: training it now (default recipe).")
+        return _fit_recipe(model, name, None, 0, None, None)
+
+    model = load_or_train(lambda: _build_seeded(name, 0, device), checkpoint_path(name), train,
+                          {"name": name, "dataset": DATASET}, train_if_missing,
+                          fix="re-run notebooks/01_train_targets.ipynb")
     return model.to(device).requires_grad_(False).eval()
 
 
@@ -261,14 +274,15 @@ def load_vae(
     device: torch.device | str | None = None,
 ) -> VAE:
     """The VAE with ``latent`` dimensions, frozen and in eval mode; trained (and saved to
-    ``artifacts/vae/vae_<latent>.pt``) when no checkpoint exists. ``model.meta`` holds its history."""
+    ``artifacts/vae/vae_<latent>.pt``) when no checkpoint exists (``artifacts.load_or_train``).
+    ``model.meta`` holds its history."""
     device = get_device() if device is None else torch.device(device)
-    torch.manual_seed(seed)
-    model = VAE(latent).to(device)
-    path = checkpoint_path(f"vae_{latent}", kind="vae")
-    if path.is_file():
-        meta = load_checkpoint(model, path)
-    else:
+
+    def build() -> VAE:
+        torch.manual_seed(seed)
+        return VAE(latent).to(device)
+
+    def train(model: VAE) -> dict[str, Any]:
         train, test = load_mnist("train", device=device), load_mnist("test", device=device)
 
         def on_epoch() -> dict[str, float]:
@@ -284,8 +298,8 @@ def load_vae(
             model.parameters(), lambda idx: vae_loss(model, train.images[idx]), len(train), epochs, batch_size, lr,
             seed=seed, desc=f"VAE (latent {latent})", on_epoch=on_epoch,
         )
-        meta = {"latent": latent, "epochs": epochs, "lr": lr, "seed": seed, "history": history,
-                "train_s": time.perf_counter() - start}
-        save_checkpoint(model, path, meta)
-    model.meta = meta
+        return {"epochs": epochs, "lr": lr, "seed": seed, "history": history, "train_s": time.perf_counter() - start}
+
+    model = load_or_train(build, checkpoint_path(f"vae_{latent}", kind="vae"), train,
+                          {"latent": latent, "dataset": DATASET}, fix="re-run notebooks/05_vae_decoder_inversion.ipynb")
     return model.requires_grad_(False).eval()

@@ -10,6 +10,10 @@ Everything between the markers is rewritten; the text around them is left alone.
 reports whether README is up to date with the JSON (exit 1 if not; the test suite runs it), so a
 number in README is always the number a notebook computed. ``make run`` calls this script last.
 
+A results file that cannot be read (malformed or truncated JSON), lacks a key the README reads, or
+holds a number that is not finite is an error that names the file and what is wrong (exit 2): README
+never publishes ``nan%`` or a placeholder.
+
 The one-line findings are also the key metric of ``make run``'s closing table (``run_notebooks.py``).
 """
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from collections.abc import Callable
@@ -25,24 +30,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling scripts, also when loaded by a test
 from sync_links import colab_url  # noqa: E402
 
+from reversenet_utils.notebook import find_row  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
 README = ROOT / "README.md"
 BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 
 
-def _row(m: dict, **match: object) -> dict:
-    """The first row of ``m["rows"]`` whose fields equal ``match``; StopIteration if none."""
-    return next(r for r in m["rows"] if all(r.get(k) == v for k, v in match.items()))
+class ResultsError(ValueError):
+    """A results file is unreadable, lacks what README reads, or holds a non-finite number."""
 
 
 def _finding_04(m: dict) -> str:
-    first = _row(m, target="cnn_nopool", regime="real, progressive", depth=1)
-    noise = _row(m, target="cnn_nopool", regime="noise, progressive", depth=1)
+    first = find_row(m["rows"], target="cnn_nopool", chain="progressive, real", depth=1)
+    noise = find_row(m["rows"], target="cnn_nopool", chain="progressive, noise", depth=1)
     depth_k: dict[str, int] = {}  # the logits' block boundary of each target
     for r in m["rows"]:
         depth_k[r["target"]] = max(depth_k.get(r["target"], 0), r["depth"])
-    logits = [_row(m, target=t, regime="real, progressive", depth=k)["reclass"] for t, k in depth_k.items()]
+    logits = [find_row(m["rows"], target=t, chain="progressive, real", depth=k)["reclass"] for t, k in depth_k.items()]
     speed = m["speed"]
     return (f"cnn_nopool from block 1: {first['psnr']:.1f} dB on real digits, {noise['psnr']:.1f} dB trained on noise "
             f"only; from the logits {min(logits):.2%}–{max(logits):.2%} re-classified; one forward pass "
@@ -85,7 +91,7 @@ FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "07": ("Every method side by side", _finding_07),
 }
 
-METHOD_ORDER = ["pinv", "prior pre-image", "inverse weights", "progressive, real", "progressive, zero-shot", "optimisation"]
+METHOD_ORDER = ["pinv", "prior pre-image", "inverse weights", "progressive, real", "progressive, noise", "optimisation"]
 
 
 def notebooks() -> list[Path]:
@@ -93,23 +99,51 @@ def notebooks() -> list[Path]:
     return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+def _reject_nonfinite(value: object, path: Path, where: str = "") -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _reject_nonfinite(v, path, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _reject_nonfinite(v, path, f"{where}[{i}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ResultsError(f"{path}: {where} is {value}; re-run the notebook (`make run NB={path.stem[:2]}`)")
+
+
 def read(stem: str, results: Path = RESULTS) -> dict | None:
-    """``results/<stem>.json`` or None if that notebook has not written one."""
+    """``results/<stem>.json`` or None if that notebook has not written one.
+
+    Raises:
+        ResultsError: the file is not valid JSON (e.g. truncated), not a results file, or holds NaN/inf.
+    """
     path = results / f"{stem}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(), parse_constant=lambda c: float(c))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: not valid JSON ({exc}); re-run the notebook (`make run NB={stem[:2]}`) "
+                           f"or restore it with `git checkout -- {path.relative_to(results.parent) if path.is_relative_to(results.parent) else path}`") from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise ResultsError(f"{path}: not a results file (no 'metrics' mapping); re-run the notebook (`make run NB={stem[:2]}`)")
+    _reject_nonfinite(data, path)
+    return data
 
 
 def finding(book: Path, results: Path = RESULTS) -> str:
-    """The notebook's one-line finding; '-' if it has no results yet, a note if the file lacks a key."""
+    """The notebook's one-line finding; '-' if it has no results yet.
+
+    Raises:
+        ResultsError: the results file is unreadable or lacks a key or row the finding reads (names the file).
+    """
     entry, data = FINDINGS.get(book.name[:2]), read(book.stem, results)
     if entry is None or data is None:
         return "-"
     try:
         return entry[1](data["metrics"])
-    except StopIteration:
-        return "(results file lacks the expected rows)"
-    except (KeyError, ValueError, TypeError) as exc:
-        return f"(results file lacks {exc})"
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        raise ResultsError(f"{results / (book.stem + '.json')}: lacks what README reads ({type(exc).__name__}: {exc}); "
+                           f"re-run the notebook (`make run NB={book.name[:2]}`)") from None
 
 
 def notebook_table(results: Path = RESULTS) -> str:
@@ -190,9 +224,20 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def render(text: str, results: Path = RESULTS) -> str:
-    """README ``text`` with both generated blocks brought up to date with ``results``."""
-    text = replace_block(text, "notebooks", notebook_table(results))
-    return replace_block(text, "results", results_section(results))
+    """README ``text`` with both generated blocks brought up to date with ``results``.
+
+    Raises:
+        ResultsError: a results file is unreadable or lacks what README reads (the message names it).
+    """
+    try:
+        table, section = notebook_table(results), results_section(results)
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        if isinstance(exc, ResultsError):
+            raise
+        raise ResultsError(f"{results}: a results file lacks what README reads ({type(exc).__name__}: {exc}); "
+                           f"re-run the notebooks (`make run`)") from None
+    text = replace_block(text, "notebooks", table)
+    return replace_block(text, "results", section)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,7 +245,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 if README differs from the results files")
     args = parser.parse_args(argv)
     text = README.read_text()
-    new = render(text)
+    try:
+        new = render(text)
+    except ResultsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if new == text:
         print("README.md is up to date with results/*.json")
         return 0

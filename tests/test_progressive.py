@@ -6,27 +6,23 @@ import pytest
 import torch
 from torch import nn
 
-from reversenet_utils.artifacts import CheckpointMismatchError
-from reversenet_utils.invert import total_variation
-from reversenet_utils.learned import (
+from reversenet_utils.artifacts import CheckpointMismatchError, inverse_checkpoint
+from reversenet_utils.optimise import invert_by_optimisation, total_variation
+from reversenet_utils.progressive import (
     BlockInverse,
     InverseChain,
     LossWeights,
+    chain_label,
     forward_features,
-    invert_by_optimisation,
-    inverse_checkpoint,
     invert_from_every_depth,
-    load_chain,
+    load_or_train_chain,
     progressive_losses,
-    random_strokes,
     regime_sampler,
-    save_chain,
     schedule_depths,
     split_blocks,
-    structured_noise,
-    synthesize_inputs,
     train_inverse_chain,
 )
+from reversenet_utils.synthetic import random_strokes, structured_noise, synthesize_inputs
 
 
 def _tiny() -> nn.Sequential:
@@ -81,7 +77,7 @@ def test_class_cycle_term_only_when_inverting_the_logits() -> None:
     blocks = split_blocks(_tiny(), [2, 5, 7])
     chain = InverseChain(blocks, hidden=8, hidden_dense=32)
     x = torch.rand(4, 1, 28, 28)
-    plain, with_class = LossWeights(1, 1, 1), LossWeights(1, 1, 1, class_cycle=5)
+    plain, with_class = LossWeights(1, 1, 1, 0), LossWeights(1, 1, 1, class_cycle=5)
     with torch.no_grad():
         assert progressive_losses(chain, blocks, x, 2, with_class) == progressive_losses(chain, blocks, x, 2, plain)
         extra = progressive_losses(chain, blocks, x, 3, with_class) - progressive_losses(chain, blocks, x, 3, plain)
@@ -155,26 +151,33 @@ def test_regime_sampler_draws_each_regime() -> None:
     gen = torch.Generator().manual_seed(0)
     real = torch.rand(20, 1, 28, 28)
     idx = torch.arange(8)
-    batch = regime_sampler("real", steps=4, batch_size=8, generator=gen, real=real)(idx)
+    batch = regime_sampler("real", generator=gen, real=real)(idx)
     assert batch.shape == (8, 1, 28, 28) and all(any(torch.equal(b, r) for r in real) for b in batch)
-    noise = regime_sampler("noise", 4, 8, gen)(idx)
+    noise = regime_sampler("noise", gen)(idx)
     assert noise.shape == (8, 1, 28, 28) and not any(torch.equal(n, r) for n in noise for r in real)
     with pytest.raises(ValueError, match="needs its images"):
-        regime_sampler("synthesized", 4, 8, gen, real=real)
+        regime_sampler("synthesized", gen, real=real)
     with pytest.raises(ValueError, match="regime must be"):
-        regime_sampler("imagenet", 4, 8, gen)
+        regime_sampler("imagenet", gen)
 
 
-def test_a_saved_chain_loads_back_and_a_missing_one_is_none(tmp_root) -> None:
-    blocks = split_blocks(_tiny(), [2, 5, 7])
-    assert load_chain(blocks, "tiny", "real, progressive") is None
-    chain = InverseChain(blocks)
-    path = save_chain(chain, "tiny", "real, progressive", {"steps": 3, "weights": {"block": 30.0}})
-    assert path == inverse_checkpoint("tiny", "real, progressive") and path.name == "tiny__real-progressive.pt"
-    loaded = load_chain(blocks, "tiny", "real, progressive")
-    assert loaded.meta["steps"] == 3 and loaded.meta["label"] == "real, progressive" and not loaded.training
+def test_a_chain_is_trained_once_then_loaded_for_the_same_target_only(tmp_root) -> None:
+    net = _tiny()
+    blocks = split_blocks(net, [2, 5, 7])
+    sample = regime_sampler("noise", torch.Generator().manual_seed(0))
+    chain = load_or_train_chain("tiny", net, blocks, "real", 3, lambda idx: torch.rand(len(idx), 1, 28, 28), batch_size=4)
+    path = inverse_checkpoint("tiny", chain_label("real"))
+    assert path.name == "tiny__progressive-real.pt" and path.is_file() and chain.meta["steps"] == 3
+    assert chain.meta["target"] == "tiny" and chain.meta["dataset"] == "mnist" and not chain.training
+    untouched = path.stat().st_mtime_ns
+    loaded = load_or_train_chain("tiny", net, blocks, "real", 3, sample, batch_size=4)  # loaded, not retrained
+    assert path.stat().st_mtime_ns == untouched
     f = torch.rand(2, 8, 7, 7)
     with torch.no_grad():
         assert torch.equal(loaded(f, 2), chain(f, 2))
-    with pytest.raises(CheckpointMismatchError, match="delete"):  # other blocks: a clear error, not garbage
-        load_chain(split_blocks(_tiny()[:5], [2, 5]), "tiny", "real, progressive")
+    retrained = _tiny()  # same shapes, other weights: a different target (or the same one retrained)
+    with torch.no_grad():
+        retrained[0].weight.add_(0.1)
+    with pytest.raises(CheckpointMismatchError, match="target_fingerprint.*re-run notebooks/04"):
+        load_or_train_chain("tiny", retrained, split_blocks(retrained, [2, 5, 7]), "real", 3, sample, batch_size=4)
+    assert path.stat().st_mtime_ns == untouched  # refused, and the saved inverse is kept

@@ -59,11 +59,14 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path: Path, monkeypatch: 
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, book)
     monkeypatch.setattr(runner, "NOTEBOOKS", tmp_path)
+    monkeypatch.setattr(runner, "FAILED", tmp_path / "failed")
+    before = book.read_bytes()
     ok, message = runner.run(book, {})
     assert not ok
     assert message.startswith("cell 2 of 2 (In [2], `1 / 0`)") and "ZeroDivisionError" in message
-    written = nbformat.read(book, as_version=4).cells  # still written, with the error in it
-    assert any(o["output_type"] == "error" for c in written if c.cell_type == "code" for o in c.outputs)
+    assert book.read_bytes() == before  # a failed run never overwrites the notebook
+    kept = nbformat.read(tmp_path / "failed" / book.name, as_version=4).cells  # the failed run, with its error
+    assert any(o["output_type"] == "error" for c in kept if c.cell_type == "code" for o in c.outputs)
 
 
 def test_every_notebook_has_a_key_metric_from_its_committed_results() -> None:
@@ -79,7 +82,9 @@ def test_key_metric_without_or_with_a_broken_results_file(tmp_path: Path) -> Non
     book = Path("04_zero_shot_progressive_inversion.ipynb")
     assert runner.key_metric(book, tmp_path) == "-"
     (tmp_path / "04_zero_shot_progressive_inversion.json").write_text('{"metrics": {"rows": []}}')
-    assert runner.key_metric(book, tmp_path).startswith("(results file lacks")
+    readme = _load("readme_results")
+    with pytest.raises(readme.ResultsError, match="04_zero_shot_progressive_inversion.json: lacks what README reads"):
+        runner.key_metric(book, tmp_path)
 
 
 def test_readme_numbers_are_the_results_json() -> None:
@@ -87,7 +92,7 @@ def test_readme_numbers_are_the_results_json() -> None:
     assert readme.main(["--check"]) == 0, "README differs from results/*.json: run `make readme`"
     text = (REPO / "README.md").read_text()
     for book in readme.notebooks():  # every notebook listed, with its finding from its own JSON
-        assert readme.finding(book) in text and "lacks" not in readme.finding(book), book.name
+        assert readme.finding(book) in text, book.name
 
 
 def test_readme_check_fails_when_a_number_changes(tmp_path: Path) -> None:

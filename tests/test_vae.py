@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reversenet_utils.invert import invert, inversion_trace, optimise_preimage
+from reversenet_utils.analytic import invert, inversion_trace
+from reversenet_utils.optimise import optimise_preimage
 from reversenet_utils.models import VAE
 from reversenet_utils.train import vae_loss
 

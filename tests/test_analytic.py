@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from reversenet_utils.invert import (
+from reversenet_utils.analytic import (
     InverseActivation,
     InverseLinear,
     UnsupportedLayerError,

@@ -1,4 +1,4 @@
-"""Learned inverses: the squash, the inverse-weights module and loss, the decoder, class optimisation."""
+"""Learned inverse weights: the squash, the inverse-weights module and loss, the decoder, class optimisation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from reversenet_utils.learned import (
+from reversenet_utils.inverse_weights import (
     InverseWeights,
     MLPDecoder,
     inverse_weights_loss,

@@ -11,7 +11,7 @@
 - ``Flatten`` by ``Unflatten``; ``Identity`` and ``Dropout`` (eval mode) by identity.
 
 When the analytic chain fails (an input far from the network's range), :func:`inversion_trace`
-shows where, and :func:`optimise_preimage` finds a pre-image by gradient descent instead.
+shows where, and ``optimise.optimise_preimage`` finds a pre-image by gradient descent instead.
 
 Domain handling. An activation inverse is defined on an open interval (logit on (0, 1), atanh on
 (-1, 1), leaky ReLU on the reals, ReLU's pre-image on [0, inf)). Values outside
@@ -23,11 +23,10 @@ reconstruction is never a silent NaN. ``eps`` defaults to :data:`DEFAULT_EPS` = 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from .metrics import clip_images, psnr
 
@@ -44,8 +43,6 @@ __all__ = [
     "linear_input_stats",
     "pinv",
     "inversion_trace",
-    "optimise_preimage",
-    "total_variation",
 ]
 
 #: Distance kept from the edge of an activation inverse's domain (see the module docstring).
@@ -344,49 +341,3 @@ def inversion_trace(model: nn.Sequential, inverse: nn.Sequential, y: torch.Tenso
             out = inv(h)
         h = out
     return h, rows
-
-
-def optimise_preimage(
-    fn: nn.Module,
-    target: torch.Tensor,
-    init: torch.Tensor,
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    steps: int = 100,
-    lr: float = 0.1,
-    batch_size: int = 2500,
-    prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
-    desc: str = "pre-image",
-) -> torch.Tensor:
-    """Pre-image by optimisation: ``argmin_z loss(fn(z), target) + prior(z)`` by Adam from ``init``.
-
-    ``loss`` and ``prior`` return one value per sample (e.g. summed BCE per image, a total-variation
-    penalty); batches of ``batch_size`` rows are optimised independently for ``steps`` steps each,
-    with one progress bar. ``fn`` is frozen.
-    """
-    if init.shape[0] != target.shape[0]:
-        raise ValueError(f"init has {init.shape[0]} rows but target has {target.shape[0]}")
-    out = []
-    with tqdm(total=steps * -(-len(target) // batch_size), desc=desc, unit="step", mininterval=1.0) as bar:
-        for start in range(0, len(target), batch_size):
-            z = init[start : start + batch_size].detach().clone().requires_grad_(True)
-            goal = target[start : start + batch_size]
-            opt = torch.optim.Adam([z], lr=lr)
-            for _ in range(steps):
-                value = loss(fn(z), goal).sum()
-                if prior is not None:
-                    value = value + prior(z).sum()
-                opt.zero_grad(set_to_none=True)
-                value.backward()
-                opt.step()
-                bar.update()
-            out.append(z.detach())
-    return torch.cat(out)
-
-
-def total_variation(x: torch.Tensor) -> torch.Tensor:
-    """Anisotropic total variation of each image (N, C, H, W): mean absolute difference of neighbours.
-
-    The usual smoothness prior of optimisation-based inversion."""
-    dy = (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
-    dx = (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
-    return dx + dy

@@ -1,0 +1,203 @@
+"""Learned inverse weights of a sigmoid MLP (notebook 03), and a small decoder that improves on them.
+
+``InverseWeights`` reproduces the "inverse weight matrices trained after the fact" of the
+learned-inverse write-up for a sigmoid MLP ``784 -> h1 -> h2 -> 10``: from the last hidden layer
+``h2`` it undoes the sigmoid exactly (logit), subtracts the known bias ``b2``, applies a *learned*
+matrix ``W2_inv``, squashes each sample's vector into (0, 1) so that the next logit is defined,
+undoes the first sigmoid, subtracts ``b1`` and applies a learned ``W1_inv``. Its loss is the L1
+reconstruction error plus a penalty that pulls the intermediate vector into [0, 1], so that the
+squash has less to do. :func:`load_inverse_weights` loads the inverse saved for a target (checked
+against the target's fingerprint) or trains it.
+
+``MLPDecoder`` is the improvement: a small nonlinear network from the features to the image.
+Everything trains with the project's one training loop, ``train.train_loop``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .analytic import InverseActivation
+from .artifacts import inverse_checkpoint, inverse_identity, load_or_train
+from .train import predict, train_loop
+
+__all__ = [
+    "squash",
+    "InverseWeights",
+    "inverse_weights_loss",
+    "train_inverse_weights",
+    "load_inverse_weights",
+    "MLPDecoder",
+    "optimise_hidden_for_classes",
+]
+
+
+def squash(p: torch.Tensor, margin: float = 0.005) -> torch.Tensor:
+    """Min-max scale each row of ``p`` into ``[margin, 1 - margin]`` (strictly inside (0, 1)).
+
+    A constant row has no range to scale and maps to 0.5.
+    """
+    lo = p.min(dim=1, keepdim=True).values
+    span = p.max(dim=1, keepdim=True).values - lo
+    unit = torch.where(span > 0, (p - lo) / span.clamp_min(torch.finfo(p.dtype).tiny), torch.full_like(p, 0.5))
+    return margin + (1 - 2 * margin) * unit
+
+
+class InverseWeights(nn.Module):
+    """Learned inverse matrices for a sigmoid MLP ``Flatten, Linear, Sigmoid, Linear, Sigmoid, Linear``.
+
+    ``forward(h2)`` maps the last hidden layer (after its sigmoid) to a flat image (N, 784);
+    ``from_pre_activation(z2)`` starts from the pre-sigmoid value instead. The target's biases are
+    copied and frozen; only ``w2_inv`` and ``w1_inv`` are trained. Weights start from a truncated
+    normal with standard deviation ``init_std``, as in the original.
+    """
+
+    def __init__(self, target: nn.Sequential, init_std: float = 0.1, eps: float = 1e-6) -> None:
+        super().__init__()
+        kinds = [type(m).__name__ for m in target]
+        if kinds != ["Flatten", "Linear", "Sigmoid", "Linear", "Sigmoid", "Linear"]:
+            raise TypeError(f"InverseWeights needs a 2-hidden-layer sigmoid MLP, got layers {kinds}")
+        first, second = target[1], target[3]
+        self.register_buffer("b1", first.bias.detach().clone())
+        self.register_buffer("b2", second.bias.detach().clone())
+        self.w2_inv = nn.Parameter(torch.empty(second.out_features, second.in_features))
+        self.w1_inv = nn.Parameter(torch.empty(first.out_features, first.in_features))
+        for w in (self.w2_inv, self.w1_inv):
+            nn.init.trunc_normal_(w, std=init_std, a=-2 * init_std, b=2 * init_std)
+        self.sigmoid_inverse = InverseActivation("sigmoid", eps=eps)  # clamps and counts
+        self.last_hidden: torch.Tensor | None = None  # the un-squashed h1 estimate of the last call
+
+    def from_pre_activation(self, z2: torch.Tensor) -> torch.Tensor:
+        """Flat image from the pre-sigmoid last hidden layer ``z2``."""
+        h1 = (z2 - self.b2) @ self.w2_inv
+        self.last_hidden = h1
+        z1 = self.sigmoid_inverse(squash(h1))
+        return (z1 - self.b1) @ self.w1_inv
+
+    def forward(self, h2: torch.Tensor) -> torch.Tensor:
+        return self.from_pre_activation(self.sigmoid_inverse(h2))
+
+
+def inverse_weights_loss(x: torch.Tensor, x_inv: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+    """The original objective: summed L1 error plus ``(min h1)^2 / 2 + (max h1 - 1)^2 / 2`` over the batch."""
+    l1 = (x.flatten(1) - x_inv.flatten(1)).abs().sum()
+    excess = 0.5 * hidden.min().pow(2) + 0.5 * (hidden.max() - 1).pow(2)
+    return l1 + excess
+
+
+def train_inverse_weights(
+    target: nn.Sequential,
+    images: torch.Tensor,
+    confidence_threshold: float = 0.8,
+    steps: int = 1000,
+    batch_size: int = 1000,
+    lr: float = 0.01,
+    seed: int = 0,
+) -> tuple[InverseWeights, list[dict[str, float]], int]:
+    """Train :class:`InverseWeights` of a sigmoid MLP ``target`` as the original write-up did.
+
+    Only the ``images`` that ``target`` classifies with softmax confidence above
+    ``confidence_threshold`` are used; Adagrad (no decay) on :func:`inverse_weights_loss` for about
+    ``steps`` batches of ``batch_size``. Returns the inverse (eval mode, clamping counters reset),
+    the training history, and how many images were kept.
+    """
+    if not 0 < confidence_threshold < 1:
+        raise ValueError(f"confidence_threshold must be in (0, 1), got {confidence_threshold}")
+    device = next(target.parameters()).device
+    hidden = predict(target[:5], images).to(device)  # the last hidden layer (after its sigmoid)
+    confidence = torch.softmax(predict(target, images), 1).max(1).values
+    keep = torch.nonzero(confidence > confidence_threshold)[:, 0].to(device)
+    if len(keep) == 0:
+        raise ValueError(f"no image is classified with confidence > {confidence_threshold} "
+                         f"(highest {confidence.max():.3f}): lower confidence_threshold, or train the target first")
+    x_keep, h_keep = images[keep].to(device), hidden[keep]
+    torch.manual_seed(seed)
+    inverse = InverseWeights(target).to(device)
+
+    def loss_fn(idx: torch.Tensor) -> torch.Tensor:
+        return inverse_weights_loss(x_keep[idx], inverse(h_keep[idx]), inverse.last_hidden)
+
+    history = train_loop(
+        inverse.parameters(), loss_fn, len(keep), epochs=math.ceil(steps * batch_size / len(keep)),
+        batch_size=batch_size, lr=lr, optimizer="adagrad", cosine=False, seed=seed, desc="inverse weights",
+    )
+    inverse.sigmoid_inverse.clamped = inverse.sigmoid_inverse.seen = 0
+    return inverse.eval(), history, len(keep)
+
+
+def load_inverse_weights(
+    target: nn.Sequential,
+    name: str,
+    images: torch.Tensor,
+    retrain: bool = False,
+    notebook: str = "",
+    **recipe: Any,
+) -> InverseWeights:
+    """The inverse weights of the sigmoid MLP ``target`` (registered as ``name``), through ``load_or_train``.
+
+    Loads ``artifacts/inverses/<name>__inverse-weights.pt`` if it was saved for these very target weights
+    (fingerprint) and dataset; otherwise trains them on ``images`` with :func:`train_inverse_weights`
+    (``recipe`` overrides its defaults) and saves them. ``retrain=True`` always trains, as notebook 03 does.
+    ``inverse.meta`` holds the recipe, training time and ``n_kept`` (images above the confidence threshold).
+    """
+    path = inverse_checkpoint(name, "inverse weights")
+
+    def train(inverse: InverseWeights) -> dict[str, Any]:
+        start = time.perf_counter()
+        trained, history, n_kept = train_inverse_weights(target, images, **recipe)
+        inverse.load_state_dict(trained.state_dict())
+        return {**recipe, "n_kept": n_kept, "final_loss": history[-1]["loss"], "train_s": time.perf_counter() - start,
+                "notebook": notebook}
+
+    if retrain:
+        path.unlink(missing_ok=True)
+    device = next(target.parameters()).device
+    inverse = load_or_train(lambda: InverseWeights(target).to(device), path, train,
+                            inverse_identity(name, target, "inverse weights"),
+                            fix="re-run notebooks/03_learned_inverse_weights.ipynb")
+    inverse.sigmoid_inverse.clamped = inverse.sigmoid_inverse.seen = 0
+    return inverse
+
+
+class MLPDecoder(nn.Module):
+    """A small nonlinear inverse: features -> hidden (ReLU) -> image in (0, 1) via a sigmoid."""
+
+    def __init__(self, in_features: int, hidden: int = 512, image_shape: tuple[int, ...] = (1, 28, 28)) -> None:
+        super().__init__()
+        self.image_shape = image_shape
+        n_out = 1
+        for d in image_shape:
+            n_out *= d
+        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, n_out), nn.Sigmoid())
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net(features.flatten(1)).reshape(len(features), *self.image_shape)
+
+
+def optimise_hidden_for_classes(
+    readout: nn.Module, n_hidden: int, classes: list[int], steps: int = 1000, lr: float = 1.0, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Find pre-sigmoid hidden vectors that ``readout(sigmoid(z))`` classifies as ``classes``.
+
+    Gradient descent on the L1 distance between the softmax and the one-hot targets, all classes
+    in one batch, starting from zeros (as in the original). Returns ``(z, probabilities)``.
+    """
+    torch.manual_seed(seed)
+    device = next(readout.parameters()).device
+    z = torch.zeros(len(classes), n_hidden, device=device, requires_grad=True)
+    target = F.one_hot(torch.tensor(classes, device=device), 10).float()
+    opt = torch.optim.SGD([z], lr=lr)
+    for _ in range(steps):
+        loss = (torch.softmax(readout(torch.sigmoid(z)), 1) - target).abs().sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        probs = torch.softmax(readout(torch.sigmoid(z)), 1)
+    return z.detach(), probs

@@ -1,0 +1,101 @@
+"""What every notebook shares: its parameters (names and types checked), row look-up in results.
+
+- :func:`parameters` reads the names declared in the notebook's ``parameters`` cell (annotated
+  assignments such as ``epochs: int = 3``, which IPython records in ``__annotations__``), checks each
+  value (a default, or one papermill injected) against its declared type, and returns them as the
+  ``params`` dict that goes into the results JSON: derived from the cell, never re-typed.
+- :func:`check_value` is the same type check, used by ``scripts/run_notebooks.py`` *before* a notebook
+  runs, on papermill's view of the parameters cell.
+- :func:`find_row` is the one look-up of a row in a list of result rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+__all__ = ["ParameterError", "check_value", "parameters", "find_row"]
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+}
+
+
+class ParameterError(TypeError):
+    """A notebook parameter has a value of the wrong type (or a name the notebook does not declare)."""
+
+
+def _type_name(kind: Any) -> str:
+    return kind.__name__ if isinstance(kind, type) else str(kind).replace("typing.", "")
+
+
+def check_value(name: str, value: Any, type_name: str, default: Any = None) -> None:
+    """Raise :class:`ParameterError` unless ``value`` fits the declared type ``type_name``.
+
+    ``type_name`` is what the parameters cell declares (``"int"``, ``"float"``, ``"list"``, ``"float | None"``,
+    ...). ``bool`` is not accepted for ``int`` or ``float`` (``True`` is not an epoch count), a string not for
+    ``bool`` (``"false"`` is truthy), and a list's items must have the type of the default's items.
+    """
+    names = [part.strip() for part in type_name.split("|")]
+    if value is None and "None" in names:
+        return
+    allowed = tuple(t for n in names if n in _TYPES for t in _TYPES[n])
+    if not allowed:
+        return  # a type this check does not know: the notebook's own asserts judge the value
+    ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
+    if ok and isinstance(value, list) and isinstance(default, list) and default:
+        item_types = {type(v) for v in default}
+        bad = [v for v in value if type(v) not in item_types and not (float in item_types and type(v) is int)]
+        if bad:
+            want = " or ".join(sorted(t.__name__ for t in item_types))
+            raise ParameterError(f"parameter {name!r}: items {bad!r} are not {want} (default {default!r}).")
+    if not ok:
+        hint = f" (the default is {json.dumps(default)})" if default is not None else ""
+        raise ParameterError(
+            f"parameter {name!r} = {value!r} is a {type(value).__name__}, but the parameters cell declares it "
+            f"{type_name}: give a value of type {type_name}{hint}."
+        )
+
+
+def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The notebook's parameters with their current values, each checked against its declared type.
+
+    Call it as ``params = parameters(globals())`` in the cell right after the ``parameters`` cell, before
+    any other annotated assignment: the names are those annotated so far (the parameters cell's).
+
+    Raises:
+        ParameterError: a value does not fit its declared type (every such parameter is named).
+    """
+    declared = dict(namespace.get("__annotations__", {}))
+    if not declared:
+        raise ParameterError("no annotated parameters found: declare them as `name: type = default` in the parameters cell")
+    problems = []
+    for name, kind in declared.items():
+        try:
+            check_value(name, namespace[name], _type_name(kind))
+        except ParameterError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ParameterError("\n".join(problems))
+    return {name: namespace[name] for name in declared}
+
+
+def find_row(rows: Sequence[Mapping[str, Any]], missing_ok: bool = False, **match: Any) -> dict | None:
+    """The first row whose fields equal ``match`` (e.g. ``target="cnn_pool", depth=1``).
+
+    ``missing_ok=True`` returns None where no row matches (a method that does not apply); otherwise that is a
+    ``KeyError`` that names what was asked and what the rows hold.
+    """
+    for row in rows:
+        if all(row.get(k) == v for k, v in match.items()):
+            return dict(row)
+    if missing_ok:
+        return None
+    seen = {k: sorted({str(r.get(k)) for r in rows}) for k in match}
+    raise KeyError(f"no row with {match}; the rows hold {seen}")

@@ -1,0 +1,381 @@
+"""Block-wise, progressive inversion (notebook 04), after "Deep Neural Networks are Surprisingly
+Reversible: A Baseline for Zero-Shot Inversion".
+
+Cut the target into shallow blocks (:func:`split_blocks`, boundaries in ``models.TargetSpec``), give
+each block a small inverse module (:class:`BlockInverse`, held in an :class:`InverseChain`), and train
+the modules with (a) a per-block reconstruction loss, (b) an image loss through the chain of inverses
+and (c) a cycle-consistency loss through the frozen target (:func:`progressive_losses`), under a
+progressive or joint depth schedule (:func:`train_inverse_chain`, whose defaults are the recipe). The
+training images come from :func:`regime_sampler`: real digits, or ``synthetic`` inputs (zero-shot).
+:func:`load_or_train_chain` reuses a chain saved for the same target weights, or trains it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .artifacts import inverse_checkpoint, inverse_identity, load_or_train
+from .synthetic import structured_noise
+from .train import train_loop
+
+__all__ = [
+    "split_blocks",
+    "block_shapes",
+    "ends_with_pool",
+    "forward_features",
+    "BlockInverse",
+    "InverseChain",
+    "invert_from_every_depth",
+    "LossWeights",
+    "progressive_losses",
+    "schedule_depths",
+    "train_inverse_chain",
+    "REGIMES",
+    "regime_sampler",
+    "chain_label",
+    "load_or_train_chain",
+]
+
+
+def split_blocks(model: nn.Sequential, ends: Sequence[int]) -> list[nn.Sequential]:
+    """Cut ``model`` into consecutive blocks ending (exclusively) at ``ends``; the last end is ``len(model)``."""
+    ends = list(ends)
+    if not ends or ends[-1] != len(model) or any(b <= a for a, b in zip([0, *ends], ends)):
+        raise ValueError(f"ends must increase strictly and finish at len(model) = {len(model)}, got {ends}")
+    return [model[a:b] for a, b in zip([0, *ends[:-1]], ends)]
+
+
+def block_shapes(blocks: Sequence[nn.Module], in_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Shapes (without batch) of the input and of each block's output: ``[in_shape, s_1, ..., s_K]``."""
+    device = next(p for b in blocks for p in b.parameters()).device
+    h = torch.zeros(1, *in_shape, device=device)
+    shapes = [tuple(in_shape)]
+    with torch.no_grad():
+        for block in blocks:
+            h = block(h)
+            shapes.append(tuple(h.shape[1:]))
+    return shapes
+
+
+def ends_with_pool(block: nn.Sequential) -> bool:
+    """True for a block whose last layer is ``MaxPool2d`` (its inverse may use the pooling indices)."""
+    return isinstance(block[-1], nn.MaxPool2d)
+
+
+@torch.no_grad()
+def forward_features(
+    blocks: Sequence[nn.Sequential], x: torch.Tensor, upto: int | None = None, with_indices: bool = False
+) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
+    """``[x, f_1, ..., f_k]`` (outputs of the blocks) and, if asked, each pooling block's max indices.
+
+    Indices are the *privileged* information of the MaxUnpool variant: they come from the forward
+    pass of the very image that is being reconstructed.
+    """
+    feats, indices = [x], []
+    for block in blocks[:upto]:
+        if with_indices and ends_with_pool(block):
+            pre = block[:-1](feats[-1])
+            pool = block[-1]
+            out, idx = F.max_pool2d(pre, pool.kernel_size, pool.stride, pool.padding, return_indices=True)
+            feats.append(out)
+            indices.append(idx)
+        else:
+            feats.append(block(feats[-1]))
+            indices.append(None)
+    return feats, indices
+
+
+class BlockInverse(nn.Module):
+    """Small learned inverse of one block, chosen by the block's input and output shapes.
+
+    A linear path plus a small nonlinear residual:
+
+    - image-like to image-like at half the resolution: a 4x4 stride-2 transposed conv, plus
+      3x3 conv -> leaky ReLU -> 4x4 stride-2 transposed conv (``unpool=True``: ``MaxUnpool2d`` with the
+      target's pooling indices first, then 3x3 convs at full resolution);
+    - anything to or from a vector: layer-normalised input, then a linear map plus a two-layer MLP
+      (without the normalisation, dense inverses of ReLU features learn several times slower).
+
+    The linear path lets an (almost) invertible block be inverted (almost) exactly; the residual
+    handles what ReLU and pooling removed.
+    """
+
+    def __init__(
+        self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], hidden: int = 32, hidden_dense: int = 512,
+        unpool: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_shape, self.out_shape, self.unpool = tuple(in_shape), tuple(out_shape), unpool
+        self.norm = nn.Identity()
+        spatial = len(in_shape) == 3 and len(out_shape) == 3
+        c_in, c_out = (in_shape[0], out_shape[0]) if spatial else (0, 0)
+        if unpool and not spatial:
+            raise ValueError("unpool=True needs an image-like block")
+        if spatial and unpool:
+            self.unpooling = nn.MaxUnpool2d(2)
+            self.linear = nn.Conv2d(c_out, c_in, 3, padding=1)
+            self.residual = nn.Sequential(
+                nn.Conv2d(c_out, hidden, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(hidden, c_in, 3, padding=1)
+            )
+        elif spatial:
+            if in_shape[1] != 2 * out_shape[1]:
+                raise ValueError(f"spatial blocks must halve the resolution: {in_shape} -> {out_shape}")
+            self.linear = nn.ConvTranspose2d(c_out, c_in, 4, stride=2, padding=1)
+            self.residual = nn.Sequential(
+                nn.Conv2d(c_out, hidden, 3, padding=1), nn.LeakyReLU(0.1),
+                nn.ConvTranspose2d(hidden, c_in, 4, stride=2, padding=1),
+            )  # fmt: skip
+        else:
+            n_in, n_out = math.prod(in_shape), math.prod(out_shape)
+            self.norm = nn.Sequential(nn.Flatten(), nn.LayerNorm(n_out, elementwise_affine=False))
+            self.linear = nn.Linear(n_out, n_in)
+            self.residual = nn.Sequential(nn.Linear(n_out, hidden_dense), nn.LeakyReLU(0.1), nn.Linear(hidden_dense, n_in))
+
+    def forward(self, f: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
+        if self.unpool:
+            if indices is None:
+                raise ValueError("this inverse uses MaxUnpool2d: pass the target's pooling indices")
+            f = self.unpooling(f, indices)
+        f = self.norm(f)
+        return (self.linear(f) + self.residual(f)).reshape(len(f), *self.in_shape)
+
+
+class InverseChain(nn.Module):
+    """One :class:`BlockInverse` per block; ``forward(f_k, k)`` maps block ``k``'s output to an image."""
+
+    def __init__(
+        self, blocks: Sequence[nn.Sequential], in_shape: tuple[int, ...] = (1, 28, 28), unpool: bool = False,
+        hidden: int = 32, hidden_dense: int = 512,
+    ) -> None:
+        super().__init__()
+        shapes = block_shapes(blocks, in_shape)
+        self.uses_indices = [unpool and ends_with_pool(b) for b in blocks]
+        self.inverses = nn.ModuleList(
+            BlockInverse(shapes[j], shapes[j + 1], hidden, hidden_dense, unpool=self.uses_indices[j])
+            for j in range(len(blocks))
+        )
+
+    def __len__(self) -> int:
+        return len(self.inverses)
+
+    def step(self, j: int, f: torch.Tensor, indices: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+        """Invert block ``j`` (0-based): its output ``f`` -> its input."""
+        idx = indices[j] if (indices is not None and self.uses_indices[j]) else None
+        return self.inverses[j](f, idx)
+
+    def forward(self, f: torch.Tensor, k: int, indices: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+        """Image from the output ``f`` of block ``k`` (1-based; ``k = len(self)`` means the logits)."""
+        if not 1 <= k <= len(self):
+            raise ValueError(f"k must be in 1..{len(self)}, got {k}")
+        for j in reversed(range(k)):
+            f = self.step(j, f, indices)
+        return f
+
+
+@torch.inference_mode()
+def invert_from_every_depth(
+    chain: InverseChain, blocks: Sequence[nn.Sequential], x: torch.Tensor, batch_size: int = 500
+) -> dict[int, torch.Tensor]:
+    """Reconstructions of ``x`` from the output of every block: ``{k: chain(f_k)}`` for k = 1..K.
+
+    Runs in chunks of ``batch_size`` images (on a CPU ~2.5x faster than one batch of 10 000,
+    whose feature maps do not fit in cache); the target's features of a chunk serve every depth.
+    """
+    outputs: dict[int, list[torch.Tensor]] = {k: [] for k in range(1, len(blocks) + 1)}
+    for chunk in x.split(batch_size):
+        feats, indices = forward_features(blocks, chunk, with_indices=any(chain.uses_indices))
+        for k, out in outputs.items():
+            out.append(chain(feats[k], k, indices))
+    return {k: torch.cat(out) for k, out in outputs.items()}
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the three losses: per-block reconstruction, image, cycle consistency.
+
+    ``class_cycle`` adds, when the chain inverts the logits, the cross-entropy between the target's
+    logits on the reconstruction and the class it predicted for the original: the cycle loss on what a
+    classifier's output *decides* (the MSE on raw logits weighs confident logits most). A KL divergence
+    to the whole class distribution, tried first, asks an ambiguous digit to stay ambiguous, and such
+    reconstructions flip class (notebook 04 measures the effect).
+
+    The defaults are the project's recipe (notebook 04's, and every chain 07 trains): the block loss
+    weighs most because every module must invert its own block; a class-decision weight of 3 (rather
+    than 1 or 10) re-classified best from the logits in development runs.
+    """
+
+    block: float = 30.0
+    image: float = 1.0
+    cycle: float = 1.0
+    class_cycle: float = 3.0
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"LossWeights.{name} must be a finite number >= 0, got {value!r}")
+
+
+def progressive_losses(
+    chain: InverseChain, blocks: Sequence[nn.Sequential], x: torch.Tensor, k: int, weights: LossWeights = LossWeights()
+) -> torch.Tensor:
+    """The three losses of the inverse of blocks ``1..k`` on a batch ``x`` (target frozen).
+
+    (a) every module ``j <= k`` reconstructs its block's input from the true block output (summed,
+        not averaged, over modules: a module's weight must not shrink as deeper ones join; with the
+        mean, ``cnn_nopool``'s first-block inverse lost 1-2 dB by the end of progressive training);
+    (b) the chain from ``f_k`` reconstructs the image;
+    (c) the reconstruction, fed through the target's blocks ``1..k``, reproduces ``f_k``.
+    Each squared error is divided by the mean square of what it compares against, so the weights
+    mean the same for every block and every target.
+    """
+    feats, indices = forward_features(blocks, x, upto=k, with_indices=any(chain.uses_indices))
+    power = [f.pow(2).mean().clamp_min(1e-8) for f in feats]  # every loss is relative: scale-free
+    block_loss = sum(F.mse_loss(chain.step(j, feats[j + 1], indices), feats[j]) / power[j] for j in range(k))
+    x_hat = chain(feats[k], k, indices)
+    image_loss = F.mse_loss(x_hat, x) / power[0]
+    f_again = x_hat
+    for block in blocks[:k]:
+        f_again = block(f_again)
+    cycle_loss = F.mse_loss(f_again, feats[k]) / power[k]
+    loss = weights.block * block_loss + weights.image * image_loss + weights.cycle * cycle_loss
+    if weights.class_cycle and k == len(blocks):  # f_k are the logits: the reconstruction keeps the decision
+        loss = loss + weights.class_cycle * F.cross_entropy(f_again, feats[k].argmax(1))
+    return loss
+
+
+def schedule_depths(n_blocks: int, steps: int, schedule: str) -> list[int]:
+    """The block depth ``k`` trained at each step: ``"progressive"`` (1, then 1..2, ... equal shares)
+    or ``"joint"`` (all blocks from the first step)."""
+    if schedule == "joint":
+        return [n_blocks] * steps
+    if schedule == "progressive":
+        return [min(n_blocks, 1 + (i * n_blocks) // steps) for i in range(steps)]
+    raise ValueError(f"schedule must be 'progressive' or 'joint', got {schedule!r}")
+
+
+def train_inverse_chain(
+    chain: InverseChain,
+    blocks: Sequence[nn.Sequential],
+    sample: Callable[[torch.Tensor], torch.Tensor],
+    steps: int,
+    batch_size: int = 64,
+    lr: float = 4e-3,
+    schedule: str = "progressive",
+    weights: LossWeights = LossWeights(),
+    seed: int = 0,
+    desc: str = "inverse",
+) -> list[dict[str, float]]:
+    """Train ``chain`` for ``steps`` batches drawn by ``sample(indices)`` under a depth ``schedule``.
+
+    The defaults (batch 64, Adam at 4e-3 with cosine decay, :class:`LossWeights`' defaults) are the
+    project's recipe; the budget ``steps`` of each target is ``models.TargetSpec.chain_steps``.
+    ``sample`` receives the batch's index tensor (``0..steps*batch_size``) and returns images: real
+    training images, fresh noise, or synthesized inputs; the same budget for every data regime.
+    Uses the project's one training loop (one epoch of ``steps`` batches).
+    """
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    depths = schedule_depths(len(chain), steps, schedule)
+    step = 0
+
+    def loss_fn(idx: torch.Tensor) -> torch.Tensor:
+        nonlocal step
+        k = depths[min(step, steps - 1)]
+        step += 1
+        return progressive_losses(chain, blocks, sample(idx), k, weights)
+
+    return train_loop(chain.parameters(), loss_fn, steps * batch_size, 1, batch_size, lr, seed=seed, desc=desc)
+
+
+#: The training-data regimes of an inverse chain: real digits, or zero-shot (no MNIST image seen).
+REGIMES = ("real", "noise", "synthesized")
+
+
+def regime_sampler(
+    regime: str,
+    generator: torch.Generator,
+    device: torch.device | str = "cpu",
+    real: torch.Tensor | None = None,
+    synthesized: torch.Tensor | None = None,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Batch sampler for :func:`train_inverse_chain` under a training-data regime (:data:`REGIMES`).
+
+    - ``"real"``: random draws from ``real`` (MNIST training images; not zero-shot);
+    - ``"noise"``: fresh ``synthetic.structured_noise`` every batch (no data at all);
+    - ``"synthesized"``: random draws from ``synthesized`` (from ``synthetic.synthesize_inputs``).
+
+    The returned function maps a batch's index tensor to as many images, on ``device``, drawn with ``generator``.
+    """
+    pools = {"real": real, "synthesized": synthesized}
+    if regime == "noise":
+        return lambda idx: structured_noise(len(idx), generator, device)
+    if regime not in pools:
+        raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
+    pool = pools[regime]
+    if pool is None or len(pool) == 0:
+        raise ValueError(f"the {regime!r} regime needs its images: pass {regime}=<non-empty tensor of images>")
+    return lambda idx: pool[torch.randint(0, len(pool), (len(idx),), generator=generator).to(pool.device)].to(device)
+
+
+def chain_label(regime: str, schedule: str = "progressive", unpool: bool = False) -> str:
+    """The one name of a chain, used in tables, results rows and checkpoint files: ``"progressive, real"``,
+    ``"joint, real"``, ``"progressive, noise"``, ``"progressive, real, unpool"``."""
+    if regime not in REGIMES:
+        raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
+    schedule_depths(1, 1, schedule)  # validates the schedule's name
+    return f"{schedule}, {regime}" + (", unpool" if unpool else "")
+
+
+def load_or_train_chain(
+    name: str,
+    net: nn.Sequential,
+    blocks: Sequence[nn.Sequential],
+    regime: str,
+    steps: int,
+    sample: Callable[[torch.Tensor], torch.Tensor],
+    schedule: str = "progressive",
+    unpool: bool = False,
+    seed: int = 0,
+    notebook: str = "",
+    train_if_missing: bool = True,
+    retrain: bool = False,
+    **recipe: Any,
+) -> InverseChain:
+    """The inverse chain of target ``name`` (weights ``net``, cut into ``blocks``) for a regime and schedule.
+
+    Loads ``artifacts/inverses/<name>__<label>.pt`` when it was saved for these very target weights (by
+    fingerprint) and this dataset; otherwise trains it with :func:`train_inverse_chain` (``recipe``
+    overrides its defaults) on batches from ``sample`` and saves it. ``retrain=True`` always trains
+    (and replaces the file), as notebook 04 does. A file saved for other weights is refused with the fix.
+    """
+    label = chain_label(regime, schedule, unpool)
+    path = inverse_checkpoint(name, label)
+    device = next(net.parameters()).device
+    identity = inverse_identity(name, net, label)
+
+    def build() -> InverseChain:
+        torch.manual_seed(seed)
+        return InverseChain(blocks, unpool=unpool).to(device)
+
+    def train(chain: InverseChain) -> dict[str, Any]:
+        start = time.perf_counter()
+        train_inverse_chain(chain, blocks, sample, steps, schedule=schedule, seed=seed, desc=f"{name}: {label}", **recipe)
+        weights = recipe.get("weights", LossWeights())
+        return {"steps": steps, **{k: v for k, v in recipe.items() if k != "weights"}, "weights": asdict(weights),
+                "seed": seed, "train_s": time.perf_counter() - start, "notebook": notebook}
+
+    if retrain:
+        path.unlink(missing_ok=True)
+    return load_or_train(build, path, train, identity, train_if_missing,
+                         fix=f"re-run notebooks/04_zero_shot_progressive_inversion.ipynb for {name!r}")

@@ -1,0 +1,71 @@
+"""Run every numbered notebook under nbval in a temporary project root (``make test``, ``make test-full``).
+
+The notebooks are copied into a fresh folder with the parameters of ``--params`` injected (papermill's
+own injection, so exactly what ``make run PARAMS=...`` would run; names and types checked the same way),
+and executed there by ``pytest --nbval-lax`` with ``REVERSENET_ROOT`` pointing at that folder: figures,
+results and checkpoints land there, never in the checkout, and every notebook trains what it needs
+(in order, so 02-07 reuse what 01 trained). ``data/`` (MNIST, verified) is shared by a link.
+
+- ``--params params/smoke.yaml``: the fast tier of ``make test`` (small budgets, the same code paths,
+  gates scaled to the budget);
+- no ``--params``: the defaults and the full quality gates, as ``make run`` commits them (``make test-full``).
+
+The temporary root is removed after a pass and kept (its path printed) after a failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import nbformat
+from papermill.parameterize import parameterize_notebook
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run_notebooks import ROOT, load_params, select  # noqa: E402
+
+
+def prepare(params_file: str | None, numbers: str | None, root: Path) -> list[Path]:
+    """Parameterized copies of the selected notebooks in ``root/notebooks``, and ``root/data`` linked."""
+    books = select(numbers)
+    params = load_params(params_file, books)
+    (root / "notebooks").mkdir(parents=True)
+    (ROOT / "data").mkdir(exist_ok=True)
+    (root / "data").symlink_to(ROOT / "data", target_is_directory=True)
+    copies = []
+    for book in books:
+        nb = nbformat.read(book, as_version=4)
+        if params[book]:
+            nb = parameterize_notebook(nb, params[book])
+        copy = root / "notebooks" / book.name
+        nbformat.write(nb, copy)
+        copies.append(copy)
+    return copies
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", help="YAML parameter file (default: the notebooks' own defaults)")
+    parser.add_argument("--nb", help="two-digit numbers of the notebooks to check, comma-separated (default: all)")
+    args, pytest_args = parser.parse_known_args(argv)
+    root = Path(tempfile.mkdtemp(prefix="reversenet-nbval-"))
+    copies = prepare(args.params, args.nb, root)
+    env = {**os.environ, "REVERSENET_ROOT": str(root)}
+    print(f"nbval: {len(copies)} notebooks with {args.params or 'default parameters'} in {root}", flush=True)
+    cmd = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(root),
+           "--nbval-lax", "--nbval-current-env", *pytest_args, *map(str, copies)]
+    code = subprocess.call(cmd, env=env, cwd=root)
+    if code == 0:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"nbval failed; the temporary root is kept for inspection: {root}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
