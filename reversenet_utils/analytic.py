@@ -14,10 +14,11 @@ When the analytic chain fails (an input far from the network's range), :func:`in
 shows where, and ``optimise.optimise_preimage`` finds a pre-image by gradient descent instead.
 
 Domain handling. An activation inverse is defined on an open interval (logit on (0, 1), atanh on
-(-1, 1), leaky ReLU on the reals, ReLU's pre-image on [0, inf)). Values outside
-``[lo + eps, hi - eps]`` (an infinite end becomes ``-/+ 1/eps``), and inf or NaN, are clamped into
-it (NaN first becomes 0) and *counted*, per layer: ``domain_counts(inverse)`` reports them, so a
-reconstruction is never a silent NaN. ``eps`` defaults to :data:`DEFAULT_EPS` = 1e-6.
+(-1, 1), leaky ReLU on the reals, ReLU's pre-image on [0, inf)). Finite values outside
+``[lo + eps, hi - eps]`` (an infinite end becomes ``-/+ 1/eps``) are clamped into it and *counted*,
+per layer: ``domain_counts(inverse)`` reports them. NaN or inf in what is inverted is an error (no
+finite image can honestly come of it), and so is an ``eps`` too small for the tensor's dtype (in
+float32, ``1 - 1e-9`` rounds to 1 and its logit is inf). ``eps`` defaults to :data:`DEFAULT_EPS` = 1e-6.
 """
 
 from __future__ import annotations
@@ -101,11 +102,22 @@ class InverseLinear(nn.Module):
         self.with_prior = prior is not None
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if y.shape[-1] != self.A.shape[1]:
+            raise ValueError(f"this inverse of Linear({self.A.shape[0]}, {self.A.shape[1]}) takes {self.A.shape[1]} "
+                             f"features per sample, got shape {tuple(y.shape)}")
+        _require_finite(y, "Linear")
         return y @ self.A.T + self.c
 
     def extra_repr(self) -> str:
         kind = "gaussian-prior pre-image" if self.with_prior else "pseudo-inverse"
         return f"{self.A.shape[0]} <- {self.A.shape[1]}, {kind}"
+
+
+def _require_finite(y: torch.Tensor, layer: str) -> None:
+    bad = int((~torch.isfinite(y)).sum())
+    if bad:
+        raise ValueError(f"the input of the inverse of {layer} holds {bad} NaN/inf values of {y.numel()}: no finite "
+                         f"pre-image exists; check the features passed in (and the layer that produced them)")
 
 
 class InverseActivation(nn.Module):
@@ -134,16 +146,23 @@ class InverseActivation(nn.Module):
         self.seen = 0  # values inverted since the last reset
 
     def clamp_to_domain(self, y: torch.Tensor) -> torch.Tensor:
-        """Move NaN, inf and out-of-domain values to ``[lo + eps, hi - eps]``; count them."""
+        """Move out-of-domain values to ``[lo + eps, hi - eps]`` and count them; NaN/inf is an error."""
+        _require_finite(y, self.kind)
         lo, hi = self.DOMAINS[self.kind]
+        if math.isfinite(hi) and y.is_floating_point() and self.eps < torch.finfo(y.dtype).eps:
+            raise ValueError(
+                f"eps={self.eps:g} is below {y.dtype}'s resolution near {hi:g} ({torch.finfo(y.dtype).eps:.1e}): "
+                f"{hi:g} - eps rounds to {hi:g} and the {self.kind} inverse would be infinite. Use eps >= "
+                f"{torch.finfo(y.dtype).eps:.0e}, or invert in float64."
+            )
         lo_in = lo + self.eps if math.isfinite(lo) else -1.0 / self.eps
         hi_in = hi - self.eps if math.isfinite(hi) else 1.0 / self.eps
         if self.kind == "relu":  # zero is ReLU's own output: in the domain, no eps needed
             lo_in = 0.0
-        outside = ~torch.isfinite(y) | (y < lo_in) | (y > hi_in)
+        outside = (y < lo_in) | (y > hi_in)
         self.clamped += int(outside.sum())
         self.seen += y.numel()
-        return torch.nan_to_num(y, nan=0.0).clamp(lo_in, hi_in)
+        return y.clamp(lo_in, hi_in)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         y = self.clamp_to_domain(y)
@@ -227,14 +246,17 @@ def invert(
     if not isinstance(model, nn.Sequential):
         raise UnsupportedLayerError(f"invert() takes an nn.Sequential chain, got {type(model).__name__}.")
     priors = dict(priors or {})
+    linear = [i for i, m in enumerate(model) if isinstance(m, nn.Linear)]
+    misplaced = sorted(i for i in priors if i not in linear)
+    if misplaced:
+        raise ValueError(f"priors given for layers {misplaced}, which are not Linear layers of the model; its Linear "
+                         f"layers are at {linear} (a prior describes the input of a Linear layer)")
     inverses = []
     for index, module in enumerate(model):
         inv = _invert_layer(module, index, priors.pop(index, None), eps, damping)
         if isinstance(inv, _Unflatten) and input_shape is not None and index == 0:
             inv.shape = tuple(input_shape[module.start_dim - 1 :])
         inverses.append(inv)
-    if priors:
-        raise ValueError(f"priors given for layers {sorted(priors)}, which are not Linear layers of the model")
     return nn.Sequential(*reversed(inverses))
 
 

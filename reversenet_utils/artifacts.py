@@ -130,6 +130,17 @@ def inverse_identity(target: str, net: nn.Module, label: str) -> dict[str, Any]:
     return {"label": label, "target": target, "target_fingerprint": fingerprint(net), "dataset": DATASET}
 
 
+def _plain_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``meta`` as plain JSON-able values (what a checkpoint stores); a value that is not plain data is refused."""
+    plain = {}
+    for key, value in dict(meta or {}).items():
+        try:
+            plain[str(key)] = _jsonable(value)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"checkpoint meta[{key!r}] cannot be saved: {exc}") from None
+    return plain
+
+
 def save_checkpoint(model: nn.Module, path: Path, meta: Mapping[str, Any] | None = None) -> Path:
     """Save ``model``'s weights and a small JSON-able ``meta`` dict to ``path``.
 
@@ -143,12 +154,7 @@ def save_checkpoint(model: nn.Module, path: Path, meta: Mapping[str, Any] | None
         TypeError / ValueError: ``meta`` holds a value that is not plain data (names the key).
     """
     path = Path(path)
-    plain = {}
-    for key, value in dict(meta or {}).items():
-        try:
-            plain[str(key)] = _jsonable(value)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"checkpoint meta[{key!r}] cannot be saved: {exc}") from None
+    plain = _plain_meta(meta)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -253,7 +259,7 @@ def load_or_train(
     if path.is_file():
         meta = load_checkpoint(model, path, expect=identity, fix=fix)
     elif train_if_missing:
-        meta = {**identity, **dict(train(model))}
+        meta = _plain_meta({**identity, **dict(train(model))})  # as a later load will see it
         save_checkpoint(model, path, meta)
     else:
         raise FileNotFoundError(f"No checkpoint at {path}: {fix}.")

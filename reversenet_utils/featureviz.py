@@ -124,7 +124,10 @@ def neuron(layer_name: str, unit: int | Sequence[int], y: int | None = None, x: 
         if maps.dim() != 3:
             raise ValueError(f"neuron() needs a spatial layer; {layer_name} gives shape {tuple(a[layer_name].shape)}")
         h, w = maps.shape[1:]
-        return maps[:, h // 2 if y is None else y, w // 2 if x is None else x]
+        row, col = h // 2 if y is None else y, w // 2 if x is None else x
+        if not (0 <= row < h and 0 <= col < w):  # a negative index would silently pick the last row or column
+            raise ValueError(f"neuron position (y={row}, x={col}) is outside {layer_name}'s {h}x{w} map: use 0 <= y < {h}, 0 <= x < {w}")
+        return maps[:, row, col]
 
     return Objective(fn, [layer_name], f"neuron {layer_name}:{unit}")
 
@@ -148,14 +151,16 @@ class _Recorder:
     def __init__(self, model: nn.Module, names: Sequence[str]) -> None:
         self.activations: dict[str, torch.Tensor] = {}
         self.handles = []
-        for name in names:
+        modules = {}
+        for name in names:  # resolve every name first: a bad one leaves no hook behind
             if name == OUTPUT:
                 continue
             try:
-                module = model.get_submodule(name)
+                modules[name] = model.get_submodule(name)
             except AttributeError:
                 examples = [n for n, m in model.named_modules() if n and not list(m.children())][:6]
                 raise ValueError(f"The model has no module {name!r}; module paths look like {examples}") from None
+        for name, module in modules.items():
             self.handles.append(module.register_forward_hook(self._hook(name)))
 
     def _hook(self, name: str) -> Callable:
@@ -317,12 +322,12 @@ def render(
     if steps < 1:
         raise ValueError(f"steps must be at least 1, got {steps}")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval().requires_grad_(False)
     image = ImageParam(batch, size, channels, param, generator=torch.Generator().manual_seed(seed)).to(device)
     opt = torch.optim.Adam(image.parameters(), lr=lr)
     preprocess = preprocess or (lambda x: x)
-    recorder = _Recorder(model, objective.layers)
+    recorder = _Recorder(model, objective.layers)  # hooks only once every argument checked out; removed in `finally`
+    was_training = model.training
+    model.eval().requires_grad_(False)
     result = RenderResult(images=torch.empty(0), objective=torch.empty(0))
     torch.manual_seed(seed)
     start = time.perf_counter()

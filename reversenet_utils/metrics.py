@@ -36,15 +36,31 @@ PSNR_CAP_DB = 100.0
 _MSE_FLOOR = 10 ** (-PSNR_CAP_DB / 10)
 
 
+#: how far outside [0, 1] a value may lie and still count as rounding (float32 arithmetic on [0, 1] images)
+_RANGE_TOLERANCE = 1e-4
+
+
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
+    if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
+        raise TypeError(f"Expected two tensors, got {type(pred).__name__} and {type(target).__name__}.")
     if pred.shape != target.shape:
         raise ValueError(f"Shapes differ: reconstruction {tuple(pred.shape)} vs original {tuple(target.shape)}.")
     if pred.dim() != 4:
         raise ValueError(f"Expected image batches (N, C, H, W), got shape {tuple(pred.shape)}.")
+    if pred.numel() == 0:
+        raise ValueError(f"Empty batch {tuple(pred.shape)}: there is nothing to score (a mean over no image is NaN).")
     for label, t in (("reconstruction", pred), ("original", target)):
         bad = (~torch.isfinite(t)).sum().item()
         if bad:
             raise ValueError(f"The {label} holds {bad} non-finite values (NaN/inf); fix the inverse upstream.")
+        lo, hi = t.min().item(), t.max().item()
+        if lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
+            raise ValueError(
+                f"The {label} has values in [{lo:.4g}, {hi:.4g}], but PSNR and SSIM here are defined on images in [0, 1]. "
+                + ("Divide 0-255 images by 255. " if hi > 2 else "")
+                + ("Clip reconstructions with metrics.clip_images first (what a viewer sees)." if label == "reconstruction"
+                   else "Pass the original images as loaded (pixel / 255).")
+            )
 
 
 def clip_images(images: torch.Tensor) -> torch.Tensor:

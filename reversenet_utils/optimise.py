@@ -35,8 +35,13 @@ def optimise_preimage(
     penalty); batches of ``batch_size`` rows are optimised independently for ``steps`` steps each,
     with one progress bar. ``fn`` is frozen.
     """
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     if init.shape[0] != target.shape[0]:
         raise ValueError(f"init has {init.shape[0]} rows but target has {target.shape[0]}")
+    if len(target) == 0:
+        raise ValueError("nothing to invert: target holds no rows")
     out = []
     with tqdm(total=steps * -(-len(target) // batch_size), desc=desc, unit="step", mininterval=1.0) as bar:
         for start in range(0, len(target), batch_size):

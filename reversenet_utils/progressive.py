@@ -173,8 +173,14 @@ class InverseChain(nn.Module):
 
     def forward(self, f: torch.Tensor, k: int, indices: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
         """Image from the output ``f`` of block ``k`` (1-based; ``k = len(self)`` means the logits)."""
-        if not 1 <= k <= len(self):
-            raise ValueError(f"k must be in 1..{len(self)}, got {k}")
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(self):
+            raise ValueError(f"k must be a whole number in 1..{len(self)} (the block boundary; {len(self)} = the logits), "
+                             f"got {k!r}")
+        expected = self.inverses[k - 1].out_shape
+        if not isinstance(f, torch.Tensor) or tuple(f.shape[1:]) != expected:
+            got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
+            raise ValueError(f"the output of block {k} has shape (N, {', '.join(map(str, expected))}); got {got}. "
+                             f"Pass the features of block {k} (forward_features(blocks, x)[0][{k}]), or the k they come from")
         for j in reversed(range(k)):
             f = self.step(j, f, indices)
         return f

@@ -68,6 +68,8 @@ def synthesize_inputs(
     [0, 1], and minimise the cross-entropy towards a random class plus a total-variation prior.
     Returns ``(images, confidence of the target in the chosen class)``.
     """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n (how many inputs to synthesize) must be a whole number >= 1, got {n!r}")
     g = torch.Generator().manual_seed(seed)
     device = next(target.parameters()).device
     init = torch.logit(structured_noise(n, g).clamp(0.02, 0.98)).to(device)

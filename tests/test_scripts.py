@@ -82,8 +82,7 @@ def test_key_metric_without_or_with_a_broken_results_file(tmp_path: Path) -> Non
     book = Path("04_zero_shot_progressive_inversion.ipynb")
     assert runner.key_metric(book, tmp_path) == "-"
     (tmp_path / "04_zero_shot_progressive_inversion.json").write_text('{"metrics": {"rows": []}}')
-    readme = _load("readme_results")
-    with pytest.raises(readme.ResultsError, match="04_zero_shot_progressive_inversion.json: lacks what README reads"):
+    with pytest.raises(runner.ResultsError, match="04_zero_shot_progressive_inversion.json: lacks what README reads"):
         runner.key_metric(book, tmp_path)
 
 

@@ -113,43 +113,89 @@ def _prompts(page) -> list[str]:
     return page.eval_on_selector_all(".jp-CodeCell .jp-InputArea-prompt", "els => els.map(e => e.textContent.trim())")
 
 
+def _started(prompts: list[str]) -> bool:
+    """True once any cell is running or has run (a prompt other than '[ ]:')."""
+    return any(t not in ("[ ]:", "") for t in prompts)
+
+
+#: the notebook is the current widget, with its cells, and its kernel is connected and idle: what Run All needs
+READY_JS = """() => {
+    const panel = document.querySelector('.jp-NotebookPanel.jp-mod-current, .jp-NotebookPanel:not(.lm-mod-hidden)');
+    const idle = document.querySelector(".jp-Notebook-ExecutionIndicator[data-status='idle']");
+    return Boolean(panel && idle && panel.querySelector('.jp-Notebook .jp-CodeCell'));
+}"""
+
+
+def _run_all(page, attempts: int = 3, start_timeout_s: float = 10.0) -> int:
+    """Click Run > Run All Cells until execution visibly starts (a prompt leaves '[ ]:'); return the attempts used.
+
+    Right after JupyterLab opens, the click can land before the notebook is the active, kernel-ready
+    widget and do nothing; so check that execution started within a few seconds and click again if not.
+    """
+    for attempt in range(1, attempts + 1):
+        page.wait_for_function(READY_JS, timeout=90_000)
+        page.click(".jp-Notebook .jp-CodeCell .jp-InputArea-editor")  # focus the notebook: its commands are the active ones
+        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
+        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
+        deadline = time.monotonic() + start_timeout_s
+        while time.monotonic() < deadline:
+            if _started(_prompts(page)):
+                return attempt
+            time.sleep(0.25)
+        page.keyboard.press("Escape")  # close the menu if it is still open, then try again
+    raise AssertionError(f"Run All Cells did not start execution after {attempts} attempts; prompts {_prompts(page)[:5]}")
+
+
 def test_run_all_cells_in_jupyterlab(lab: dict) -> None:
     playwright = pytest.importorskip("playwright.sync_api")
-    shot = Path(os.environ.get("BROWSER_SCREENSHOT", REPO / "artifacts" / "browser" / f"{Path(lab['notebook']).stem}.png"))
+    stem = Path(lab["notebook"]).stem
+    shot = Path(os.environ.get("BROWSER_SCREENSHOT", REPO / "artifacts" / "browser" / f"{stem}.png"))
     shot.parent.mkdir(parents=True, exist_ok=True)
+    console: list[str] = []
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(f"{lab['url']}/lab/tree/notebooks/{lab['notebook']}?token={lab['token']}")
-        page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=90_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=90_000)  # kernel ready
-        n_code = lab["n_code"]  # every code cell rendered (the notebook renders progressively)
-        page.wait_for_function(f"document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt').length === {n_code}",
-                               timeout=60_000)
-
-        page.click(".lm-MenuBar-itemLabel:text-is('Run')")
-        page.click(".lm-Menu-itemLabel:text-is('Run All Cells')")
-        start = time.monotonic()
-        while True:  # done when every code cell has a number and the kernel is idle again
-            prompts = _prompts(page)
-            numbered = sum(bool(re.fullmatch(r"\[\d+\]:", t)) for t in prompts)
-            idle = page.query_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']") is not None
-            errors = page.query_selector_all(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] pre")
-            tracebacks = [e.inner_text() for e in errors if "Traceback" in e.inner_text() or "Error" in e.inner_text()]
-            if (numbered == n_code and idle) or tracebacks:
-                break
-            assert time.monotonic() - start < RUN_TIMEOUT_S, f"still running after {RUN_TIMEOUT_S} s: {prompts}"
-            time.sleep(1)
-        seconds = time.monotonic() - start
-        page.keyboard.press("Control+s")
-        page.wait_for_timeout(2000)
-        page.screenshot(path=str(shot), full_page=False)
-        browser.close()
+        page.on("console", lambda msg: console.append(f"[{msg.type}] {msg.text}"))
+        page.on("pageerror", lambda exc: console.append(f"[pageerror] {exc}"))
+        try:
+            page.goto(f"{lab['url']}/lab/tree/notebooks/{lab['notebook']}?token={lab['token']}")
+            page.wait_for_selector(".jp-Notebook .jp-CodeCell", timeout=90_000)
+            n_code = lab["n_code"]  # every code cell rendered (the notebook renders progressively)
+            page.wait_for_function(f"document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt').length === {n_code}",
+                                   timeout=60_000)
+            attempts = _run_all(page)
+            start = time.monotonic()
+            while True:  # done when every code cell has a number and the kernel is idle again
+                prompts = _prompts(page)
+                numbered = sum(bool(re.fullmatch(r"\[\d+\]:", t)) for t in prompts)
+                idle = page.query_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']") is not None
+                errors = page.query_selector_all(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] pre")
+                tracebacks = [e.inner_text() for e in errors if "Traceback" in e.inner_text() or "Error" in e.inner_text()]
+                if (numbered == n_code and idle) or tracebacks:
+                    break
+                if idle and "[*]:" not in prompts and numbered < n_code and time.monotonic() - start > 30:
+                    raise AssertionError(f"the kernel went idle with cells left unrun: {prompts}")
+                assert time.monotonic() - start < RUN_TIMEOUT_S, f"still running after {RUN_TIMEOUT_S} s: {prompts}"
+                time.sleep(1)
+            seconds = time.monotonic() - start
+            page.keyboard.press("Control+s")
+            page.wait_for_function("() => !document.title.startsWith('*') && !document.querySelector('.jp-mod-dirty')",
+                                   timeout=30_000)
+            page.screenshot(path=str(shot), full_page=False)
+        except Exception:
+            failed = shot.with_name(f"{stem}-failure.png")
+            page.screenshot(path=str(failed), full_page=False)
+            shot.with_name(f"{stem}-console.log").write_text("\n".join(console) + "\n")
+            print(f"browser test failed: screenshot {failed}, console log {shot.with_name(stem + '-console.log')}, "
+                  f"prompts {_prompts(page)}", file=sys.stderr)
+            raise
+        finally:
+            browser.close()
 
     saved = json.loads((lab["root"] / "notebooks" / lab["notebook"]).read_text())
     saved_errors = [o for c in saved["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
-    print(f"{lab['notebook']}: {n_code} code cells run in JupyterLab (headless Chromium) in {seconds:.0f} s; "
-          f"screenshot {shot}")
+    print(f"{lab['notebook']}: {n_code} code cells run in JupyterLab (headless Chromium) in {seconds:.0f} s "
+          f"(Run All clicked {attempts}x); screenshot {shot}")
     assert not tracebacks, f"error output in the page:\n{tracebacks[0][-2000:]}"
     assert not saved_errors, f"error output in the saved notebook: {saved_errors[0]['ename']}: {saved_errors[0]['evalue']}"
     assert numbered == n_code, f"not every cell ran: {prompts}"

