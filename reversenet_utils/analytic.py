@@ -201,7 +201,7 @@ def _invert_layer(
     raise UnsupportedLayerError(
         f"Layer {index} ({module!r}) has no analytic inverse here. Supported: Linear, LeakyReLU, ReLU, "
         f"Sigmoid, Tanh, Flatten, Identity, Dropout. Invert the part of the model before it "
-        f"(e.g. model[:{index}]) or use a learned inverse (reversenet_utils.learned)."
+        f"(e.g. model[:{index}]) or use a learned inverse (reversenet_utils.progressive)."
     )
 
 

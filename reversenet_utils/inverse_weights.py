@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .analytic import InverseActivation
-from .artifacts import inverse_checkpoint, inverse_identity, load_or_train
+from .artifacts import effective_recipe, inverse_checkpoint, inverse_identity, load_or_train
 from .train import predict, train_loop
 
 __all__ = [
@@ -144,7 +144,8 @@ def load_inverse_weights(
     Loads ``artifacts/inverses/<name>__inverse-weights.pt`` if it was saved for these very target weights
     (fingerprint) and dataset; otherwise trains them on ``images`` with :func:`train_inverse_weights`
     (``recipe`` overrides its defaults) and saves them. ``retrain=True`` always trains, as notebook 03 does.
-    ``inverse.meta`` holds the recipe, training time and ``n_kept`` (images above the confidence threshold).
+    ``inverse.meta`` holds the recipe used (its defaults included), training time and ``n_kept`` (images above
+    the confidence threshold).
     """
     path = inverse_checkpoint(name, "inverse weights")
 
@@ -152,7 +153,7 @@ def load_inverse_weights(
         start = time.perf_counter()
         trained, history, n_kept = train_inverse_weights(target, images, **recipe)
         inverse.load_state_dict(trained.state_dict())
-        return {**recipe, "n_kept": n_kept, "final_loss": history[-1]["loss"], "train_s": time.perf_counter() - start,
+        return {**effective_recipe(train_inverse_weights, recipe), "n_kept": n_kept, "final_loss": history[-1]["loss"], "train_s": time.perf_counter() - start,
                 "notebook": notebook}
 
     if retrain:

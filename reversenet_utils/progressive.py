@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .artifacts import inverse_checkpoint, inverse_identity, load_or_train
+from .artifacts import effective_recipe, inverse_checkpoint, inverse_identity, load_or_train
 from .synthetic import structured_noise
 from .train import train_loop
 
@@ -192,8 +192,8 @@ def invert_from_every_depth(
 ) -> dict[int, torch.Tensor]:
     """Reconstructions of ``x`` from the output of every block: ``{k: chain(f_k)}`` for k = 1..K.
 
-    Runs in chunks of ``batch_size`` images (on a CPU ~2.5x faster than one batch of 10 000,
-    whose feature maps do not fit in cache); the target's features of a chunk serve every depth.
+    Runs in chunks of ``batch_size`` images (on a CPU faster than one batch of 10 000, whose feature
+    maps do not fit in cache); the target's features of a chunk serve every depth.
     """
     outputs: dict[int, list[torch.Tensor]] = {k: [] for k in range(1, len(blocks) + 1)}
     for chunk in x.split(batch_size):
@@ -236,7 +236,7 @@ def progressive_losses(
 
     (a) every module ``j <= k`` reconstructs its block's input from the true block output (summed,
         not averaged, over modules: a module's weight must not shrink as deeper ones join; with the
-        mean, ``cnn_nopool``'s first-block inverse lost 1-2 dB by the end of progressive training);
+        mean, the first module's share shrinks and its block's inverse degrades as training progresses);
     (b) the chain from ``f_k`` reconstructs the image;
     (c) the reconstruction, fed through the target's blocks ``1..k``, reproduces ``f_k``.
     Each squared error is divided by the mean square of what it compares against, so the weights
@@ -377,9 +377,11 @@ def load_or_train_chain(
     def train(chain: InverseChain) -> dict[str, Any]:
         start = time.perf_counter()
         train_inverse_chain(chain, blocks, sample, steps, schedule=schedule, seed=seed, desc=f"{name}: {label}", **recipe)
-        weights = recipe.get("weights", LossWeights())
-        return {"steps": steps, **{k: v for k, v in recipe.items() if k != "weights"}, "weights": asdict(weights),
-                "seed": seed, "train_s": time.perf_counter() - start, "notebook": notebook}
+        # the defaults too: what this chain was trained with
+        used = effective_recipe(train_inverse_chain, {**recipe, "schedule": schedule, "seed": seed})
+        used.pop("desc")
+        return {"steps": steps, **used, "weights": asdict(used["weights"]), "train_s": time.perf_counter() - start,
+                "notebook": notebook}
 
     if retrain:
         path.unlink(missing_ok=True)

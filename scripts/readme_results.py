@@ -64,7 +64,7 @@ def _finding_07(m: dict) -> str:
             f"reconstructions up to {fool:.1%} more often than an independent judge")
 
 
-#: notebook number -> (title, one-line finding from its metrics). Only keys DESIGN §5 fixes are read.
+#: notebook number -> (title, one-line finding from its metrics). Only the keys docs/design.md fixes are read.
 FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "01": ("Training the targets", lambda m: "{} networks trained, test accuracy {:.2%}–{:.2%}".format(
         len(m["targets"]), min(t["test_accuracy"] for t in m["targets"].values()),

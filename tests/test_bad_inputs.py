@@ -491,3 +491,11 @@ def test_find_row_and_markdown_table() -> None:
         markdown_table(["a", "b"], [[1]])
     with pytest.raises(ValueError, match="align needs"):
         markdown_table(["a", "b"], [[1, 2]], align="c")
+
+
+def test_a_recipe_override_the_trainer_does_not_take_is_named() -> None:
+    from reversenet_utils.artifacts import effective_recipe
+
+    assert effective_recipe(train_inverse_chain, {"lr": 1e-3})["batch_size"] == 64  # defaults: the one source
+    with pytest.raises(TypeError, match=r"train_inverse_chain has no setting \['learning_rate'\]"):
+        effective_recipe(train_inverse_chain, {"learning_rate": 1e-3})

@@ -143,3 +143,11 @@ def test_papermill_injects_a_parameter_file(tmp_path: Path) -> None:
     runner = subprocess.run([sys.executable, str(REPO / "scripts" / "run_notebooks.py"), "--nb", "01", "--params", str(bad)],
                             env=env, capture_output=True, text=True, timeout=120)
     assert runner.returncode != 0 and "unknown parameter(s) ['epoch']" in runner.stderr
+
+
+@pytest.mark.parametrize("name", ["smoke.yaml", "full.yaml"])
+def test_the_shipped_parameter_files_fit_the_notebooks(name: str) -> None:
+    runner = _load("run_notebooks")
+    books = runner.select(None)
+    params = runner.load_params(str(REPO / "params" / name), books)  # names and types checked
+    assert any(params.values())
