@@ -253,6 +253,7 @@ def load_or_train(
     identity: Mapping[str, Any],
     train_if_missing: bool = True,
     fix: str = "re-run the notebook that trains it",
+    retrain: bool = False,
 ) -> nn.Module:
     """The project's one load-or-train: targets, the VAE, inverse weights and inverse chains use it.
 
@@ -261,8 +262,9 @@ def load_or_train(
     target it inverts, dataset, ...). Otherwise ``train(model)`` trains the module in place and returns
     its metadata, and the module is saved with ``{**identity, **metadata}``, so every notebook also
     runs standalone. A checkpoint saved for something else is never overwritten: that is an error
-    that says how to fix it. The metadata is attached as ``model.meta``; the module is returned in
-    eval mode.
+    that says how to fix it. ``retrain=True`` always trains (the notebook that owns the checkpoint) and
+    replaces the file only once training succeeded. The metadata is attached as ``model.meta``; the
+    module is returned in eval mode.
 
     Raises:
         CheckpointMismatchError: the file was saved for another identity or architecture.
@@ -270,9 +272,9 @@ def load_or_train(
     """
     model = build()
     path = Path(path)
-    if path.is_file():
+    if path.is_file() and not retrain:
         meta = load_checkpoint(model, path, expect=identity, fix=fix)
-    elif train_if_missing:
+    elif train_if_missing or retrain:
         meta = _plain_meta({**identity, **dict(train(model))})  # as a later load will see it
         save_checkpoint(model, path, meta)
     else:

@@ -153,15 +153,13 @@ def load_inverse_weights(
         start = time.perf_counter()
         trained, history, n_kept = train_inverse_weights(target, images, **recipe)
         inverse.load_state_dict(trained.state_dict())
-        return {**effective_recipe(train_inverse_weights, recipe), "n_kept": n_kept, "final_loss": history[-1]["loss"], "train_s": time.perf_counter() - start,
-                "notebook": notebook}
+        return {**effective_recipe(train_inverse_weights, recipe), "n_kept": n_kept, "final_loss": history[-1]["loss"],
+                "train_s": time.perf_counter() - start, "notebook": notebook}
 
-    if retrain:
-        path.unlink(missing_ok=True)
     device = next(target.parameters()).device
     inverse = load_or_train(lambda: InverseWeights(target).to(device), path, train,
                             inverse_identity(name, target, "inverse weights"),
-                            fix="re-run notebooks/03_learned_inverse_weights.ipynb")
+                            fix="re-run notebooks/03_learned_inverse_weights.ipynb", retrain=retrain)
     inverse.sigmoid_inverse.clamped = inverse.sigmoid_inverse.seen = 0
     return inverse
 

@@ -383,7 +383,5 @@ def load_or_train_chain(
         return {"steps": steps, **used, "weights": asdict(used["weights"]), "train_s": time.perf_counter() - start,
                 "notebook": notebook}
 
-    if retrain:
-        path.unlink(missing_ok=True)
     return load_or_train(build, path, train, identity, train_if_missing,
-                         fix=f"re-run notebooks/04_zero_shot_progressive_inversion.ipynb for {name!r}")
+                         fix=f"re-run notebooks/04_zero_shot_progressive_inversion.ipynb for {name!r}", retrain=retrain)

@@ -499,3 +499,17 @@ def test_a_recipe_override_the_trainer_does_not_take_is_named() -> None:
     assert effective_recipe(train_inverse_chain, {"lr": 1e-3})["batch_size"] == 64  # defaults: the one source
     with pytest.raises(TypeError, match=r"train_inverse_chain has no setting \['learning_rate'\]"):
         effective_recipe(train_inverse_chain, {"learning_rate": 1e-3})
+
+
+def test_a_failed_retrain_keeps_the_saved_inverse(tmp_root) -> None:
+    path = tmp_root / "m.pt"
+    load_or_train(lambda: nn.Linear(2, 2), path, lambda m: {"run": 1}, {"kind": "a"})
+    before = path.read_bytes()
+
+    def broken(model: nn.Module) -> dict:
+        raise FloatingPointError("loss became non-finite")
+
+    with pytest.raises(FloatingPointError):
+        load_or_train(lambda: nn.Linear(2, 2), path, broken, {"kind": "a"}, retrain=True)
+    assert path.read_bytes() == before
+    assert load_or_train(lambda: nn.Linear(2, 2), path, lambda m: {"run": 2}, {"kind": "a"}, retrain=True).meta["run"] == 2
