@@ -128,6 +128,20 @@ def test_load_or_train_trains_once_and_never_overwrites_a_mismatch(tmp_root) -> 
         load_or_train(lambda: nn.Linear(2, 2), tmp_root / "none.pt", train, {}, train_if_missing=False)
 
 
+def test_a_failed_retrain_keeps_the_saved_inverse(tmp_root) -> None:
+    path = tmp_root / "m.pt"
+    load_or_train(lambda: nn.Linear(2, 2), path, lambda m: {"run": 1}, {"kind": "a"})
+    before = path.read_bytes()
+
+    def broken(model: nn.Module) -> dict:
+        raise FloatingPointError("loss became non-finite")
+
+    with pytest.raises(FloatingPointError):
+        load_or_train(lambda: nn.Linear(2, 2), path, broken, {"kind": "a"}, retrain=True)
+    assert path.read_bytes() == before
+    assert load_or_train(lambda: nn.Linear(2, 2), path, lambda m: {"run": 2}, {"kind": "a"}, retrain=True).meta["run"] == 2
+
+
 # --- 2. parameters: names and types checked before anything runs; a failed run keeps the good notebook ----
 
 
@@ -429,6 +443,14 @@ def test_other_bad_budgets_and_weights() -> None:
         load_target("mlp_leakyy")
 
 
+def test_a_recipe_override_the_trainer_does_not_take_is_named() -> None:
+    from reversenet_utils.artifacts import effective_recipe
+
+    assert effective_recipe(train_inverse_chain, {"lr": 1e-3})["batch_size"] == 64  # defaults: the one source
+    with pytest.raises(TypeError, match=r"train_inverse_chain has no setting \['learning_rate'\]"):
+        effective_recipe(train_inverse_chain, {"learning_rate": 1e-3})
+
+
 # --- 8. feature visualisation ------------------------------------------------------------------------------
 
 
@@ -492,24 +514,3 @@ def test_find_row_and_markdown_table() -> None:
     with pytest.raises(ValueError, match="align needs"):
         markdown_table(["a", "b"], [[1, 2]], align="c")
 
-
-def test_a_recipe_override_the_trainer_does_not_take_is_named() -> None:
-    from reversenet_utils.artifacts import effective_recipe
-
-    assert effective_recipe(train_inverse_chain, {"lr": 1e-3})["batch_size"] == 64  # defaults: the one source
-    with pytest.raises(TypeError, match=r"train_inverse_chain has no setting \['learning_rate'\]"):
-        effective_recipe(train_inverse_chain, {"learning_rate": 1e-3})
-
-
-def test_a_failed_retrain_keeps_the_saved_inverse(tmp_root) -> None:
-    path = tmp_root / "m.pt"
-    load_or_train(lambda: nn.Linear(2, 2), path, lambda m: {"run": 1}, {"kind": "a"})
-    before = path.read_bytes()
-
-    def broken(model: nn.Module) -> dict:
-        raise FloatingPointError("loss became non-finite")
-
-    with pytest.raises(FloatingPointError):
-        load_or_train(lambda: nn.Linear(2, 2), path, broken, {"kind": "a"}, retrain=True)
-    assert path.read_bytes() == before
-    assert load_or_train(lambda: nn.Linear(2, 2), path, lambda m: {"run": 2}, {"kind": "a"}, retrain=True).meta["run"] == 2
