@@ -74,7 +74,9 @@ def load_params(path: str | None, books: list[Path]) -> dict[Path, dict]:
         if not isinstance(loaded, dict):
             raise SystemExit(f"{path}: expected a mapping of parameter names to values, got {type(loaded).__name__}")
     numbers = {b.name[:2]: b for b in books}
-    shared = {k: v for k, v in loaded.items() if not (isinstance(k, (str, int)) and str(k).zfill(2) in numbers)}
+    # a section of a notebook that is not selected is skipped, not an unknown name
+    every_number = {b.name[:2] for b in select(None, books[0].parent)} if books else set()
+    shared = {k: v for k, v in loaded.items() if str(k).zfill(2) not in every_number}
     sections = {numbers[str(k).zfill(2)]: v for k, v in loaded.items() if str(k).zfill(2) in numbers}
     for book, section in sections.items():
         if not isinstance(section, dict):
