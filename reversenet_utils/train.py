@@ -33,9 +33,21 @@ __all__ = [
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """CUDA when present, else CPU (``prefer`` forces one, e.g. ``"cpu"``)."""
+    """CUDA when present, else CPU (``prefer`` forces one, e.g. ``"cpu"``, ``"cuda:1"``).
+
+    Raises:
+        ValueError: ``prefer`` is not a device name, or names a CUDA device this machine does not have.
+    """
     if prefer:
-        return torch.device(prefer)
+        try:
+            device = torch.device(prefer)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(f"device {prefer!r} is not a device name ({exc}); use 'cpu', 'cuda' or 'cuda:N'") from None
+        if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+            have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+            raise ValueError(f"device {prefer!r} asked for, but this machine has {have} CUDA device(s): "
+                             f"use 'cpu' (or leave device empty to pick CUDA when present)")
+        return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -232,7 +244,7 @@ def train_target(
     """
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
         raise ValueError(f"epochs must be a whole number >= 1 (or None for the recipe's {get_spec(name).epochs}), got {epochs!r}")
-    device = get_device() if device is None else torch.device(device)
+    device = get_device(None if device is None else str(device))
     model = _build_seeded(name, seed, device)
     meta = {"name": name, "dataset": DATASET, **_fit_recipe(model, name, epochs, seed, train, test)}
     save_checkpoint(model, checkpoint_path(name), meta)
@@ -249,7 +261,7 @@ def load_target(
     The checkpoint's metadata is attached as ``model.meta``.
     """
     get_spec(name)  # unknown names: a clear error before anything else
-    device = get_device() if device is None else torch.device(device)
+    device = get_device(None if device is None else str(device))
 
     def train(model: nn.Module) -> dict[str, Any]:
         print(f"No checkpoint for {name!r}: training it now (default recipe).")
@@ -276,7 +288,7 @@ def load_vae(
     """The VAE with ``latent`` dimensions, frozen and in eval mode; trained (and saved to
     ``artifacts/vae/vae_<latent>.pt``) when no checkpoint exists (``artifacts.load_or_train``).
     ``model.meta`` holds its history."""
-    device = get_device() if device is None else torch.device(device)
+    device = get_device(None if device is None else str(device))
 
     def build() -> VAE:
         torch.manual_seed(seed)

@@ -443,6 +443,16 @@ def test_other_bad_budgets_and_weights() -> None:
         load_target("mlp_leakyy")
 
 
+def test_a_device_this_machine_lacks_or_a_misspelled_one() -> None:
+    from reversenet_utils.train import get_device
+
+    with pytest.raises(ValueError, match="'tpu' is not a device name.*'cpu', 'cuda'"):
+        get_device("tpu")
+    with pytest.raises(ValueError, match="'cuda:7' asked for, but this machine has .* CUDA device.*use 'cpu'"):
+        get_device("cuda:7")
+    assert get_device("cpu").type == "cpu"
+
+
 def test_a_recipe_override_the_trainer_does_not_take_is_named() -> None:
     from reversenet_utils.artifacts import effective_recipe
 
