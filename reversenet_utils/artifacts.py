@@ -111,7 +111,7 @@ def fingerprint(model: nn.Module) -> str:
     """
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
+        t = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim buffers too (e.g. BatchNorm counters)
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()[:16]

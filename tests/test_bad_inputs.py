@@ -142,6 +142,14 @@ def test_a_failed_retrain_keeps_the_saved_inverse(tmp_root) -> None:
     assert load_or_train(lambda: nn.Linear(2, 2), path, lambda m: {"run": 2}, {"kind": "a"}, retrain=True).meta["run"] == 2
 
 
+def test_fingerprint_covers_buffers_and_every_weight() -> None:
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))  # a 0-dim buffer (num_batches_tracked)
+    before = fingerprint(net)
+    with torch.no_grad():
+        net[0].bias[1] += 1e-7  # the smallest change to one weight
+    assert fingerprint(net) != before
+
+
 # --- 2. parameters: names and types checked before anything runs; a failed run keeps the good notebook ----
 
 
@@ -523,4 +531,5 @@ def test_find_row_and_markdown_table() -> None:
         markdown_table(["a", "b"], [[1]])
     with pytest.raises(ValueError, match="align needs"):
         markdown_table(["a", "b"], [[1, 2]], align="c")
+
 
