@@ -8,6 +8,14 @@
   ``x = mu + Sigma W^T (W Sigma W^T + lambda I)^{-1} (y - b - W mu)``, still a pre-image.
 - Activations: ``LeakyReLU^{-1}`` (divide negatives by the slope), ``Sigmoid^{-1} = logit``,
   ``Tanh^{-1} = atanh``, ``ReLU`` by its identity pre-image (zeros stay zero).
+- ``Conv2d``: a convolution is a linear map too. Its matrix (``conv_matrix``: the response to every
+  input pixel) gets the same pseudo-inverse, so ``invert`` undoes convolutions exactly where they are
+  injective (more outputs than inputs and full column rank: the first blocks of both CNNs) and returns the
+  minimum-norm pre-image where they narrow.
+- ``MaxPool2d`` keeps one value of each window and not *which* one: no inverse from the pooled values
+  alone. :func:`invert_conv_relu_pool` inverts a conv - ReLU - max-pool block **given the pooling indices**
+  (privileged knowledge, said so wherever it is used): every positive pooled value is one exact equation
+  ``(W x + b)[argmax] = value``; the input is their least-squares solution (conjugate gradients, batched).
 - ``Flatten`` by ``Unflatten``; ``Identity`` and ``Dropout`` (eval mode) by identity.
 
 When the analytic chain fails (an input far from the network's range), :func:`inversion_trace`
@@ -27,7 +35,9 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from .metrics import clip_images, psnr
 
@@ -35,8 +45,11 @@ __all__ = [
     "DEFAULT_EPS",
     "UnsupportedLayerError",
     "InverseLinear",
+    "InverseConv2d",
     "InverseActivation",
+    "conv_matrix",
     "invert",
+    "invert_conv_relu_pool",
     "prior_inverse",
     "choose_damping",
     "domain_counts",
@@ -51,7 +64,7 @@ DEFAULT_EPS = 1e-6
 
 
 class UnsupportedLayerError(TypeError):
-    """A layer has no analytic inverse here (convolutions, pooling, ...)."""
+    """A layer has no analytic inverse here (pooling, normalisation, ...)."""
 
 
 def pinv(weight: torch.Tensor, rcond: float = 1e-10) -> torch.Tensor:
@@ -111,6 +124,57 @@ class InverseLinear(nn.Module):
     def extra_repr(self) -> str:
         kind = "gaussian-prior pre-image" if self.with_prior else "pseudo-inverse"
         return f"{self.A.shape[0]} <- {self.A.shape[1]}, {kind}"
+
+
+def conv_matrix(conv: nn.Conv2d, in_shape: tuple[int, int, int]) -> torch.Tensor:
+    """The matrix ``M`` (float64, ``out_features x in_features``) with ``conv(x) - bias = M x.flatten()``.
+
+    Column ``j`` is the convolution's response to the ``j``-th unit input (no bias), so ``M`` has
+    ``C_out H_out W_out`` rows and ``C_in H W`` columns (3136 x 784 for ``cnn_nopool``'s first layer).
+    """
+    if tuple(in_shape[:1]) != (conv.in_channels,) or len(in_shape) != 3:
+        raise ValueError(f"{conv!r} takes inputs of shape ({conv.in_channels}, H, W), got in_shape {tuple(in_shape)}")
+    n = math.prod(in_shape)
+    weight = conv.weight.detach().double()
+    basis = torch.eye(n, dtype=torch.float64, device=weight.device).reshape(n, *in_shape)
+    response = F.conv2d(basis, weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+    return response.reshape(n, -1).T
+
+
+class InverseConv2d(nn.Module):
+    """Inverse of a ``Conv2d`` on inputs of shape ``in_shape``: the pseudo-inverse of its matrix.
+
+    Exact where the convolution is injective (``conv_matrix`` has full column rank), the minimum-norm
+    pre-image where it narrows; one precomputed matrix product per batch, like :class:`InverseLinear`.
+    """
+
+    def __init__(self, conv: nn.Conv2d, in_shape: tuple[int, int, int], rcond: float = 1e-10) -> None:
+        super().__init__()
+        if conv.padding_mode != "zeros":
+            raise UnsupportedLayerError(f"{conv!r}: only zero padding is supported (its matrix is then exact)")
+        matrix = conv_matrix(conv, in_shape)
+        bias = conv.bias.detach().double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+        self.out_shape = tuple(
+            F.conv2d(torch.zeros(1, *in_shape, dtype=torch.float64, device=matrix.device), conv.weight.detach().double(),
+                     None, conv.stride, conv.padding, conv.dilation, conv.groups).shape[1:]
+        )
+        self.in_shape = tuple(in_shape)
+        dtype = conv.weight.dtype
+        self.register_buffer("A", torch.linalg.pinv(matrix, rtol=rcond).to(dtype))
+        self.register_buffer("b", bias.to(matrix.device).repeat_interleave(math.prod(self.out_shape[1:])).to(dtype))
+        self.rank = int(torch.linalg.matrix_rank(matrix, rtol=rcond))
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        if tuple(y.shape[1:]) != self.out_shape:
+            raise ValueError(f"this inverse of a convolution takes features of shape {self.out_shape} per sample, "
+                             f"got {tuple(y.shape)}")
+        _require_finite(y, "Conv2d")
+        return ((y.flatten(1) - self.b) @ self.A.T).reshape(len(y), *self.in_shape)
+
+    def extra_repr(self) -> str:
+        n_in, n_out = math.prod(self.in_shape), math.prod(self.out_shape)
+        kind = "exact (injective)" if self.rank == n_in else f"minimum-norm pre-image (rank {self.rank} < {n_in})"
+        return f"{self.in_shape} <- {self.out_shape}, {n_in} <- {n_out}, {kind}"
 
 
 def _require_finite(y: torch.Tensor, layer: str) -> None:
@@ -180,10 +244,15 @@ class InverseActivation(nn.Module):
 
 
 def _invert_layer(
-    module: nn.Module, index: int, prior: tuple[torch.Tensor, torch.Tensor] | None, eps: float, damping: float
+    module: nn.Module, index: int, prior: tuple[torch.Tensor, torch.Tensor] | None, eps: float, damping: float,
+    in_shape: tuple[int, ...] | None,
 ) -> nn.Module:
     if isinstance(module, nn.Linear):
         return InverseLinear(module, prior=prior, damping=damping)
+    if isinstance(module, nn.Conv2d):
+        if in_shape is None:
+            raise ValueError(f"layer {index} ({module!r}): inverting a convolution needs input_shape (e.g. (1, 28, 28))")
+        return InverseConv2d(module, in_shape)
     if isinstance(module, nn.LeakyReLU):
         return InverseActivation("leaky_relu", module.negative_slope, eps)
     if isinstance(module, nn.ReLU):
@@ -198,11 +267,31 @@ def _invert_layer(
         return _Unflatten(module.start_dim)
     if isinstance(module, (nn.Identity, nn.Dropout)):
         return nn.Identity()
+    if isinstance(module, nn.MaxPool2d):
+        raise UnsupportedLayerError(
+            f"Layer {index} ({module!r}) keeps each window's maximum but not where it was: no inverse from the pooled "
+            f"values alone. Given the pooling indices, invert a Conv2d-ReLU-MaxPool2d block with "
+            f"analytic.invert_conv_relu_pool; otherwise invert model[:{index}], match features by optimisation "
+            f"(optimise.match_features) or use a learned inverse (reversenet_utils.progressive)."
+        )
     raise UnsupportedLayerError(
-        f"Layer {index} ({module!r}) has no analytic inverse here. Supported: Linear, LeakyReLU, ReLU, "
+        f"Layer {index} ({module!r}) has no analytic inverse here. Supported: Linear, Conv2d, LeakyReLU, ReLU, "
         f"Sigmoid, Tanh, Flatten, Identity, Dropout. Invert the part of the model before it "
         f"(e.g. model[:{index}]) or use a learned inverse (reversenet_utils.progressive)."
     )
+
+
+def _output_shape(module: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The per-sample output shape of ``module`` on inputs of ``shape``; ``None`` where it does not take them
+    (e.g. a chain that starts with ``Linear`` given the default image shape: only a later ``Conv2d`` needs it)."""
+    param = next(module.parameters(), None)
+    probe = torch.zeros(1, *shape, dtype=param.dtype if param is not None else None,
+                        device=param.device if param is not None else None)
+    try:
+        with torch.no_grad():
+            return tuple(module(probe).shape[1:])
+    except RuntimeError:
+        return None
 
 
 class _Unflatten(nn.Module):
@@ -252,12 +341,98 @@ def invert(
         raise ValueError(f"priors given for layers {misplaced}, which are not Linear layers of the model; its Linear "
                          f"layers are at {linear} (a prior describes the input of a Linear layer)")
     inverses = []
+    shape = tuple(input_shape) if input_shape is not None else None  # of one sample, traced layer by layer
     for index, module in enumerate(model):
-        inv = _invert_layer(module, index, priors.pop(index, None), eps, damping)
-        if isinstance(inv, _Unflatten) and input_shape is not None and index == 0:
-            inv.shape = tuple(input_shape[module.start_dim - 1 :])
+        inv = _invert_layer(module, index, priors.pop(index, None), eps, damping, shape)
+        if isinstance(inv, _Unflatten) and shape is not None:
+            inv.shape = tuple(shape[module.start_dim - 1 :])
         inverses.append(inv)
+        if shape is not None:
+            shape = _output_shape(module, shape)
     return nn.Sequential(*reversed(inverses))
+
+
+def invert_conv_relu_pool(
+    block: nn.Sequential, pooled: torch.Tensor, indices: torch.Tensor, steps: int = 150, batch_size: int = 1000,
+    tol: float = 1e-7,
+) -> torch.Tensor:
+    """The input of a ``Conv2d - ReLU - MaxPool2d`` block from its output **and its pooling indices**.
+
+    Each positive pooled value ``v`` at window position ``i`` (from ``indices``, as returned by
+    ``max_pool2d(..., return_indices=True)``) is one linear equation ``(W x + b)_i = v``; a zero says only
+    ``(W x + b)_i <= 0`` and is left out. The least-squares solution of the equations, by conjugate gradients
+    on the normal equations (CGLS), batched, from zero, stopping at ``steps`` or when every image's
+    relative residual is below ``tol``. Exact (to float precision) where the equations determine ``x``:
+    for ``cnn_pool``'s first block, about 2 000 equations for 784 pixels. The indices are privileged
+    knowledge: a party that sees only the pooled values does not have them.
+    """
+    layers = list(block)
+    if len(layers) != 3 or not (isinstance(layers[0], nn.Conv2d) and isinstance(layers[1], nn.ReLU)
+                                and isinstance(layers[2], nn.MaxPool2d)):
+        raise UnsupportedLayerError(f"invert_conv_relu_pool inverts a Conv2d-ReLU-MaxPool2d block, got {block!r}")
+    if pooled.shape != indices.shape:
+        raise ValueError(f"pooled values {tuple(pooled.shape)} and indices {tuple(indices.shape)} must have one shape")
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be a whole number >= 1, got {steps!r}")
+    _require_finite(pooled, "MaxPool2d")
+    conv, pool = layers[0], layers[2]
+    if conv.padding_mode != "zeros" or conv.groups != 1:
+        raise UnsupportedLayerError(f"{conv!r}: only zero padding and groups=1 are supported")
+    weight = conv.weight.detach()
+    bias = (conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels, device=weight.device))
+    in_hw = _conv_input_size(conv, pool, pooled.shape[-2:])
+    conv_hw = tuple((s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in
+                    zip(in_hw, conv.padding, conv.dilation, conv.kernel_size, conv.stride))
+    out = []
+    for start in tqdm(range(0, len(pooled), batch_size), desc="conv-ReLU-pool least squares", unit="batch",
+                      mininterval=1.0, disable=len(pooled) <= batch_size):
+        v, idx = pooled[start : start + batch_size], indices[start : start + batch_size]
+        known = F.max_unpool2d((v > 0).to(weight.dtype), idx, pool.kernel_size, pool.stride, pool.padding, conv_hw)
+        goal = (F.max_unpool2d(v.to(weight.dtype), idx, pool.kernel_size, pool.stride, pool.padding, conv_hw)
+                - bias.view(1, -1, 1, 1)) * known
+
+        def forward(x: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(x, weight, None, conv.stride, conv.padding, conv.dilation) * known
+
+        def adjoint(r: torch.Tensor) -> torch.Tensor:
+            out_pad = tuple(s - ((c - 1) * st - 2 * p + d * (k - 1) + 1) for s, c, st, p, d, k in
+                            zip(in_hw, conv_hw, conv.stride, conv.padding, conv.dilation, conv.kernel_size))
+            return F.conv_transpose2d(r, weight, None, conv.stride, conv.padding, out_pad, 1, conv.dilation)
+
+        out.append(_cgls(forward, adjoint, goal, (len(v), conv.in_channels, *in_hw), steps, tol))
+    return torch.cat(out)
+
+
+def _conv_input_size(conv: nn.Conv2d, pool: nn.MaxPool2d, pooled_hw: Sequence[int]) -> tuple[int, int]:
+    """The input height and width of a conv - ReLU - pool block with ``pooled_hw`` outputs (stride-1 'same'
+    convolutions and non-overlapping pools, as the targets here use)."""
+    k = pool.kernel_size if isinstance(pool.kernel_size, int) else pool.kernel_size[0]
+    if conv.stride != (1, 1) or any(2 * p != d * (s - 1) for p, d, s in zip(conv.padding, conv.dilation, conv.kernel_size)):
+        raise UnsupportedLayerError(f"{conv!r}: invert_conv_relu_pool needs a stride-1 convolution that keeps the size")
+    return tuple(int(s) * k for s in pooled_hw)
+
+
+@torch.no_grad()
+def _cgls(forward, adjoint, goal: torch.Tensor, shape: tuple[int, ...], steps: int, tol: float) -> torch.Tensor:
+    """Least squares ``min ||forward(x) - goal||`` per sample by conjugate gradients on the normal equations
+    (CGLS), until their residual ``||adjoint(forward(x) - goal)||`` falls below ``tol`` of its start for every sample."""
+    x = torch.zeros(shape, dtype=goal.dtype, device=goal.device)
+    r = goal.clone()
+    s = adjoint(r)
+    p, gamma = s.clone(), s.flatten(1).pow(2).sum(1)
+    start = gamma.sqrt().clamp_min(1e-30)
+    for _ in range(steps):
+        q = forward(p)
+        alpha = gamma / q.flatten(1).pow(2).sum(1).clamp_min(1e-30)
+        x += alpha.view(-1, *[1] * (x.dim() - 1)) * p
+        r -= alpha.view(-1, *[1] * (r.dim() - 1)) * q
+        s = adjoint(r)
+        new_gamma = s.flatten(1).pow(2).sum(1)
+        if (new_gamma.sqrt() / start).max() < tol:  # the normal equations hold to tol for every sample
+            break
+        p = s + (new_gamma / gamma.clamp_min(1e-30)).view(-1, *[1] * (x.dim() - 1)) * p
+        gamma = new_gamma
+    return x
 
 
 def prior_inverse(

@@ -10,6 +10,8 @@ from torch import nn
 
 from reversenet_utils.analytic import (
     InverseActivation,
+    conv_matrix,
+    invert_conv_relu_pool,
     InverseLinear,
     UnsupportedLayerError,
     domain_counts,
@@ -117,11 +119,13 @@ def test_counts_are_reported_per_layer_and_reset() -> None:
 
 
 def test_unsupported_layer_is_named() -> None:
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten())
-    with pytest.raises(UnsupportedLayerError, match=r"Layer 0 \(Conv2d.*no analytic inverse"):
+    model = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(4))
+    with pytest.raises(UnsupportedLayerError, match=r"Layer 1 \(BatchNorm1d.*no analytic inverse"):
         invert(model)
-    with pytest.raises(UnsupportedLayerError, match="MaxPool2d"):
-        invert(nn.Sequential(nn.Flatten(), nn.MaxPool2d(2)))
+    with pytest.raises(UnsupportedLayerError, match="MaxPool2d.*pooling indices.*invert_conv_relu_pool"):
+        invert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2)), input_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match="needs input_shape"):
+        invert(nn.Sequential(nn.Conv2d(1, 2, 3)), input_shape=None)
     with pytest.raises(UnsupportedLayerError, match="not invertible"):
         invert(nn.Sequential(nn.LeakyReLU(0.0)))
 
@@ -145,3 +149,53 @@ def test_prior_inverse_and_choose_damping() -> None:
     assert err_prior < err_pinv / 10
     with pytest.raises(ValueError, match="empty"):
         choose_damping(prefix, priors, held_out, [])
+
+
+@pytest.mark.parametrize("conv", [nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(1, 8, 4, stride=2, padding=1),
+                                  nn.Conv2d(2, 6, 3, padding=1, bias=False)], ids=repr)
+def test_an_injective_convolution_inverts_exactly(conv: nn.Conv2d) -> None:
+    conv = conv.double()
+    x = _randn(16, conv.in_channels, 8, 8)
+    model = nn.Sequential(conv, nn.LeakyReLU(0.1))
+    inverse = invert(model, input_shape=(conv.in_channels, 8, 8))
+    with torch.no_grad():
+        assert (inverse(model(x)) - x).abs().max() < 1e-9
+    assert "exact" in inverse[-1].extra_repr()
+
+
+def test_conv_matrix_is_the_convolution() -> None:
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1).double()
+    x = _randn(4, 2, 7, 7)
+    matrix = conv_matrix(conv, (2, 7, 7))
+    with torch.no_grad():
+        expected = (conv(x) - conv.bias.view(1, -1, 1, 1)).flatten(1)
+    assert torch.allclose(x.flatten(1) @ matrix.T, expected, atol=1e-12)
+
+
+def test_a_narrowing_convolution_gives_a_pre_image() -> None:
+    conv = nn.Conv2d(1, 2, 4, stride=2, padding=1).double()  # 8x8 -> 2x4x4: 32 features for 64 pixels
+    x = _randn(8, 1, 8, 8)
+    inverse = invert(nn.Sequential(conv), input_shape=(1, 8, 8))
+    with torch.no_grad():
+        x_hat = inverse(conv(x))
+        assert torch.allclose(conv(x_hat), conv(x), atol=1e-9)  # the same features ...
+    assert (x_hat - x).abs().max() > 0.1  # ... from another input
+    assert "minimum-norm" in inverse[0].extra_repr()
+
+
+def test_conv_relu_pool_inverts_given_the_indices() -> None:
+    torch.manual_seed(0)
+    block = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)).double()
+    x = torch.rand(6, 1, 8, 8, dtype=torch.float64)
+    with torch.no_grad():
+        pooled, idx = torch.nn.functional.max_pool2d(block[1](block[0](x)), 2, return_indices=True)
+    x_hat = invert_conv_relu_pool(block, pooled, idx, steps=300, tol=1e-12)
+    assert (x_hat - x).abs().max() < 1e-6
+    with pytest.raises(UnsupportedLayerError, match="Conv2d-ReLU-MaxPool2d"):
+        invert_conv_relu_pool(block[:2], pooled, idx)
+    with pytest.raises(ValueError, match="one shape"):
+        invert_conv_relu_pool(block, pooled, idx[:2])
+    with pytest.raises(ValueError, match="NaN/inf"):
+        invert_conv_relu_pool(block, pooled * float("nan"), idx)
+    with pytest.raises(ValueError, match="steps must be"):
+        invert_conv_relu_pool(block, pooled, idx, steps=0)
