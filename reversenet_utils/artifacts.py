@@ -317,9 +317,11 @@ def write_results(
     return path
 
 
-def read_results(notebook: str) -> dict[str, Any]:
-    """Read ``results/<notebook>.json`` written by :func:`write_results`."""
+def read_results(notebook: str, missing_ok: bool = False) -> dict[str, Any]:
+    """Read ``results/<notebook>.json`` written by :func:`write_results` (``{}`` if it is missing and ``missing_ok``)."""
     path = results_dir() / f"{notebook}.json"
     if not path.is_file():
+        if missing_ok:
+            return {}
         raise FileNotFoundError(f"{path} does not exist: run notebooks/{notebook}.ipynb first.")
     return json.loads(path.read_text())

@@ -2,20 +2,27 @@
 
 - :func:`optimise_preimage`: the generic solver, ``argmin_z loss(fn(z), target) + prior(z)`` by Adam,
   batched (the VAE decoder inversion of notebook 05, the input synthesis of ``synthetic``);
-- :func:`invert_by_optimisation`: feature matching from mid-grey with a total-variation prior, the
-  optimisation baseline of notebooks 04 and 07;
+- :func:`invert_by_optimisation`: feature matching from mid-grey with a total-variation prior by Adam
+  (He et al.'s rMLE recipe), the first-order baseline of notebooks 04 and 07;
+- :func:`match_features`: feature matching at the limit, by L-BFGS (strong Wolfe line search) in float64,
+  from grey or from a given start (a learned inverse's output: the hybrid); with snapshots for
+  quality-against-time curves;
 - :func:`total_variation`: the image prior, shared with ``featureviz``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import copy
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
-__all__ = ["optimise_preimage", "invert_by_optimisation", "total_variation"]
+__all__ = ["optimise_preimage", "invert_by_optimisation", "match_features", "FeatureMatch", "smooth_total_variation",
+           "total_variation"]
 
 
 def optimise_preimage(
@@ -83,3 +90,130 @@ def invert_by_optimisation(
         desc="optimisation-based inversion",
     )
     return torch.sigmoid(z)
+
+
+def smooth_total_variation(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Total variation made differentiable at zero, ``mean sqrt(d^2 + eps^2)`` over neighbour differences, per
+    image: the smoothness prior a quasi-Newton method (L-BFGS) can use."""
+    dy = (x[..., 1:, :] - x[..., :-1, :]).pow(2).add(eps**2).sqrt().flatten(1).mean(1)
+    dx = (x[..., :, 1:] - x[..., :, :-1]).pow(2).add(eps**2).sqrt().flatten(1).mean(1)
+    return dx + dy
+
+
+@dataclass
+class FeatureMatch:
+    """What :func:`match_features` found: the images, and how long it took to get there.
+
+    ``snapshots[s]`` is the reconstruction after ``s`` L-BFGS iterations (the final one if every batch stopped
+    earlier) and ``seconds[s]`` the wall-clock time all batches took to get there; ``iterations`` is the
+    largest number of iterations a batch ran, ``residual`` the largest relative feature error left,
+    ``||f(x) - f||^2 / ||f||^2`` per image."""
+
+    images: torch.Tensor
+    iterations: int
+    residual: float
+    total_seconds: float
+    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    seconds: dict[int, float] = field(default_factory=dict)
+
+
+def match_features(
+    feature_fn: nn.Module,
+    features: torch.Tensor,
+    steps: int = 500,
+    init: torch.Tensor | None = None,
+    shape: tuple[int, ...] = (1, 28, 28),
+    batch_size: int = 64,
+    snapshots: Sequence[int] = (),
+    prior: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    dtype: torch.dtype = torch.float64,
+    tol: float = 1e-14,
+    history: int = 100,
+    bounded: bool = False,
+) -> FeatureMatch:
+    """Feature matching at the limit: ``argmin_x ||feature_fn(x) - f||^2 / ||f||^2 (+ prior(x))`` by L-BFGS.
+
+    Plain feature matching has no prior: where ``feature_fn`` is injective its only minimum is the input,
+    and a second-order method in float64 reaches it to float precision. ``prior`` (per-image values, e.g.
+    ``lambda x: w * smooth_total_variation(x)``) gives the regularised variant for maps that are not.
+
+    Batches of ``batch_size`` images are solved one after another, each as one L-BFGS problem (the loss is
+    a sum over its images) for at most ``steps`` iterations or until every image's relative feature error is
+    below ``tol``. Starts from mid-grey, or from ``init`` (e.g. a learned inverse's output: the hybrid).
+    ``snapshots`` lists iteration counts at which to keep the reconstruction and the time taken, for a
+    quality-against-time curve from one run. ``bounded=True`` searches images in [0, 1] only (``x = sigmoid(z)``),
+    for features that an unconstrained pre-image would match only outside the image range (the logits).
+    Returns a :class:`FeatureMatch`; unbounded images are not clipped.
+    """
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("history", history)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    bad = [s for s in snapshots if not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= steps]
+    if bad:
+        raise ValueError(f"snapshots must be iteration counts in 1..steps={steps}, got {bad}")
+    if len(features) == 0:
+        raise ValueError("nothing to invert: features hold no rows")
+    if init is not None and len(init) != len(features):
+        raise ValueError(f"init has {len(init)} rows but features has {len(features)}")
+    if not torch.isfinite(features).all():
+        raise ValueError("features hold NaN/inf: no input matches them; check what produced them")
+    fn = _frozen_copy(feature_fn, dtype)
+    marks = sorted(set(snapshots) | {steps})
+    parts: dict[int, list[torch.Tensor]] = {m: [] for m in marks}
+    seconds = dict.fromkeys(marks, 0.0)
+    most, worst = 0, 0.0
+    with tqdm(total=-(-len(features) // batch_size) * steps, desc="feature matching (L-BFGS)", unit="it",
+              mininterval=1.0) as bar:
+        for start in range(0, len(features), batch_size):
+            goal = features[start : start + batch_size].to(dtype)
+            scale = goal.flatten(1).pow(2).sum(1).clamp_min(1e-30)
+            x0 = (init[start : start + batch_size].to(dtype) if init is not None
+                  else torch.full((len(goal), *shape), 0.5, dtype=dtype, device=goal.device))
+            if bounded:  # a start on the edge of [0, 1] would sit where sigmoid is flat
+                x0 = torch.logit(x0.clamp(1e-3, 1 - 1e-3))
+            z = x0.detach().clone().requires_grad_(True)
+
+            def image() -> torch.Tensor:
+                return torch.sigmoid(z) if bounded else z
+
+            opt = torch.optim.LBFGS([z], lr=1, max_iter=steps, history_size=history, line_search_fn="strong_wolfe",
+                                    tolerance_grad=0.0, tolerance_change=0.0)
+
+            def relative_error() -> torch.Tensor:
+                return (fn(image()) - goal).pow(2).flatten(1).sum(1) / scale
+
+            def closure() -> torch.Tensor:
+                opt.zero_grad(set_to_none=True)
+                value = relative_error().sum()
+                if prior is not None:
+                    value = value + prior(image()).sum()
+                value.backward()
+                return value
+
+            begin, done, stopped = time.perf_counter(), 0, False
+            for mark in marks:
+                if not stopped:
+                    opt.param_groups[0]["max_iter"] = mark - done
+                    opt.step(closure)
+                    ran = opt.state[opt._params[0]].get("n_iter", 0)
+                    with torch.no_grad():  # converged, or L-BFGS found no further descent
+                        stopped = ran < mark or (prior is None and bool((relative_error() < tol).all()))
+                    bar.update(mark - done)
+                    done, most = mark, max(most, ran)
+                with torch.no_grad():
+                    parts[mark].append(image().detach().clone())
+                seconds[mark] += time.perf_counter() - begin
+            bar.update(steps - done)
+            with torch.no_grad():
+                worst = max(worst, relative_error().max().item())
+    out = {m: torch.cat(p).to(features.dtype) for m, p in parts.items()}
+    return FeatureMatch(images=out[steps], iterations=most, residual=worst, total_seconds=seconds[steps],
+                        snapshots={m: out[m] for m in snapshots}, seconds={m: seconds[m] for m in snapshots})
+
+
+def _frozen_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A copy of ``module`` in ``dtype``, in eval mode, with gradients off (the caller's module is untouched)."""
+    module = copy.deepcopy(module).to(dtype).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module

@@ -62,7 +62,8 @@ def test_reclassification_accuracy_and_report() -> None:
     labels = torch.tensor([0, 0, 1, 1])
     assert reclassification_accuracy(classifier, images, labels) == pytest.approx(0.75)
     report = reconstruction_report(images, images + 0.6, labels, classifier)  # clipped to [0, 1]
-    assert set(report) == {"psnr", "ssim", "mse", "reclass"}
+    assert set(report) == {"psnr", "ssim", "mse", "reclass", "psnr_ci", "ssim_ci", "reclass_ci"}
+    assert report["reclass_ci"][0] <= report["reclass"] <= report["reclass_ci"][1]
     assert report["reclass"] == pytest.approx(0.5)  # everything is now bright: all read as class 1
     assert report["mse"] == pytest.approx(0.75 * 0.36)  # the white image stays white after clipping
 

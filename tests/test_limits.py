@@ -1,0 +1,89 @@
+"""Feature matching at the limit, the injectivity map, and the intervals that decide "beats" or "matches"."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from reversenet_utils.injectivity import RECOVERED_DB, injectivity_map, jacobian_ranks
+from reversenet_utils.metrics import bootstrap_ci, psnr, verdict
+from reversenet_utils.optimise import match_features, smooth_total_variation
+
+
+def _injective() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.LeakyReLU(0.1))  # 64 pixels -> 256 features
+
+
+def test_feature_matching_recovers_an_injective_map_to_float_precision() -> None:
+    net, x = _injective(), torch.rand(5, 1, 8, 8)
+    with torch.no_grad():
+        f = net(x)
+    found = match_features(net, f, steps=200, shape=(1, 8, 8), snapshots=[2, 50])
+    assert psnr(found.images.clamp(0, 1).float(), x) >= RECOVERED_DB
+    assert psnr(found.snapshots[2].clamp(0, 1).float(), x) < psnr(found.images.clamp(0, 1).float(), x)
+    assert found.seconds[2] <= found.seconds[50] <= found.total_seconds
+    assert all(p.requires_grad for p in net.parameters())  # the caller's module is not changed
+
+
+def test_feature_matching_from_a_start_and_bounded() -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))  # far from injective: many pre-images
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        f = net(x) * 50  # features an in-range image can hardly produce
+    found = match_features(net, f, steps=20, init=x, shape=(1, 8, 8), bounded=True, dtype=torch.float32,
+                           prior=lambda z: 0.01 * smooth_total_variation(z))
+    assert found.images.min() >= 0 and found.images.max() <= 1 and found.images.dtype == torch.float32
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"steps": 0}, "steps must be"), ({"batch_size": 2.5}, "batch_size must be"), ({"snapshots": [0]}, "snapshots"),
+    ({"snapshots": [11]}, "snapshots"), ({"init": torch.zeros(1, 1, 8, 8)}, "init has 1 rows"),
+])
+def test_feature_matching_refuses_bad_arguments(kwargs: dict, match: str) -> None:
+    net = _injective()
+    with torch.no_grad():
+        f = net(torch.rand(3, 1, 8, 8))
+    with pytest.raises(ValueError, match=match):
+        match_features(net, f, **{"steps": 10, "shape": (1, 8, 8), **kwargs})
+    with pytest.raises(ValueError, match="NaN/inf"):
+        match_features(net, f * float("nan"), steps=10, shape=(1, 8, 8))
+    with pytest.raises(ValueError, match="no rows"):
+        match_features(net, f[:0], steps=10, shape=(1, 8, 8))
+
+
+def test_jacobian_rank_counts_the_directions_kept() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 4, 4)
+    assert jacobian_ranks(nn.Sequential(nn.Flatten(), nn.Linear(16, 5)), x).tolist() == [5, 5, 5]
+    assert jacobian_ranks(nn.Sequential(nn.Flatten(), nn.Linear(16, 40)), x).tolist() == [16, 16, 16]
+    relu = nn.Sequential(nn.Flatten(), nn.Linear(16, 16), nn.ReLU())  # dead units drop rows of the Jacobian
+    with torch.no_grad():
+        dead = (relu(x) == 0).sum(1)
+    assert jacobian_ranks(relu, x).tolist() == (16 - dead).tolist()
+    with pytest.raises(ValueError, match="no images"):
+        jacobian_ranks(relu, x[:0])
+
+
+def test_injectivity_map_tells_kept_from_lost() -> None:
+    torch.manual_seed(0)
+    blocks = [_injective(), nn.Sequential(nn.Flatten(), nn.Linear(256, 10))]
+    rows = injectivity_map("toy", blocks, torch.rand(4, 1, 8, 8), steps=300, batch_size=4)
+    assert [r["depth"] for r in rows] == [1, 2]
+    assert rows[0]["recovered"] and rows[0]["rank"] == 64 and rows[0]["features"] == 256
+    assert not rows[1]["recovered"] and rows[1]["rank"] == 10
+
+
+def test_bootstrap_interval_and_verdict() -> None:
+    gen = torch.Generator().manual_seed(0)
+    values = torch.randn(2000, generator=gen) + 3
+    lo, hi = bootstrap_ci(values)
+    assert lo < values.mean().item() < hi and hi - lo < 0.2
+    lo_small, hi_small = bootstrap_ci(values[:50])
+    assert hi_small - lo_small > hi - lo  # fewer images, wider interval
+    assert verdict([lo, hi], 2.0) == "beats" and verdict([lo, hi], 4.0) == "falls short of"
+    assert verdict([lo, hi], values.mean().item()) == "matches"
+    for bad, match in ((torch.tensor([]), "no values"), (torch.tensor([1.0, float("nan")]), "NaN")):
+        with pytest.raises(ValueError, match=match):
+            bootstrap_ci(bad)
