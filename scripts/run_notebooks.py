@@ -128,29 +128,40 @@ def describe_failure(executed: Path, exc: pm.PapermillExecutionError) -> str:
     return f"{where}: {exc.ename}: {exc.evalue}"
 
 
-def _relative_metadata(path: Path) -> None:
-    """Papermill records absolute input/output paths; keep the repository-relative ones (no machine paths)."""
+def _relative_metadata(path: Path, book: Path) -> None:
+    """Papermill records absolute (temporary) input/output paths; keep the notebook's repository-relative one."""
     nb = nbformat.read(path, as_version=4)
     meta = nb.metadata.get("papermill", {})
     for key in ("input_path", "output_path"):
         if meta.get(key):
-            meta[key] = f"notebooks/{Path(meta[key]).name}"
+            meta[key] = f"notebooks/{book.name}"
     nbformat.write(nb, path)
+
+
+def without_injected(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """``nb`` without the injected-parameters cell an earlier parameterized run left in it.
+
+    Papermill replaces that cell when it is given parameters but keeps it when it is given none, so a
+    default run after ``make run PARAMS=params/smoke.yaml`` would silently execute the smoke values.
+    """
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    return nb
 
 
 def run(book: Path, params: dict) -> tuple[bool, str]:
     """Execute one notebook; replace it only if it ran to the end. Return (ok, message naming the failing cell)."""
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / book.name
+        source, out = Path(tmp) / f"input_{book.name}", Path(tmp) / book.name
+        nbformat.write(without_injected(nbformat.read(book, as_version=4)), source)
         try:
-            pm.execute_notebook(str(book), str(out), parameters=params, cwd=str(book.parent), kernel_name="python3")
+            pm.execute_notebook(str(source), str(out), parameters=params, cwd=str(book.parent), kernel_name="python3")
         except pm.PapermillExecutionError as exc:
             message = describe_failure(out, exc)
             FAILED.mkdir(parents=True, exist_ok=True)
             kept = FAILED / book.name
             shutil.copyfile(out, kept)
             return False, f"{message}\n  {book.name} is unchanged; the failed run is in {kept}"
-        _relative_metadata(out)
+        _relative_metadata(out, book)
         shutil.copyfile(out, book)
     return True, "ok"
 

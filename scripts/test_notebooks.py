@@ -27,7 +27,7 @@ import nbformat
 from papermill.parameterize import parameterize_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_notebooks import ROOT, load_params, select  # noqa: E402
+from run_notebooks import ROOT, load_params, select, without_injected  # noqa: E402
 
 
 def prepare(params_file: str | None, numbers: str | None, root: Path) -> list[Path]:
@@ -39,7 +39,7 @@ def prepare(params_file: str | None, numbers: str | None, root: Path) -> list[Pa
     (root / "data").symlink_to(ROOT / "data", target_is_directory=True)
     copies = []
     for book in books:
-        nb = nbformat.read(book, as_version=4)
+        nb = without_injected(nbformat.read(book, as_version=4))
         if params[book]:
             nb = parameterize_notebook(nb, params[book])
         copy = root / "notebooks" / book.name

@@ -238,6 +238,24 @@ def test_the_runner_names_the_failing_cell_with_parameters_injected_and_keeps_th
     assert book.read_bytes() == before
 
 
+def test_a_default_run_drops_the_parameters_an_earlier_run_injected(tmp_path: Path) -> None:
+    """After `make run PARAMS=...` the notebook holds papermill's injected cell; a default run must not execute it."""
+    import nbformat
+
+    runner = _script("run_notebooks")
+    book = tmp_path / "97_parameters.ipynb"
+    _broken_notebook(book, ["n: int = 1", "assert n == 1, f'ran with n={n}'"])
+    ok, _ = runner.run(book, {"n": 1})  # a parameterized run: its injected cell is now in the file
+    assert ok and any("injected-parameters" in c.metadata.get("tags", []) for c in nbformat.read(book, as_version=4).cells)
+    text = book.read_text().replace("n = 1", "n = 3")  # as if that run had injected n = 3
+    book.write_text(text)
+    ok, message = runner.run(book, {})
+    assert ok, message
+    cells = nbformat.read(book, as_version=4).cells
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in cells)
+    assert nbformat.read(book, as_version=4).metadata["papermill"]["input_path"] == f"notebooks/{book.name}"
+
+
 # --- 3. MNIST: a repair replaces only what is bad, and only with a verified copy ---------------------------
 
 
