@@ -254,6 +254,7 @@ def load_or_train(
     train_if_missing: bool = True,
     fix: str = "re-run the notebook that trains it",
     retrain: bool = False,
+    budget: Mapping[str, float] | None = None,
 ) -> nn.Module:
     """The project's one load-or-train: targets, the VAE, inverse weights and inverse chains use it.
 
@@ -263,22 +264,34 @@ def load_or_train(
     its metadata, and the module is saved with ``{**identity, **metadata}``, so every notebook also
     runs standalone. A checkpoint saved for something else is never overwritten: that is an error
     that says how to fix it. ``retrain=True`` always trains (the notebook that owns the checkpoint) and
-    replaces the file only once training succeeded. The metadata is attached as ``model.meta``; the
-    module is returned in eval mode.
+    replaces the file only once training succeeded. ``budget`` names the training budget the caller asks
+    for (``{"steps": 1200}``): a checkpoint of the right identity trained with less (a smoke run's, say)
+    is trained again when ``train_if_missing`` (the reason printed), never used silently. The metadata is
+    attached as ``model.meta``; the module is returned in eval mode.
 
     Raises:
-        CheckpointMismatchError: the file was saved for another identity or architecture.
+        CheckpointMismatchError: the file was saved for another identity or architecture, or with a smaller
+            budget while ``train_if_missing=False``.
         FileNotFoundError: no checkpoint and ``train_if_missing=False``.
     """
     model = build()
     path = Path(path)
+    meta = None
     if path.is_file() and not retrain:
         meta = load_checkpoint(model, path, expect=identity, fix=fix)
-    elif train_if_missing or retrain:
+        short = [f"{k} {meta.get(k, '(not recorded)')} < {v}" for k, v in dict(budget or {}).items()
+                 if not isinstance(meta.get(k), (int, float)) or meta[k] < v]
+        if short and not train_if_missing:
+            raise CheckpointMismatchError(f"{path} was trained with a smaller budget than asked for ({'; '.join(short)}). "
+                                          f"Fix: {fix}, or delete {path} so that it is trained again.")
+        if short:
+            print(f"{path.name} was trained with a smaller budget than asked for ({'; '.join(short)}): training it again.")
+            model, meta = build(), None
+    if meta is None:
+        if not (train_if_missing or retrain):
+            raise FileNotFoundError(f"No checkpoint at {path}: {fix}.")
         meta = _plain_meta({**identity, **dict(train(model))})  # as a later load will see it
         save_checkpoint(model, path, meta)
-    else:
-        raise FileNotFoundError(f"No checkpoint at {path}: {fix}.")
     model.meta = meta
     return model.eval()
 

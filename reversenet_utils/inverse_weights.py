@@ -159,7 +159,8 @@ def load_inverse_weights(
     device = next(target.parameters()).device
     inverse = load_or_train(lambda: InverseWeights(target).to(device), path, train,
                             inverse_identity(name, target, "inverse weights"),
-                            fix="re-run notebooks/03_learned_inverse_weights.ipynb", retrain=retrain)
+                            fix="re-run notebooks/03_learned_inverse_weights.ipynb", retrain=retrain,
+                            budget={"steps": effective_recipe(train_inverse_weights, recipe)["steps"]})
     inverse.sigmoid_inverse.clamped = inverse.sigmoid_inverse.seen = 0
     return inverse
 

@@ -363,7 +363,8 @@ def load_or_train_chain(
     Loads ``artifacts/inverses/<name>__<label>.pt`` when it was saved for these very target weights (by
     fingerprint) and this dataset; otherwise trains it with :func:`train_inverse_chain` (``recipe``
     overrides its defaults) on batches from ``sample`` and saves it. ``retrain=True`` always trains
-    (and replaces the file), as notebook 04 does. A file saved for other weights is refused with the fix.
+    (and replaces the file), as notebook 04 does. A file saved for other weights is refused with the fix; one
+    trained for fewer than ``steps`` batches (a smoke run's) is trained again.
     """
     label = chain_label(regime, schedule, unpool)
     path = inverse_checkpoint(name, label)
@@ -384,4 +385,5 @@ def load_or_train_chain(
                 "notebook": notebook}
 
     return load_or_train(build, path, train, identity, train_if_missing,
-                         fix=f"re-run notebooks/04_zero_shot_progressive_inversion.ipynb for {name!r}", retrain=retrain)
+                         fix=f"re-run notebooks/04_zero_shot_progressive_inversion.ipynb for {name!r}", retrain=retrain,
+                         budget={"steps": steps})

@@ -313,5 +313,6 @@ def load_vae(
         return {"epochs": epochs, "lr": lr, "seed": seed, "history": history, "train_s": time.perf_counter() - start}
 
     model = load_or_train(build, checkpoint_path(f"vae_{latent}", kind="vae"), train,
-                          {"latent": latent, "dataset": DATASET}, fix="re-run notebooks/05_vae_decoder_inversion.ipynb")
+                          {"latent": latent, "dataset": DATASET}, fix="re-run notebooks/05_vae_decoder_inversion.ipynb",
+                          budget={"epochs": epochs})
     return model.requires_grad_(False).eval()

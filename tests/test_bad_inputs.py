@@ -128,6 +128,19 @@ def test_load_or_train_trains_once_and_never_overwrites_a_mismatch(tmp_root) -> 
         load_or_train(lambda: nn.Linear(2, 2), tmp_root / "none.pt", train, {}, train_if_missing=False)
 
 
+def test_a_checkpoint_trained_with_a_smaller_budget_is_never_used_silently(tmp_root, capsys) -> None:
+    """A smoke run's 150-step checkpoint must not stand in for the 1200 steps a default run asks for."""
+    path = tmp_root / "m.pt"
+    train = lambda steps: (lambda model: {"steps": steps})  # noqa: E731
+    load_or_train(lambda: nn.Linear(2, 2), path, train(150), {"kind": "a"}, budget={"steps": 150})
+    with pytest.raises(CheckpointMismatchError, match=r"smaller budget.*steps 150 < 1200"):
+        load_or_train(lambda: nn.Linear(2, 2), path, train(1200), {"kind": "a"}, train_if_missing=False, budget={"steps": 1200})
+    again = load_or_train(lambda: nn.Linear(2, 2), path, train(1200), {"kind": "a"}, budget={"steps": 1200})
+    assert again.meta["steps"] == 1200 and "training it again" in capsys.readouterr().out
+    more = load_or_train(lambda: nn.Linear(2, 2), path, train(99), {"kind": "a"}, budget={"steps": 600})
+    assert more.meta["steps"] == 1200  # a larger budget than asked for is used as it is
+
+
 def test_a_failed_retrain_keeps_the_saved_inverse(tmp_root) -> None:
     path = tmp_root / "m.pt"
     load_or_train(lambda: nn.Linear(2, 2), path, lambda m: {"run": 1}, {"kind": "a"})
