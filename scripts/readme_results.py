@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling scripts, also when loaded by a test
 from sync_links import colab_url  # noqa: E402
 
+from reversenet_utils.metrics import verdict  # noqa: E402
 from reversenet_utils.notebook import find_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,14 +46,18 @@ class ResultsError(ValueError):
 def _finding_04(m: dict) -> str:
     first = find_row(m["rows"], target="cnn_nopool", chain="progressive, real", depth=1)
     noise = find_row(m["rows"], target="cnn_nopool", chain="progressive, noise", depth=1)
-    depth_k: dict[str, int] = {}  # the logits' block boundary of each target
-    for r in m["rows"]:
-        depth_k[r["target"]] = max(depth_k.get(r["target"], 0), r["depth"])
-    logits = [find_row(m["rows"], target=t, chain="progressive, real", depth=k)["reclass"] for t, k in depth_k.items()]
-    speed = m["speed"]
-    return (f"cnn_nopool from block 1: {first['psnr']:.1f} dB on real digits, {noise['psnr']:.1f} dB trained on noise "
-            f"only; from the logits {min(logits):.2%}–{max(logits):.2%} re-classified; one forward pass "
-            f"{speed['learned_images_per_s'] / speed['optimisation_images_per_s']:.0f}x faster than optimisation")
+    limit = max(r["psnr"] for r in m["optimisation_sweep"]
+                if r["target"] == "cnn_nopool" and r["depth"] == 1 and r["start"] == "grey")
+    ceiling = m["logit_ceiling"]
+    refined = "; ".join(f"{t} {c['refined']['reclass']:.2%} (its accuracy {c['target_accuracy']:.2%})"
+                        for t, c in ceiling.items())
+    anchors = "; ".join(f"{t}: {verdict(ceiling[t]['refined']['reclass_ci'], a)} the anchor {a:.2%}"
+                        for t, a in m["anchors"].items() if t in ceiling)
+    speedup = m["speed"]["equal_psnr_speedup"]
+    return (f"cnn_nopool from block 1: learned {first['psnr']:.1f} dB on real digits, {noise['psnr']:.1f} dB trained on "
+            f"noise only, feature matching (L-BFGS) {limit:.0f} dB; from the logits, refined: {refined}; {anchors} "
+            f"(95 % intervals); at equal PSNR (k = {m['speed']['depth']}) one forward pass is "
+            + (f"{speedup:.0f}x faster than L-BFGS" if speedup else "not matched by L-BFGS within the sweep"))
 
 
 def _finding_07(m: dict) -> str:
@@ -70,9 +75,12 @@ FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
         len(m["targets"]), min(t["test_accuracy"] for t in m["targets"].values()),
         max(t["test_accuracy"] for t in m["targets"].values()))),
     "02": ("Analytic inversion", lambda m: (
-        "square weights invert exactly (max error {:.1e} in float32); from mlp_leaky's logits the pseudo-inverse "
-        "gives {:.1f} dB, the prior pre-image {:.1f} dB").format(
-        m["exact"]["max_abs_err_float32"], m["pinv"]["psnr"], m["regularised"]["psnr"])),
+        "square weights invert exactly (max error {:.1e} in float32), and so does cnn_nopool's first conv block "
+        "({:.1e}); feature matching recovers the digit from {} of {} block boundaries; from mlp_leaky's logits the "
+        "pseudo-inverse gives {:.1f} dB, the prior pre-image {:.1f} dB").format(
+        m["exact"]["max_abs_err_float32"], m["conv"]["cnn_nopool_block1"]["max_abs_err_float32"],
+        sum(r["recovered"] for r in m["injectivity"]), len(m["injectivity"]), m["pinv"]["psnr"],
+        m["regularised"]["psnr"])),
     "03": ("Learned inverse weights", lambda m: (
         "faithful inverse weights {:.1f} dB / {:.1%} re-classified, a small decoder {:.1f} dB; generated digits "
         "reach {:.2%} confidence or more").format(
@@ -91,7 +99,9 @@ FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "07": ("Every method side by side", _finding_07),
 }
 
-METHOD_ORDER = ["pinv", "prior pre-image", "inverse weights", "progressive, real", "progressive, noise", "optimisation"]
+METHOD_ORDER = ["pinv", "pinv, pooling indices", "prior pre-image", "inverse weights", "progressive, real",
+                "progressive, noise", "optimisation", "feature matching (L-BFGS)", "feature matching + prior (L-BFGS)",
+                "hybrid (learned + L-BFGS)"]
 
 
 def notebooks() -> list[Path]:
