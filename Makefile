@@ -10,7 +10,7 @@ PARAMS  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run readme test test-unit test-full test-browser chromium lab clean distclean
+.PHONY: help setup data run readme test test-unit test-full test-browser chromium lab compare-lucent clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -57,6 +57,13 @@ chromium: ## install Debian's Chromium if it is missing (needs root or sudo)
 
 lab: setup data ## JupyterLab on the repository, with the project's kernel
 	$(PY) -m jupyter lab --notebook-dir=$(CURDIR)
+
+# lucent pins kornia 0.4.1: it goes to its own folder, never into the project's environment
+LUCENT := .cache/lucent
+compare-lucent: setup ## feature visualisation against lucent 0.1.8, side by side: seconds and class probability [ROUNDS=3]
+	@test -d $(LUCENT)/lucent || $(PY) -m pip install -q --disable-pip-version-check --target $(LUCENT) --no-deps \
+	  torch-lucent==0.1.8 kornia==0.4.1 decorator==5.1.1 future==1.0.0
+	PYTHONPATH=$(LUCENT) $(PY) scripts/compare_lucent.py --rounds $(or $(ROUNDS),3) --json results/peer/lucent.json --figure assets/peer_lucent.png
 
 clean: ## remove generated data, checkpoints and caches (keeps .venv)
 	rm -rf data artifacts .pytest_cache

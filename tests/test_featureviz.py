@@ -77,8 +77,18 @@ def test_parameterisations_give_images(kind: str, channels: int) -> None:
 
 def test_transforms_and_penalties() -> None:
     x = torch.rand(4, 3, 20, 20)
-    assert robustness()(x).shape == (4, 3, 44, 44)  # padded by 12 on every side
-    assert robustness(pad=0, jitter=2, final_jitter=1)(x).shape == x.shape
+    assert robustness()(x).shape == (4, 3, 32, 32)  # padded by 12 on every side, cropped by 8 + 4 like Lucid
+    assert robustness(crop=False)(x).shape == (4, 3, 44, 44)
+    assert robustness(pad=0, jitter=2, final_jitter=1, crop=False)(x).shape == x.shape
+    # no jitter, scale or rotation: the one affine resampling is exactly the padding
+    still = robustness(pad=5, jitter=0, final_jitter=0, scales=(1.0, 1.0), degrees=0.0)
+    assert torch.allclose(still(x), torch.nn.functional.pad(x, (5,) * 4, value=0.5), atol=1e-6)
+    moved = robustness()(x[:1].expand(4, -1, -1, -1).clone())  # one image, four times
+    assert not torch.allclose(moved[0], moved[1])  # every image gets its own transform
+    with pytest.raises(ValueError, match="nothing after cropping"):
+        robustness(pad=0)(torch.rand(1, 3, 10, 10))
+    with pytest.raises(ValueError, match="whole number"):
+        robustness(jitter=-1)
     assert blur_penalty(torch.ones(2, 1, 8, 8)).tolist() == [0.0, 0.0]
     assert (blur_penalty(torch.rand(2, 1, 8, 8)) > 0).all()
 
