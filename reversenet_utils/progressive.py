@@ -31,6 +31,8 @@ __all__ = [
     "block_shapes",
     "ends_with_pool",
     "forward_features",
+    "exact_path_applies",
+    "ExactPath",
     "BlockInverse",
     "InverseChain",
     "invert_from_every_depth",
@@ -93,6 +95,102 @@ def forward_features(
     return feats, indices
 
 
+def exact_path_applies(block: nn.Sequential, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+    """True for a block ``Conv2d -> leaky ReLU`` whose activation can be undone exactly and whose
+    convolution can have a left inverse of the transposed convolution's footprint.
+
+    Counting, per output phase of the stride: the transposed convolution has ``c_out * prod(ceil(k / s))``
+    weights per input channel, and being a left inverse asks ``c_in * prod(k + s * (ceil(k / s) - 1))``
+    equations of them (the composite kernel's support). With fewer weights than equations no such left
+    inverse exists, even where the block is injective. (``cnn_nopool``'s first block: 64 >= 36.)
+    """
+    if not (len(block) == 2 and isinstance(block[0], nn.Conv2d) and isinstance(block[1], nn.LeakyReLU)
+            and block[1].negative_slope > 0 and block[0].groups == 1 and block[0].dilation == (1, 1)
+            and isinstance(block[0].padding, tuple) and math.prod(out_shape) >= math.prod(in_shape)):
+        return False
+    conv = block[0]
+    taps = [math.ceil(k / st) for k, st in zip(conv.kernel_size, conv.stride)]
+    support = [k + st * (t - 1) for k, st, t in zip(conv.kernel_size, conv.stride, taps)]
+    return conv.out_channels * math.prod(taps) >= conv.in_channels * math.prod(support)
+
+
+#: An exact path whose least-squares fit reaches this many dB is used; below it, the learned module inverts.
+EXACT_FIT_DB = 50.0
+
+
+class ExactPath(nn.Module):
+    """Left inverse of an injective ``Conv2d -> leaky ReLU`` block: the activation undone exactly, then a
+    transposed convolution of the block's geometry, fitted by least squares (:meth:`fit`).
+
+    The fit is a linear least-squares problem, solved exactly in float64 on a few dozen images of the
+    training regime (noise does as well as digits: the map is injective, its left inverse does not
+    depend on the data). Frozen after the fit; used only where the fit reached
+    :data:`EXACT_FIT_DB` (``fit_db``, saved with the chain). It serves the block's *true* output only:
+    on an estimate (a deeper inverse's output) the inverse activation multiplies the estimate's error on
+    the negative side by ``1 / negative_slope``, so the chain goes through its learned module there.
+    """
+
+    def __init__(self, block: nn.Sequential, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+        super().__init__()
+        if not exact_path_applies(block, in_shape, out_shape):
+            raise ValueError(f"an exact path needs an injective Conv2d -> leaky ReLU block, got {block}")
+        conv = block[0]
+        self.negative_slope = float(block[1].negative_slope)
+        self.in_shape = tuple(in_shape)
+        # the block's bias is known: subtracted exactly, so the fit is of a purely linear map
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.register_buffer("bias", bias.clone().double()[:, None, None])
+        self.linear = nn.ConvTranspose2d(conv.out_channels, conv.in_channels, conv.kernel_size, conv.stride, conv.padding,
+                                         bias=False)
+        with torch.no_grad():  # output_padding so that the transposed convolution lands on the input's size
+            produced = self.linear(torch.zeros(1, *out_shape)).shape[-2:]
+        extra = tuple(i - o for i, o in zip(in_shape[1:], produced))
+        if any(e < 0 or e >= st for e, st in zip(extra, conv.stride)):
+            raise ValueError(f"no transposed convolution maps {out_shape} back to {in_shape}")
+        self.linear.output_padding = extra
+        self.linear.double().requires_grad_(False)
+        # the fit's quality (dB of the block input's range); the chain uses the path only once it is exact
+        self.register_buffer("fit_db", torch.tensor(-math.inf, dtype=torch.float64))
+
+    @property
+    def is_exact(self) -> bool:
+        """Whether the fit reached :data:`EXACT_FIT_DB`: only then does the chain use this path."""
+        return bool(self.fit_db >= EXACT_FIT_DB)
+
+    def undo_activation(self, f: torch.Tensor) -> torch.Tensor:
+        """The convolution's output without its bias: the activation undone, the bias subtracted (float64)."""
+        f = f.double()
+        return torch.where(f >= 0, f, f / self.negative_slope) - self.bias
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.undo_activation(f)).to(f.dtype)
+
+    @torch.no_grad()
+    def fit(self, h: torch.Tensor, f: torch.Tensor) -> float:
+        """Least-squares fit of the transposed convolution that maps the bias-free, activation-undone ``f`` to
+        ``h`` (the block's input and output on the same images), solved exactly in float64: every weight's
+        contribution is one channel of a single transposed convolution (the design matrix), then ``lstsq``.
+        Every image gives one equation per pixel: a few dozen images determine the few hundred weights.
+        Returns the fit's quality in dB of ``h``'s range, also kept in ``fit_db``."""
+        z, target = self.undo_activation(f), h.double()
+        weight = self.linear.weight  # (c_out, c_in, kh, kw)
+        c_out, c_in, kh, kw = weight.shape
+        n_w = c_out * kh * kw
+        # one-hot kernels: output channel i of this transposed convolution is weight i's contribution
+        basis = torch.eye(n_w, dtype=torch.float64, device=z.device).reshape(n_w, c_out, kh, kw).permute(1, 0, 2, 3)
+        lin = self.linear
+        design = F.conv_transpose2d(z, basis.contiguous(), None, lin.stride, lin.padding, lin.output_padding)
+        design = design.permute(0, 2, 3, 1).reshape(-1, n_w)  # (images * pixels, weights)
+        for ci in range(c_in):  # every input channel of the block has its own slice of the kernel
+            goal = target[:, ci].reshape(-1, 1)
+            solution = torch.linalg.lstsq(design, goal).solution
+            weight[:, ci] = solution.reshape(c_out, kh, kw)
+        mse = (self.linear(z) - target).pow(2).mean().item()
+        span = (target.max() - target.min()).item() or 1.0
+        self.fit_db.fill_(10 * math.log10(span**2 / max(mse, 1e-30)))
+        return float(self.fit_db)
+
+
 class BlockInverse(nn.Module):
     """Small learned inverse of one block, chosen by the block's input and output shapes.
 
@@ -149,11 +247,16 @@ class BlockInverse(nn.Module):
 
 
 class InverseChain(nn.Module):
-    """One :class:`BlockInverse` per block; ``forward(f_k, k)`` maps block ``k``'s output to an image."""
+    """One :class:`BlockInverse` per block; ``forward(f_k, k)`` maps block ``k``'s output to an image.
+
+    With ``exact=True`` (the default) an injective ``Conv2d -> leaky ReLU`` block also gets an
+    :class:`ExactPath`, fitted before training (:meth:`fit_exact`), which inverts the block's true
+    output (``forward`` from that very block); deeper inversions pass through the learned module.
+    """
 
     def __init__(
         self, blocks: Sequence[nn.Sequential], in_shape: tuple[int, ...] = (1, 28, 28), unpool: bool = False,
-        hidden: int = 32, hidden_dense: int = 512,
+        hidden: int = 32, hidden_dense: int = 512, exact: bool = True,
     ) -> None:
         super().__init__()
         shapes = block_shapes(blocks, in_shape)
@@ -162,6 +265,18 @@ class InverseChain(nn.Module):
             BlockInverse(shapes[j], shapes[j + 1], hidden, hidden_dense, unpool=self.uses_indices[j])
             for j in range(len(blocks))
         )
+        # exact paths, keyed by block index (as a string: a ModuleDict's keys), for the injective blocks
+        self.exact = nn.ModuleDict({
+            str(j): ExactPath(b, shapes[j], shapes[j + 1])
+            for j, b in enumerate(blocks) if exact and not self.uses_indices[j] and exact_path_applies(b, shapes[j], shapes[j + 1])
+        })  # fmt: skip
+
+    def fit_exact(self, blocks: Sequence[nn.Sequential], x: torch.Tensor) -> dict[int, float]:
+        """Fit every exact path on the images ``x`` (their features through ``blocks``); ``{block: fit dB}``."""
+        if not self.exact:
+            return {}
+        feats, _ = forward_features(blocks, x, upto=max(int(j) for j in self.exact) + 1)
+        return {int(j) + 1: path.fit(feats[int(j)], feats[int(j) + 1]) for j, path in self.exact.items()}
 
     def __len__(self) -> int:
         return len(self.inverses)
@@ -182,7 +297,8 @@ class InverseChain(nn.Module):
             raise ValueError(f"the output of block {k} has shape (N, {', '.join(map(str, expected))}); got {got}. "
                              f"Pass the features of block {k} (forward_features(blocks, x)[0][{k}]), or the k they come from")
         for j in reversed(range(k)):
-            f = self.step(j, f, indices)
+            path = self.exact[str(j)] if (j == k - 1 and str(j) in self.exact) else None
+            f = path(f) if path is not None and path.is_exact else self.step(j, f, indices)
         return f
 
 
@@ -278,6 +394,7 @@ def train_inverse_chain(
     weights: LossWeights = LossWeights(),
     seed: int = 0,
     desc: str = "inverse",
+    exact_images: int = 64,
 ) -> list[dict[str, float]]:
     """Train ``chain`` for ``steps`` batches drawn by ``sample(indices)`` under a depth ``schedule``.
 
@@ -285,14 +402,17 @@ def train_inverse_chain(
     project's recipe; the budget ``steps`` of each target is ``models.TargetSpec.chain_steps``.
     ``sample`` receives the batch's index tensor (``0..steps*batch_size``) and returns images: real
     training images, fresh noise, or synthesized inputs; the same budget for every data regime.
-    Uses the project's one training loop (one epoch of ``steps`` batches).
+    Uses the project's one training loop (one epoch of ``steps`` batches). The chain's exact paths
+    (:class:`ExactPath`) are fitted first, on ``exact_images`` images from ``sample``.
     """
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("exact_images", exact_images)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     depths = schedule_depths(len(chain), steps, schedule)
+    if chain.exact:  # exact paths first: a least-squares fit on images of the regime, the same for every schedule
+        chain.fit_exact(blocks, sample(torch.arange(exact_images)))
     step = 0
 
     def loss_fn(idx: torch.Tensor) -> torch.Tensor:

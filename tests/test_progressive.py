@@ -13,6 +13,7 @@ from reversenet_utils.progressive import (
     InverseChain,
     LossWeights,
     chain_label,
+    exact_path_applies,
     forward_features,
     invert_from_every_depth,
     load_or_train_chain,
@@ -181,3 +182,29 @@ def test_a_chain_is_trained_once_then_loaded_for_the_same_target_only(tmp_root) 
     with pytest.raises(CheckpointMismatchError, match="target_fingerprint.*re-run notebooks/04"):
         load_or_train_chain("tiny", retrained, split_blocks(retrained, [2, 5, 7]), "real", 3, sample, batch_size=4)
     assert path.stat().st_mtime_ns == untouched  # refused, and the saved inverse is kept
+
+
+def test_an_injective_leaky_conv_block_is_inverted_exactly_by_a_fitted_path() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.LeakyReLU(0.1),  # 784 -> 3136: injective, 64 weights >= 36 equations
+        nn.Flatten(), nn.Linear(16 * 14 * 14, 10),
+    ).requires_grad_(False)
+    blocks = split_blocks(model, [2, 4])
+    assert exact_path_applies(blocks[0], (1, 28, 28), (16, 14, 14))
+    assert not exact_path_applies(_tiny()[:2], (1, 28, 28), (4, 14, 14))  # 4 channels: 16 weights < 36 equations
+    assert not exact_path_applies(nn.Sequential(nn.Conv2d(1, 16, 4, 2, 1), nn.ReLU()), (1, 28, 28), (16, 14, 14))
+    chain = InverseChain(blocks)
+    assert list(chain.exact) == ["0"] and InverseChain(blocks, exact=False).exact.keys() == set()
+    x = structured_noise(8, torch.Generator().manual_seed(1))
+    f1 = blocks[0](x)
+    # not fitted yet: the learned module inverts
+    assert not chain.exact["0"].is_exact and torch.equal(chain(f1, 1), chain.step(0, f1))
+    sample = regime_sampler("noise", torch.Generator().manual_seed(2))
+    train_inverse_chain(chain, blocks, sample, steps=2, batch_size=4, exact_images=16)
+    assert chain.exact["0"].is_exact and chain.exact["0"].fit_db > 100
+    recovered = chain(f1, 1)
+    assert 10 * torch.log10(1 / (recovered - x).pow(2).mean()) > 80  # float32 precision, on images it never saw
+    # from deeper: the learned module of block 1 (the exact path would amplify the estimate's error)
+    deeper = chain(model(x), 2)
+    assert deeper.shape == x.shape and not torch.allclose(deeper, recovered)
