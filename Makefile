@@ -10,7 +10,7 @@ PARAMS  ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run readme test test-unit test-full test-browser chromium lab compare-lucent clean distclean
+.PHONY: help setup data run readme test test-unit test-full test-browser chromium lab app compare-lucent clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -46,7 +46,7 @@ test-unit: setup data ## unit tests only (tests/, bad inputs included)
 test-full: setup data ## every notebook under nbval at its defaults with the full quality gates, in a temporary root
 	$(TEST_ENV) $(PY) scripts/test_notebooks.py
 
-test-browser: setup data chromium ## JupyterLab in headless Chromium: open a notebook [BROWSER_NOTEBOOK=02], Run All, screenshot, no errors
+test-browser: setup data chromium ## headless Chromium: a notebook in JupyterLab [BROWSER_NOTEBOOK=02], Run All, no errors; the explorer in JupyterLab and `make app`: a stroke updates it
 	TQDM_DISABLE=1 REVERSENET_NO_DOWNLOAD=1 $(PY) -m pytest -m browser tests/browser
 
 chromium: ## install Debian's Chromium if it is missing (needs root or sudo)
@@ -57,6 +57,15 @@ chromium: ## install Debian's Chromium if it is missing (needs root or sudo)
 
 lab: setup data ## JupyterLab on the repository, with the project's kernel
 	$(PY) -m jupyter lab --notebook-dir=$(CURDIR)
+
+APP_PORT ?= 8866
+# the app executes notebook 08 on every visit: its results and figures go to APP_ROOT, never over the committed ones;
+# data/ and artifacts/ are shared (links), so it reuses what `make run` trained
+APP_ROOT ?= $(CURDIR)/.cache/app
+app: setup data ## the explorer (notebook 08) as a web app with Voilà on 127.0.0.1 [APP_PORT=8866]; prints the URL
+	@mkdir -p $(APP_ROOT) artifacts && ln -sfn $(CURDIR)/data $(APP_ROOT)/data && ln -sfn $(CURDIR)/artifacts $(APP_ROOT)/artifacts
+	@echo "ReverseNet explorer: open http://127.0.0.1:$(APP_PORT)/ once Voila is up (each visit loads the targets and inverses first; Ctrl-C stops it)"
+	REVERSENET_ROOT=$(APP_ROOT) $(PY) -m voila notebooks/08_explore.ipynb --no-browser --Voila.ip=127.0.0.1 --port=$(APP_PORT)
 
 # lucent pins kornia 0.4.1: it goes to its own folder, never into the project's environment
 LUCENT := .cache/lucent

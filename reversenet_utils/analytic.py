@@ -37,9 +37,9 @@ from collections.abc import Mapping, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .metrics import clip_images, psnr
+from .progress import progress_bar
 
 __all__ = [
     "DEFAULT_EPS",
@@ -384,7 +384,7 @@ def invert_conv_relu_pool(
     conv_hw = tuple((s + 2 * p - d * (k - 1) - 1) // st + 1 for s, p, d, k, st in
                     zip(in_hw, conv.padding, conv.dilation, conv.kernel_size, conv.stride))
     out = []
-    for start in tqdm(range(0, len(pooled), batch_size), desc="conv-ReLU-pool least squares", unit="batch",
+    for start in progress_bar(range(0, len(pooled), batch_size), desc="conv-ReLU-pool least squares", unit="batch",
                       mininterval=1.0, disable=len(pooled) <= batch_size):
         v, idx = pooled[start : start + batch_size], indices[start : start + batch_size]
         known = F.max_unpool2d((v > 0).to(weight.dtype), idx, pool.kernel_size, pool.stride, pool.padding, conv_hw)

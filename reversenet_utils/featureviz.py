@@ -28,9 +28,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .optimise import total_variation
+from .progress import progress_bar
 
 __all__ = [
     "Objective",
@@ -341,7 +341,7 @@ def render(
     torch.manual_seed(seed)
     start = time.perf_counter()
     try:
-        for step in tqdm(range(steps), desc=desc, unit="step", mininterval=1.0):
+        for step in progress_bar(range(steps), desc=desc, unit="step", mininterval=1.0):
             x = image()
             if frame_every and step % frame_every == 0:
                 result.frames.append(x.detach().cpu())

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from tqdm import tqdm
+
+from .progress import progress_bar
 
 __all__ = ["optimise_preimage", "invert_by_optimisation", "match_features", "FeatureMatch", "smooth_total_variation",
            "total_variation"]
@@ -50,7 +51,7 @@ def optimise_preimage(
     if len(target) == 0:
         raise ValueError("nothing to invert: target holds no rows")
     out = []
-    with tqdm(total=steps * -(-len(target) // batch_size), desc=desc, unit="step", mininterval=1.0) as bar:
+    with progress_bar(total=steps * -(-len(target) // batch_size), desc=desc, unit="step", mininterval=1.0) as bar:
         for start in range(0, len(target), batch_size):
             z = init[start : start + batch_size].detach().clone().requires_grad_(True)
             goal = target[start : start + batch_size]
@@ -162,7 +163,7 @@ def match_features(
     parts: dict[int, list[torch.Tensor]] = {m: [] for m in marks}
     seconds = dict.fromkeys(marks, 0.0)
     most, worst = 0, 0.0
-    with tqdm(total=-(-len(features) // batch_size) * steps, desc="feature matching (L-BFGS)", unit="it",
+    with progress_bar(total=-(-len(features) // batch_size) * steps, desc="feature matching (L-BFGS)", unit="it",
               mininterval=1.0) as bar:
         for start in range(0, len(features), batch_size):
             goal = features[start : start + batch_size].to(dtype)

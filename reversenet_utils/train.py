@@ -11,11 +11,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from .artifacts import DATASET, checkpoint_path, load_or_train, save_checkpoint
 from .data import MNISTSplit, load_mnist
 from .models import VAE, build_target, get_spec
+from .progress import progress_bar
 
 __all__ = [
     "get_device",
@@ -133,7 +133,7 @@ def train_loop(
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch) if cosine else None
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    with tqdm(total=epochs * steps_per_epoch, desc=desc, unit="step", mininterval=1.0) as bar:
+    with progress_bar(total=epochs * steps_per_epoch, desc=desc, unit="step", mininterval=1.0) as bar:
         for epoch in range(1, epochs + 1):
             loss_sum = torch.zeros((), device=params[0].device)
             for idx in iterate_minibatches(n, batch_size, shuffle=True, generator=generator):

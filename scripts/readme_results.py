@@ -97,6 +97,10 @@ FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
         "faster").format(m["model"], min(c["probability"] for c in m["classes"].values()), m["seconds_per_image"],
                          m["batched_speedup"])),
     "07": ("Every method side by side", _finding_07),
+    "08": ("Explore: draw a digit", lambda m: "{} fast methods × {} targets, every block boundary: one digit's whole grid "
+           "in {:.0f} ms (median of {} digits, max {:.0f} ms) on a CPU; feature matching on a button".format(
+               len(m["methods"]), len(m["targets"]), m["latency"]["median_ms"], m["latency"]["digits"],
+               m["latency"]["max_ms"])),
 }
 
 METHOD_ORDER = ["pinv", "pinv, pooling indices", "prior pre-image", "inverse weights", "progressive, real",

@@ -13,12 +13,15 @@
   earlier ones).
 - At the end a summary lists each notebook, its wall time, its key metric (its one-line finding,
   read from the ``results/NN_name.json`` it wrote, as in README) and pass/fail.
+- The kernels run with ``REVERSENET_BATCH=1`` (no widget front end): plain-text progress bars and the
+  explorer's static panel, which the committed notebooks keep and GitHub renders.
 """
 
 from __future__ import annotations
 
 import argparse
 import ast
+import os
 import shutil
 import sys
 import tempfile
@@ -33,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling scripts, als
 from readme_results import ResultsError, finding  # noqa: E402  the one place that says what each notebook found
 
 from reversenet_utils.notebook import ParameterError, check_value  # noqa: E402
+from reversenet_utils.progress import BATCH_ENV  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -173,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     books = select(args.nb)
     params = load_params(args.params, books)
+    os.environ[BATCH_ENV] = "1"  # the kernels inherit it: no widget front end here
     summary = []
     failed = False
     for book in books:

@@ -27,7 +27,7 @@ import nbformat
 from papermill.parameterize import parameterize_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_notebooks import ROOT, load_params, select, without_injected  # noqa: E402
+from run_notebooks import BATCH_ENV, ROOT, load_params, select, without_injected  # noqa: E402
 
 
 def prepare(params_file: str | None, numbers: str | None, root: Path) -> list[Path]:
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     args, pytest_args = parser.parse_known_args(argv)
     root = Path(tempfile.mkdtemp(prefix="reversenet-nbval-"))
     copies = prepare(args.params, args.nb, root)
-    env = {**os.environ, "REVERSENET_ROOT": str(root)}
+    env = {**os.environ, "REVERSENET_ROOT": str(root), BATCH_ENV: "1"}  # no widget front end under nbval
     print(f"nbval: {len(copies)} notebooks with {args.params or 'default parameters'} in {root}", flush=True)
     cmd = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(root),
            "--nbval-lax", "--nbval-current-env", *pytest_args, *map(str, copies)]

@@ -153,3 +153,17 @@ def test_the_shipped_parameter_files_fit_the_notebooks(name: str) -> None:
     assert any(params.values())
     for book in books:  # one notebook alone: the other notebooks' sections are not unknown names
         assert runner.load_params(str(REPO / "params" / name), [book])[book] == params[book]
+
+
+def test_committed_notebooks_show_plain_progress_and_no_widget_state() -> None:
+    """`make run` executes with REVERSENET_BATCH: text bars, no widget views GitHub cannot render, no tqdm warning."""
+    import nbformat
+
+    for book in sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(book, as_version=4)
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                text = out.get("text", "") + str(out.get("data", {}).get("text/plain", ""))
+                assert "IProgress not found" not in text and "TqdmWarning" not in text, (book.name, text[:200])
+                assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), \
+                    f"{book.name} holds a widget view: run it with `make run` (REVERSENET_BATCH=1), not in a browser"
