@@ -19,7 +19,8 @@ from __future__ import annotations
 import io
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,7 @@ import torch
 from torch import nn
 
 from .analytic import UnsupportedLayerError, invert, linear_input_stats, prior_inverse
-from .inverse_weights import load_inverse_weights
+from .inverse_weights import SIGMOID_MLP_LAYERS, load_inverse_weights
 from .metrics import clip_images, psnr
 from .models import TARGETS
 from .optimise import match_features
@@ -35,7 +36,7 @@ from .progressive import chain_label, forward_features, load_or_train_chain, reg
 from .train import load_target
 
 __all__ = [
-    "DEFAULT_TARGETS", "FAST_METHODS", "OPTIMISATION", "Grid", "Explorer", "as_digit", "mnist_like", "Sketch",
+    "DEFAULT_TARGETS", "FAST_METHODS", "OPTIMISATION", "Grid", "Explorer", "single_thread", "as_digit", "mnist_like", "Sketch",
     "feature_image", "png", "grid_figure", "depth_labels",
 ]
 
@@ -47,6 +48,17 @@ FAST_METHODS = ("pinv", "prior pre-image", "inverse weights", chain_label("real"
 OPTIMISATION = "feature matching (L-BFGS)"
 
 Inverse = Callable[[torch.Tensor], torch.Tensor]
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run the block on one CPU thread (PyTorch's intra-op threads), then restore the number it had."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def depth_labels(n_blocks: int) -> list[str]:
@@ -138,9 +150,10 @@ class Explorer:
                                             notebook=notebook)
                 for k in range(1, len(blocks) + 1):
                     inverses[chain_label(regime), name, k] = lambda f, chain=chain, k=k: chain(f, k)
-            if name == "mlp_sigmoid":  # notebook 03: inverse weights, from the last hidden layer
+            kinds = [type(m).__name__ for m in net]
+            if kinds == SIGMOID_MLP_LAYERS and 5 in ends:  # notebook 03: inverse weights, from the last hidden layer
                 weights = load_inverse_weights(net, name, train_images, notebook=notebook, seed=seed)
-                inverses["inverse weights", name, 2] = lambda h, w=weights: w(h)
+                inverses["inverse weights", name, ends.index(5) + 1] = lambda h, w=weights: w(h)
         return cls(nets, inverses)
 
     def depths(self, name: str) -> list[str]:
@@ -148,7 +161,16 @@ class Explorer:
 
     @torch.inference_mode()
     def run(self, image: torch.Tensor | np.ndarray, methods: Sequence[str] | None = None) -> Grid:
-        """Class probabilities, features and every (chosen) fast method's reconstruction of one digit."""
+        """Class probabilities, features and every (chosen) fast method's reconstruction of one digit.
+
+        Runs on one CPU thread: one digit is too little work to share, and threads that wait for each other
+        are slow whenever the machine is busy (on a loaded 2-core CPU, median 23 ms with one thread against
+        105-277 ms with two, spikes of 2 s).
+        """
+        with single_thread():
+            return self._run(image, methods)
+
+    def _run(self, image: torch.Tensor | np.ndarray, methods: Sequence[str] | None) -> Grid:
         methods = list(self.methods if methods is None else methods)
         bad = [m for m in methods if m not in FAST_METHODS]
         if bad:
@@ -180,7 +202,8 @@ class Explorer:
         feature_fn = nn.Sequential(*self.blocks[name][:k])
         with torch.no_grad():
             f = feature_fn(x)
-        found = match_features(feature_fn, f, steps=steps, dtype=torch.float32)
+        with single_thread():
+            found = match_features(feature_fn, f, steps=steps, dtype=torch.float32)
         return found.images.reshape(28, 28).clamp(0, 1).cpu()
 
 

@@ -28,6 +28,7 @@ from .artifacts import effective_recipe, inverse_checkpoint, inverse_identity, l
 from .train import predict, train_loop
 
 __all__ = [
+    "SIGMOID_MLP_LAYERS",
     "squash",
     "InverseWeights",
     "inverse_weights_loss",
@@ -49,6 +50,10 @@ def squash(p: torch.Tensor, margin: float = 0.005) -> torch.Tensor:
     return margin + (1 - 2 * margin) * unit
 
 
+#: the layers of the networks inverse weights apply to: a sigmoid MLP with two hidden layers
+SIGMOID_MLP_LAYERS = ["Flatten", "Linear", "Sigmoid", "Linear", "Sigmoid", "Linear"]
+
+
 class InverseWeights(nn.Module):
     """Learned inverse matrices for a sigmoid MLP ``Flatten, Linear, Sigmoid, Linear, Sigmoid, Linear``.
 
@@ -61,7 +66,7 @@ class InverseWeights(nn.Module):
     def __init__(self, target: nn.Sequential, init_std: float = 0.1, eps: float = 1e-6) -> None:
         super().__init__()
         kinds = [type(m).__name__ for m in target]
-        if kinds != ["Flatten", "Linear", "Sigmoid", "Linear", "Sigmoid", "Linear"]:
+        if kinds != SIGMOID_MLP_LAYERS:
             raise TypeError(f"InverseWeights needs a 2-hidden-layer sigmoid MLP, got layers {kinds}")
         first, second = target[1], target[3]
         self.register_buffer("b1", first.bias.detach().clone())

@@ -8,7 +8,7 @@ import torch
 
 from reversenet_utils.analytic import invert
 from reversenet_utils.explore import (
-    FAST_METHODS, Explorer, Sketch, as_digit, depth_labels, feature_image, grid_figure, mnist_like, png,
+    FAST_METHODS, Explorer, Sketch, as_digit, depth_labels, feature_image, grid_figure, mnist_like, png, single_thread,
 )
 from reversenet_utils.models import TARGETS, build_target
 from reversenet_utils.progress import BATCH_ENV, progress_bar, widget_front_end
@@ -16,40 +16,50 @@ from reversenet_utils.progressive import InverseChain, chain_label, split_blocks
 
 
 def _explorer() -> Explorer:
-    """cnn_nopool with random weights, its pseudo-inverses and an untrained chain: the grid's plumbing, fast."""
+    """mlp_leaky with random weights, its pseudo-inverses and an untrained chain: the grid's plumbing, fast."""
     torch.manual_seed(0)
-    net = build_target("cnn_nopool").eval().requires_grad_(False)
-    ends = TARGETS["cnn_nopool"].block_ends
+    net = build_target("mlp_leaky").eval().requires_grad_(False)
+    ends = TARGETS["mlp_leaky"].block_ends
     chain = InverseChain(split_blocks(net, ends))
-    inverses = {("pinv", "cnn_nopool", k): invert(net[:end]) for k, end in enumerate(ends, start=1)}
-    inverses.update({(chain_label("real"), "cnn_nopool", k): (lambda f, k=k: chain(f, k)) for k in range(1, len(ends) + 1)})
-    return Explorer({"cnn_nopool": net}, inverses)
+    full = invert(net)  # the inverse of net[:end] is its last `end` layers (as Explorer.load builds them)
+    inverses = {("pinv", "mlp_leaky", k): full[len(net) - end:] for k, end in enumerate(ends, start=1)}
+    inverses.update({(chain_label("real"), "mlp_leaky", k): (lambda f, k=k: chain(f, k)) for k in range(1, len(ends) + 1)})
+    return Explorer({"mlp_leaky": net}, inverses)
 
 
 def test_the_grid_holds_every_method_target_and_depth() -> None:
     explorer = _explorer()
+    net = explorer.nets["mlp_leaky"]
     x = torch.zeros(28, 28)
     x[6:22, 12:16] = 1.0  # a "1"
     grid = explorer.run(x)
     assert explorer.methods == ["pinv", chain_label("real")]  # in FAST_METHODS' order, only those given
-    assert set(grid.reconstructions) == {(m, "cnn_nopool", k) for m in explorer.methods for k in range(1, 5)}
+    assert set(grid.reconstructions) == {(m, "mlp_leaky", k) for m in explorer.methods for k in range(1, 4)}
     assert all(r.shape == (28, 28) and 0 <= r.min() and r.max() <= 1 for r in grid.reconstructions.values())
-    assert torch.allclose(grid.probabilities["cnn_nopool"].sum(), torch.tensor(1.0))
-    assert {k for _, k in grid.features} == {1, 2, 3, 4} and grid.seconds > 0
-    # pinv from block 1 of a conv + leaky ReLU is exact, even with random weights
-    assert torch.allclose(grid.reconstructions["pinv", "cnn_nopool", 1], x, atol=1e-4)
+    assert torch.allclose(grid.probabilities["mlp_leaky"].sum(), torch.tensor(1.0))
+    assert {k for _, k in grid.features} == {1, 2, 3} and grid.seconds > 0
+    # each cell is that method's inverse of that block's output, clipped
+    expected = invert(net[:3])(net[:3](x.reshape(1, 1, 28, 28))).reshape(28, 28).clamp(0, 1)
+    assert torch.allclose(grid.reconstructions["pinv", "mlp_leaky", 1], expected, atol=1e-5)
     # another digit changes the probabilities and the pictures
     other = explorer.run(x.T.contiguous())
-    assert not torch.equal(other.probabilities["cnn_nopool"], grid.probabilities["cnn_nopool"])
-    assert not torch.equal(other.reconstructions["pinv", "cnn_nopool", 1], grid.reconstructions["pinv", "cnn_nopool", 1])
-    assert set(explorer.run(x, methods=["pinv"]).reconstructions) == {("pinv", "cnn_nopool", k) for k in range(1, 5)}
+    assert not torch.equal(other.probabilities["mlp_leaky"], grid.probabilities["mlp_leaky"])
+    assert not torch.equal(other.reconstructions["pinv", "mlp_leaky", 1], grid.reconstructions["pinv", "mlp_leaky", 1])
+    assert set(explorer.run(x, methods=["pinv"]).reconstructions) == {("pinv", "mlp_leaky", k) for k in range(1, 4)}
     with pytest.raises(ValueError, match="unknown methods"):
         explorer.run(x, methods=["magic"])
     fig = grid_figure(grid, explorer, depth="block 2")
     assert len(fig.axes) == (2 + len(explorer.methods)) * 2
-    assert explorer.optimise(x, "cnn_nopool", 1, steps=3).shape == (28, 28)
+    assert explorer.optimise(x, "mlp_leaky", 1, steps=3).shape == (28, 28)
     with pytest.raises(ValueError, match="no block boundary"):
-        explorer.optimise(x, "cnn_nopool", 9)
+        explorer.optimise(x, "mlp_leaky", 9)
+
+
+def test_one_digit_runs_on_one_thread_and_restores_the_count() -> None:
+    before = torch.get_num_threads()
+    with single_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
 
 
 def test_bad_digits_are_refused_with_the_fix() -> None:
