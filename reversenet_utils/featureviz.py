@@ -236,9 +236,9 @@ def robustness(
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Random transforms applied to every optimisation step's images, independently per image.
 
-    Pad by ``pad`` pixels of ``fill`` (Distill's grey), jitter by up to ``jitter`` pixels, scale by a
-    factor in ``scales``, rotate by up to ``degrees``, jitter again by up to ``final_jitter``: the
-    Distill / Lucid defaults. The whole chain is one affine map per image, sampled by a single
+    Pad by ``pad`` pixels of ``fill`` (Distill's grey), shift within a range of ``jitter`` pixels
+    (±``jitter``/2, as Lucid's jitter crop does), scale by a factor in ``scales``, rotate by up to
+    ``degrees``, shift again within ``final_jitter``: the Distill / Lucid defaults. The whole chain is one affine map per image, sampled by a single
     batched ``grid_sample`` (bilinear; outside the padded image its border is repeated), which costs
     a fifth of padding, cropping and resampling one after the other.
 
