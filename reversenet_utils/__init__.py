@@ -2,7 +2,7 @@
 
 One concern per module, named after what it does (docs/design.md):
 
-- ``data``: verified offline MNIST; ``models``: the targets by name (with per-target budgets) and the VAE;
+- ``data``: verified offline MNIST and Fashion-MNIST; ``models``: the targets by name (with per-target budgets) and the VAE;
 - ``train``: the one training loop, evaluation, prediction, load-or-train of targets and the VAE;
 - ``artifacts``: paths, checkpoints (fingerprinted), the one ``load_or_train``, results JSON;
 - ``analytic``: pseudo-inverses and inverse activations, with domain handling (notebook 02);

@@ -29,7 +29,9 @@ from torch import nn
 
 __all__ = [
     "CheckpointMismatchError",
-    "DATASET",
+    "DATASETS",
+    "current_dataset",
+    "use_dataset",
     "fingerprint",
     "load_or_train",
     "inverse_checkpoint",
@@ -53,8 +55,31 @@ class CheckpointMismatchError(RuntimeError):
     target (or the same target since retrained), another dataset."""
 
 
-#: The dataset every checkpoint here is trained on; recorded in each checkpoint and checked on load.
-DATASET = "mnist"
+#: The datasets this project runs on (``data.SPECS`` says what each is). MNIST is the default.
+DATASETS = ("mnist", "fashion_mnist")
+_current = {"dataset": DATASETS[0]}
+
+
+def use_dataset(name: str) -> str:
+    """Make ``name`` the dataset that loads, checkpoints, figures and results refer to from now on.
+
+    Every notebook calls it with its ``dataset`` parameter. MNIST keeps the top-level folders
+    (``artifacts/``, ``assets/``, ``results/``); another dataset gets its own sub-folder of each
+    (``results/fashion_mnist/``), so one never loads or overwrites the other's. Each checkpoint also records
+    its dataset, checked on load.
+
+    Raises:
+        ValueError: ``name`` is not one of :data:`DATASETS` (names them).
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(map(repr, DATASETS))}")
+    _current["dataset"] = name
+    return name
+
+
+def current_dataset() -> str:
+    """The dataset chosen by :func:`use_dataset` (``"mnist"`` until then)."""
+    return _current["dataset"]
 
 
 def project_root() -> Path:
@@ -69,8 +94,10 @@ def project_root() -> Path:
     return here
 
 
-def _subdir(name: str, create: bool = True) -> Path:
+def _subdir(name: str, create: bool = True, per_dataset: bool = False) -> Path:
     path = project_root() / name
+    if per_dataset and current_dataset() != DATASETS[0]:
+        path = path / current_dataset()
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
@@ -82,18 +109,18 @@ def data_dir() -> Path:
 
 
 def artifacts_dir() -> Path:
-    """``<root>/artifacts``: checkpoints (git-ignored)."""
-    return _subdir("artifacts")
+    """``<root>/artifacts``: checkpoints (git-ignored); ``<root>/artifacts/<dataset>`` for a dataset other than MNIST."""
+    return _subdir("artifacts", per_dataset=True)
 
 
 def assets_dir() -> Path:
-    """``<root>/assets``: figures and GIFs shown in the README."""
-    return _subdir("assets")
+    """``<root>/assets``: figures and GIFs shown in the README (``assets/<dataset>`` for a dataset other than MNIST)."""
+    return _subdir("assets", per_dataset=True)
 
 
 def results_dir() -> Path:
-    """``<root>/results``: one metrics JSON per notebook."""
-    return _subdir("results")
+    """``<root>/results``: one metrics JSON per notebook (``results/<dataset>`` for a dataset other than MNIST)."""
+    return _subdir("results", per_dataset=True)
 
 
 def checkpoint_path(name: str, kind: str = "targets") -> Path:
@@ -141,7 +168,7 @@ def inverse_checkpoint(target: str, label: str) -> Path:
 def inverse_identity(target: str, net: nn.Module, label: str) -> dict[str, Any]:
     """What a saved inverse inverts: its label, the target's name and weights' :func:`fingerprint`, the dataset.
     Saved with the inverse and checked when it is loaded (``load_or_train``)."""
-    return {"label": label, "target": target, "target_fingerprint": fingerprint(net), "dataset": DATASET}
+    return {"label": label, "target": target, "target_fingerprint": fingerprint(net), "dataset": current_dataset()}
 
 
 def _plain_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -131,9 +131,9 @@ class Explorer:
             raise ValueError(f"targets {unknown or list(targets)}: choose targets with block boundaries, "
                              f"{[n for n, s in TARGETS.items() if s.block_ends]}")
         if train_images is None:
-            from .data import load_mnist
+            from .data import load_dataset
 
-            train_images = load_mnist("train", device=device).images
+            train_images = load_dataset("train", device=device).images
         if not 100 <= prior_images <= len(train_images) - 1000:
             raise ValueError(f"prior_images must be in 100..{len(train_images) - 1000} (the next 1 000 choose the ridge)")
         nets = {name: load_target(name, device=device) for name in targets}

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .artifacts import DATASET, checkpoint_path, load_or_train, save_checkpoint
-from .data import MNISTSplit, load_mnist
+from .artifacts import checkpoint_path, current_dataset, load_or_train, save_checkpoint
+from .data import MNISTSplit, load_dataset
 from .models import VAE, build_target, get_spec
 from .progress import progress_bar
 
@@ -204,9 +204,9 @@ def _fit_recipe(
     spec = get_spec(name)
     seed = spec.seed + seed
     device = next(model.parameters()).device
-    train = train if train is not None else load_mnist("train")
-    test = test if test is not None else load_mnist("test")
-    epochs = spec.epochs if epochs is None else epochs
+    train = train if train is not None else load_dataset("train")
+    test = test if test is not None else load_dataset("test")
+    epochs = spec.epochs_on(current_dataset()) if epochs is None else epochs
     start = time.perf_counter()
     history = fit(model, train, test, epochs=epochs, lr=spec.lr, batch_size=spec.batch_size, seed=seed, desc=name)
     return {
@@ -243,10 +243,10 @@ def train_target(
     (0 for every target but the independent judge, so the judge never shares an initialisation).
     """
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
-        raise ValueError(f"epochs must be a whole number >= 1 (or None for the recipe's {get_spec(name).epochs}), got {epochs!r}")
+        raise ValueError(f"epochs must be a whole number >= 1 (or None for the recipe's {get_spec(name).epochs_on(current_dataset())}), got {epochs!r}")
     device = get_device(None if device is None else str(device))
     model = _build_seeded(name, seed, device)
-    meta = {"name": name, "dataset": DATASET, **_fit_recipe(model, name, epochs, seed, train, test)}
+    meta = {"name": name, "dataset": current_dataset(), **_fit_recipe(model, name, epochs, seed, train, test)}
     save_checkpoint(model, checkpoint_path(name), meta)
     return model.requires_grad_(False).eval(), meta
 
@@ -268,7 +268,7 @@ def load_target(
         return _fit_recipe(model, name, None, 0, None, None)
 
     model = load_or_train(lambda: _build_seeded(name, 0, device), checkpoint_path(name), train,
-                          {"name": name, "dataset": DATASET}, train_if_missing,
+                          {"name": name, "dataset": current_dataset()}, train_if_missing,
                           fix="re-run notebooks/01_train_targets.ipynb")
     return model.to(device).requires_grad_(False).eval()
 
@@ -295,7 +295,7 @@ def load_vae(
         return VAE(latent).to(device)
 
     def train(model: VAE) -> dict[str, Any]:
-        train, test = load_mnist("train", device=device), load_mnist("test", device=device)
+        train, test = load_dataset("train", device=device), load_dataset("test", device=device)
 
         def on_epoch() -> dict[str, float]:
             model.eval()
@@ -313,6 +313,6 @@ def load_vae(
         return {"epochs": epochs, "lr": lr, "seed": seed, "history": history, "train_s": time.perf_counter() - start}
 
     model = load_or_train(build, checkpoint_path(f"vae_{latent}", kind="vae"), train,
-                          {"latent": latent, "dataset": DATASET}, fix="re-run notebooks/05_vae_decoder_inversion.ipynb",
+                          {"latent": latent, "dataset": current_dataset()}, fix="re-run notebooks/05_vae_decoder_inversion.ipynb",
                           budget={"epochs": epochs})
     return model.requires_grad_(False).eval()

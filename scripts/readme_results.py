@@ -4,7 +4,10 @@ README.md holds two generated blocks, each between marker comments:
 
 - ``notebooks``: every notebook with its Colab badge, its one-line finding (numbers read from its
   results file) and its runtime;
-- ``results``: notebook 07's benchmark, every method side by side, and the gallery images.
+- ``results``: notebook 07's benchmark, every method side by side, and the gallery images;
+- ``generalise``: each notebook's key claims on MNIST and on Fashion-MNIST side by side (``results/`` and
+  ``results/fashion_mnist/``), with the intervals of the rows that carry claims and one sentence each saying
+  where the claim holds, computed from the same test the notebook's claim rests on.
 
 Everything between the markers is rewritten; the text around them is left alone. ``--check`` only
 reports whether README is up to date with the JSON (exit 1 if not; the test suite runs it), so a
@@ -54,9 +57,9 @@ def _finding_04(m: dict) -> str:
     anchors = "; ".join(f"{t}: {verdict(ceiling[t]['refined']['reclass_ci'], a)} the anchor {a:.2%}"
                         for t, a in m["anchors"].items() if t in ceiling)
     speedup = m["speed"]["equal_psnr_speedup"]
-    return (f"cnn_nopool from block 1: learned {first['psnr']:.1f} dB on real digits, {noise['psnr']:.1f} dB trained on "
-            f"noise only, feature matching (L-BFGS) {limit:.0f} dB; from the logits, refined: {refined}; {anchors} "
-            f"(95 % intervals); at equal PSNR (k = {m['speed']['depth']}) one forward pass is "
+    anchors = f"; {anchors} (95 % intervals)" if anchors else ""
+    return (f"cnn_nopool from block 1: learned {first['psnr']:.1f} dB on real images, {noise['psnr']:.1f} dB trained on "
+            f"noise only, feature matching (L-BFGS) {limit:.0f} dB; from the logits, refined: {refined}{anchors}; at equal PSNR (k = {m['speed']['depth']}) one forward pass is "
             + (f"{speedup:.0f}x faster than L-BFGS" if speedup else "not matched by L-BFGS within the sweep"))
 
 
@@ -76,18 +79,18 @@ FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
         max(t["test_accuracy"] for t in m["targets"].values()))),
     "02": ("Analytic inversion", lambda m: (
         "square weights invert exactly (max error {:.1e} in float32), and so does cnn_nopool's first conv block "
-        "({:.1e}); feature matching recovers the digit from {} of {} block boundaries; from mlp_leaky's logits the "
+        "({:.1e}); feature matching recovers the image from {} of {} block boundaries; from mlp_leaky's logits the "
         "pseudo-inverse gives {:.1f} dB, the prior pre-image {:.1f} dB").format(
         m["exact"]["max_abs_err_float32"], m["conv"]["cnn_nopool_block1"]["max_abs_err_float32"],
         sum(r["recovered"] for r in m["injectivity"]), len(m["injectivity"]), m["pinv"]["psnr"],
         m["regularised"]["psnr"])),
     "03": ("Learned inverse weights", lambda m: (
-        "faithful inverse weights {:.1f} dB / {:.1%} re-classified, a small decoder {:.1f} dB; generated digits "
+        "faithful inverse weights {:.1f} dB / {:.1%} re-classified, a small decoder {:.1f} dB; generated images "
         "reach {:.2%} confidence or more").format(
         m["faithful"]["psnr"], m["faithful"]["reclass"], m["improved"]["psnr"], min(m["generation"]["confidence"]))),
     "04": ("Zero-shot progressive inversion", _finding_04),
     "05": ("VAE decoder inversion", lambda m: (
-        "the naive pinv + atanh + logit inverse reaches {:.1f} dB on real digits; the best fix {:.1f} dB "
+        "the naive pinv + atanh + logit inverse reaches {:.1f} dB on real images; the best fix {:.1f} dB "
         "(encoder {:.1f} dB)").format(
         m["routes"]["faithful_pinv"]["psnr"],
         max(r["psnr"] for k, r in m["routes"].items() if k not in ("encoder", "faithful_pinv")),
@@ -97,8 +100,8 @@ FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
         "faster").format(m["model"], min(c["probability"] for c in m["classes"].values()), m["seconds_per_image"],
                          m["batched_speedup"])),
     "07": ("Every method side by side", _finding_07),
-    "08": ("Explore: draw a digit", lambda m: "{} fast methods × {} targets, every block boundary: one digit's whole grid "
-           "in {:.0f} ms (median of {} digits, max {:.0f} ms) on a CPU; feature matching on a button".format(
+    "08": ("Explore: draw a digit", lambda m: "{} fast methods × {} targets, every block boundary: one image's whole grid "
+           "in {:.0f} ms (median of {} images, max {:.0f} ms) on a CPU; feature matching on a button".format(
                len(m["methods"]), len(m["targets"]), m["latency"]["median_ms"], m["latency"]["digits"],
                m["latency"]["max_ms"])),
 }
@@ -228,6 +231,158 @@ def results_section(results: Path = RESULTS) -> str:
     ])
 
 
+# --- does it generalise? ------------------------------------------------------------------------------------
+
+DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+SECOND = "fashion_mnist"
+
+
+def _ci(ci: list[float], unit: str = "", fmt: str = ".1f") -> str:
+    return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]{unit}"
+
+
+def _wilson(p: float, n: int) -> list[float]:
+    """95 % Wilson interval of a share p measured on n items."""
+    z = 1.96
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [centre - half, centre + half]
+
+
+def _claim_01(m: dict) -> tuple[str, bool]:
+    t = m["targets"]
+    low = min(t, key=lambda n: t[n]["test_accuracy"])
+    ok = all(v["test_accuracy"] >= v.get("floor", 0) for v in t.values())
+    return f"{min(v['test_accuracy'] for v in t.values()):.2%}–{max(v['test_accuracy'] for v in t.values()):.2%} (lowest `{low}`)", ok
+
+
+def _claim_02_exact(m: dict) -> tuple[str, bool]:
+    a, b = m["exact"]["max_abs_err_float32"], m["conv"]["cnn_nopool_block1"]["max_abs_err_float32"]
+    return f"max error {a:.1e} / {b:.1e}", max(a, b) <= 1e-4
+
+
+def _claim_02_null(m: dict) -> tuple[str, bool]:
+    share = m["preimage"]["null_space_energy_fraction"]
+    return f"{share:.0%} of an image's energy in the null space", share > 0.5
+
+
+def _claim_07_prior(m: dict) -> tuple[str, bool]:
+    prior = find_row(m["rows"], method="prior pre-image", target="mlp_leaky", depth=1)
+    pinv = find_row(m["rows"], method="pinv", target="mlp_leaky", depth=1)
+    return (f"{prior['psnr']:.1f} dB {_ci(prior['psnr_ci'])} vs pinv {pinv['psnr']:.1f} dB {_ci(pinv['psnr_ci'])}",
+            prior["psnr_ci"][0] > pinv["psnr_ci"][1])
+
+
+def _claim_03(m: dict) -> tuple[str, bool]:
+    o = m["opinion"]
+    n = o["misclassified_originals"]
+    pred, true = _wilson(o["misclassified_as_prediction"], n), _wilson(o["misclassified_as_true_label"], n)
+    return (f"{o['misclassified_as_prediction']:.0%} {_ci(pred, fmt='.0%')} as the prediction vs "
+            f"{o['misclassified_as_true_label']:.0%} {_ci(true, fmt='.0%')} as the label (n = {n})", pred[0] > true[1])
+
+
+def _claim_04_zero_shot(target: str, depth: int) -> Callable[[dict], tuple[str, bool]]:
+    def claim(m: dict) -> tuple[str, bool]:
+        real = find_row(m["rows"], target=target, chain="progressive, real", depth=depth)
+        zero = max((r for r in m["rows"] if r["target"] == target and r["depth"] == depth
+                    and r["chain"] in ("progressive, noise", "progressive, synthesized")), key=lambda r: r["psnr"])
+        widest = real["psnr_ci"][1] - zero["psnr_ci"][0]  # the gap's upper bound from both intervals
+        return (f"real {real['psnr']:.1f} dB {_ci(real['psnr_ci'])}, zero-shot {zero['psnr']:.1f} dB {_ci(zero['psnr_ci'])}",
+                widest <= 2.0)
+    return claim
+
+
+def _claim_04_ceiling(m: dict) -> tuple[str, bool]:
+    cells, ok = [], True
+    for name, c in m["logit_ceiling"].items():
+        ci = c["refined"]["reclass_ci"]
+        cells.append(f"`{name}` {c['refined']['reclass']:.1%} {_ci(ci, fmt='.1%')} (accuracy {c['target_accuracy']:.1%})")
+        ok &= ci[1] >= c["target_accuracy"] - 0.005
+    return "; ".join(cells), ok
+
+
+def _claim_05(m: dict) -> tuple[str, bool]:
+    r = m["routes"]
+    return (f"naive {r['faithful_pinv']['psnr']:.1f} dB, optimised {r['optimised_from_zero']['psnr']:.1f} dB, encoder "
+            f"{r['encoder']['psnr']:.1f} dB", r["faithful_pinv"]["psnr"] < r["encoder"]["psnr"] - 6
+            and r["optimised_from_zero"]["psnr"] > r["encoder"]["psnr"] - 1.5)
+
+
+def _claim_07_judge(m: dict) -> tuple[str, bool]:
+    logits = [r for r in m["rows"] if r["depth_is_logits"]]
+    worst = max(logits, key=lambda r: r["reclass_target"] - r["reclass_independent"])
+    return (f"{worst['method']} on `{worst['target']}`: target {worst['reclass_target']:.0%} "
+            f"{_ci(worst['reclass_target_ci'], fmt='.0%')}, judge {worst['reclass_independent']:.0%}",
+            worst["reclass_independent"] < worst["reclass_target_ci"][0])
+
+
+def _claim_08(m: dict) -> tuple[str, bool]:
+    return f"median {m['latency']['median_ms']:.0f} ms (gate {m['max_update_ms']:.0f} ms)", m["latency"]["median_ms"] <= m["max_update_ms"]
+
+
+#: (notebook number, the claim as its conclusion makes it, the test of that claim on one dataset's metrics)
+CLAIMS: list[tuple[str, str, Callable[[dict], tuple[str, bool]]]] = [
+    ("01", "every target clears its floor (MNIST: the recipes' margins; Fashion-MNIST: its README's benchmarks)", _claim_01),
+    ("02", "square weights and `cnn_nopool`'s first conv block invert exactly (float32 error ≤ 1e-4)", _claim_02_exact),
+    ("02", "a narrowing layer (`mlp_leaky`, 784 → 64) loses most of the image", _claim_02_null),
+    ("07", "from `mlp_leaky`'s first layer the prior pre-image beats pinv (PSNR, intervals apart)", _claim_07_prior),
+    ("03", "reconstructions of misclassified images follow the network's opinion, not the label", _claim_03),
+    ("04", "zero-shot within 2 dB of real images at `cnn_pool`'s block 1 (whole intervals)", _claim_04_zero_shot("cnn_pool", 1)),
+    ("04", "zero-shot within 2 dB of real images at `cnn_nopool`'s block 2 (whole intervals)", _claim_04_zero_shot("cnn_nopool", 2)),
+    ("04", "refined inversions from the logits reach the target's own accuracy", _claim_04_ceiling),
+    ("05", "the naive decoder inverse fails (≥ 6 dB below the encoder); optimising the latent comes within 1.5 dB", _claim_05),
+    ("07", "the target accepts logit reconstructions that an independent judge rejects", _claim_07_judge),
+    ("08", "one image's whole grid within the explorer's gate (`max_update_ms`)", _claim_08),
+]
+
+
+def generalise_table(results: Path = RESULTS) -> str:
+    """Each claim on MNIST and on Fashion-MNIST, and where it holds."""
+    first, second = DATASET_TITLES["mnist"], DATASET_TITLES[SECOND]
+    lines = [f"| # | claim | {first} | {second} | holds? |", "|---|---|---|---|---|"]
+    stems = {b.name[:2]: b.stem for b in notebooks()}
+    for number, claim, test in CLAIMS:
+        cells, holds = [], []
+        for folder in (results, results / SECOND):
+            data = read(stems[number], folder)
+            if data is None:
+                cells.append("not run yet")
+                holds.append(None)
+                continue
+            try:
+                text, ok = test({**data["params"], **data["metrics"]})  # a gate's threshold is a parameter
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise ResultsError(f"{folder / (stems[number] + '.json')}: lacks what README reads "
+                                   f"({type(exc).__name__}: {exc}); re-run the notebook") from None
+            cells.append(("✓ " if ok else "✗ ") + text)
+            holds.append(ok)
+        if None in holds:
+            verdict_text = f"{'only one dataset' if holds.count(None) == 1 else 'neither dataset'} run yet"
+        elif all(holds):
+            verdict_text = "holds on both"
+        elif holds[0]:
+            verdict_text = f"holds on {first}, **not on {second}**"
+        elif holds[1]:
+            verdict_text = f"holds on {second}, **not on {first}**"
+        else:
+            verdict_text = "holds on neither"
+        lines.append(f"| {number} | {claim} | {cells[0]} | {cells[1]} | {verdict_text} |")
+    return "\n".join(lines)
+
+
+def generalise_section(results: Path = RESULTS) -> str:
+    """The generated 'does it generalise?' block of README."""
+    return "\n\n".join([
+        "## Does it generalise? MNIST and Fashion-MNIST",
+        "The same notebooks, the same architectures and the same code, run on a second dataset with "
+        "`make run DATASET=fashion_mnist` (executed copies in [notebooks/runs/fashion_mnist/](notebooks/runs/fashion_mnist/), "
+        "numbers in [results/fashion_mnist/](results/fashion_mnist/)). Each row is a claim one notebook's conclusion makes, "
+        "tested on each dataset's results file the way the notebook tests it (✓ holds, ✗ does not; brackets: 95 % intervals, "
+        "bootstrap over test images or Wilson for shares).",
+        generalise_table(results),
+    ])
+
+
 def replace_block(text: str, name: str, body: str) -> str:
     """``text`` with the block between ``<!-- name:begin -->`` and ``<!-- name:end -->`` replaced by ``body``."""
     begin, end = f"<!-- {name}:begin (generated by scripts/readme_results.py from results/*.json; do not edit) -->", f"<!-- {name}:end -->"
@@ -244,13 +399,14 @@ def render(text: str, results: Path = RESULTS) -> str:
         ResultsError: a results file is unreadable or lacks what README reads (the message names it).
     """
     try:
-        table, section = notebook_table(results), results_section(results)
+        table, section, general = notebook_table(results), results_section(results), generalise_section(results)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         if isinstance(exc, ResultsError):
             raise
         raise ResultsError(f"{results}: a results file lacks what README reads ({type(exc).__name__}: {exc}); "
                            f"re-run the notebooks (`make run`)") from None
     text = replace_block(text, "notebooks", table)
+    text = replace_block(text, "generalise", general)
     return replace_block(text, "results", section)
 
 

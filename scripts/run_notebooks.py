@@ -1,9 +1,14 @@
 """Execute the numbered notebooks in order with papermill, in place (``make run``).
 
 - ``--nb 04`` (or ``04,05``) runs only the notebooks whose number is given.
+- ``--dataset fashion_mnist`` runs the notebooks that declare a ``dataset`` parameter on that dataset:
+  ``params/<dataset>.yaml`` (where it exists: the dataset's own quality gates) is applied first, then
+  ``--params``; the executed copies go to ``notebooks/runs/<dataset>/`` (the committed notebooks stay the
+  MNIST run), their results and figures to ``results/<dataset>/`` and ``assets/<dataset>/``.
 - ``--params file.yaml`` passes parameters. The file is a mapping: a top-level ``name: value`` goes to
   every selected notebook that declares ``name`` in its ``parameters`` cell; a key that is a notebook's
-  number (``"04": {name: value}``) holds parameters for that notebook alone. Names *and* types are
+  number (``"04": {name: value}``) holds parameters for that notebook alone; a key that names a dataset
+  (``fashion_mnist: {...}``, same structure) holds overrides for runs on that dataset only. Names *and* types are
   checked against the parameters cells before anything runs: a name no selected notebook declares, or
   a value of the wrong type (``epochs: three``, ``targets: mlp_leaky`` for a list, ``download: "false"``
   for a bool), is an error (papermill itself would only warn, or run with a wrong value).
@@ -42,6 +47,45 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "results"
 FAILED = ROOT / "artifacts" / "failed"
+RUNS = NOTEBOOKS / "runs"  # executed copies of the series on a dataset other than MNIST
+PARAMS = ROOT / "params"
+DEFAULT_DATASET = "mnist"
+
+
+def declares(book: Path, name: str) -> bool:
+    """Whether ``book``'s parameters cell declares ``name``."""
+    return name in pm.inspect_notebook(str(book))
+
+
+def dataset_books(books: list[Path], dataset: str | None) -> list[Path]:
+    """The notebooks a run on ``dataset`` executes: all for MNIST, those with a ``dataset`` parameter for another."""
+    if dataset in (None, DEFAULT_DATASET):
+        return books
+    from reversenet_utils.artifacts import DATASETS
+
+    if dataset not in DATASETS:
+        raise SystemExit(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
+    chosen = [b for b in books if declares(b, "dataset")]
+    if not chosen:
+        raise SystemExit(f"none of {', '.join(b.name for b in books)} takes a dataset parameter")
+    return chosen
+
+
+def dataset_params(dataset: str | None, params: str | None) -> list[str]:
+    """The parameter files of a run, in order: ``params/<dataset>.yaml`` where it exists, then ``params``."""
+    files = []
+    if dataset not in (None, DEFAULT_DATASET) and (PARAMS / f"{dataset}.yaml").is_file():
+        files.append(str(PARAMS / f"{dataset}.yaml"))
+    return files + ([params] if params else [])
+
+
+def output_path(book: Path, dataset: str | None) -> Path:
+    """Where the executed copy goes: in place for MNIST, ``notebooks/runs/<dataset>/`` for another dataset."""
+    return book if dataset in (None, DEFAULT_DATASET) else RUNS / dataset / book.name
+
+
+def results_folder(dataset: str | None) -> Path:
+    return RESULTS if dataset in (None, DEFAULT_DATASET) else RESULTS / dataset
 
 
 def key_metric(book: Path, results: Path = RESULTS) -> str:
@@ -62,21 +106,47 @@ def select(numbers: str | None, folder: Path | None = None) -> list[Path]:
     return chosen
 
 
-def load_params(path: str | None, books: list[Path]) -> dict[Path, dict]:
-    """Per-notebook parameters from a YAML file, every name and type checked against the parameters cells.
+def _read_params(path: str) -> dict:
+    try:
+        loaded = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"{path}: cannot read the parameter file ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise SystemExit(f"{path}: expected a mapping of parameter names to values, got {type(loaded).__name__}")
+    return loaded
+
+
+def load_params(path: str | list[str] | None, books: list[Path], dataset: str | None = None) -> dict[Path, dict]:
+    """Per-notebook parameters from YAML files, every name and type checked against the parameters cells.
+
+    ``path`` is one file or a list of files applied in order (a later file's value wins; a notebook's section
+    is merged name by name). ``dataset`` (other than MNIST) is given to every notebook as its ``dataset``.
 
     Raises:
-        SystemExit: the file is not a mapping, names a parameter no selected notebook declares, or gives a
+        SystemExit: a file is not a mapping, names a parameter no selected notebook declares, or gives a
             value of the wrong type; the message names the file, the parameter and what was expected.
     """
-    loaded: dict = {}
-    if path:
-        try:
-            loaded = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SystemExit(f"{path}: cannot read the parameter file ({exc})") from None
-        if not isinstance(loaded, dict):
-            raise SystemExit(f"{path}: expected a mapping of parameter names to values, got {type(loaded).__name__}")
+    from reversenet_utils.artifacts import DATASETS
+
+    paths = [path] if isinstance(path, str) else list(path or [])
+    loaded: dict = {"dataset": dataset} if dataset not in (None, DEFAULT_DATASET) else {}
+
+    def merge(values: dict) -> None:
+        for key, value in values.items():
+            if isinstance(value, dict) and isinstance(loaded.get(key), dict):
+                loaded[key] = {**loaded[key], **value}
+            else:
+                loaded[key] = value
+
+    for one in paths:
+        values = _read_params(one)
+        # a section named after a dataset holds overrides for runs on that dataset only (e.g. its smoke gates)
+        own = values.get(dataset or DEFAULT_DATASET, {})
+        if not isinstance(own, dict):
+            raise SystemExit(f"{one}: the section {dataset or DEFAULT_DATASET!r} must be a mapping, got {own!r}")
+        merge({k: v for k, v in values.items() if k not in DATASETS})
+        merge(own)
+    path = " + ".join(paths) or "--dataset"
     numbers = {b.name[:2]: b for b in books}
     # a section of a notebook that is not selected is skipped, not an unknown name
     every_number = {b.name[:2] for b in select(None, books[0].parent)} if books else set()
@@ -97,6 +167,8 @@ def load_params(path: str | None, books: list[Path]) -> dict[Path, dict]:
         for name in sorted(set(section) - set(cell)):
             problems.append(f"unknown parameter {name!r} for {book.name}; it declares {sorted(cell)}")
         values = {**{k: v for k, v in shared.items() if k in cell}, **{k: v for k, v in section.items() if k in cell}}
+        if "dataset" in values and values["dataset"] not in DATASETS:
+            problems.append(f"{book.name}: dataset {values['dataset']!r} is not one of {', '.join(DATASETS)}")
         for name, value in values.items():
             try:
                 default = ast.literal_eval(cell[name]["default"] or "None")
@@ -132,13 +204,16 @@ def describe_failure(executed: Path, exc: pm.PapermillExecutionError) -> str:
     return f"{where}: {exc.ename}: {exc.evalue}"
 
 
-def _relative_metadata(path: Path, book: Path) -> None:
-    """Papermill records absolute (temporary) input/output paths; keep the notebook's repository-relative one."""
+def _relative_metadata(path: Path, book: Path, target: Path | None = None) -> None:
+    """Papermill records absolute (temporary) input/output paths; keep the repository-relative ones."""
     nb = nbformat.read(path, as_version=4)
     meta = nb.metadata.get("papermill", {})
-    for key in ("input_path", "output_path"):
+    out = (target or book).resolve()
+    where = {"input_path": f"notebooks/{book.name}",
+             "output_path": out.relative_to(ROOT).as_posix() if out.is_relative_to(ROOT) else f"notebooks/{book.name}"}
+    for key, value in where.items():
         if meta.get(key):
-            meta[key] = f"notebooks/{book.name}"
+            meta[key] = value
     nbformat.write(nb, path)
 
 
@@ -152,8 +227,10 @@ def without_injected(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def run(book: Path, params: dict) -> tuple[bool, str]:
-    """Execute one notebook; replace it only if it ran to the end. Return (ok, message naming the failing cell)."""
+def run(book: Path, params: dict, target: Path | None = None) -> tuple[bool, str]:
+    """Execute one notebook into ``target`` (default: in place); replace ``target`` only if it ran to the end.
+    Return (ok, message naming the failing cell)."""
+    target = target or book
     with tempfile.TemporaryDirectory() as tmp:
         source, out = Path(tmp) / f"input_{book.name}", Path(tmp) / book.name
         nbformat.write(without_injected(nbformat.read(book, as_version=4)), source)
@@ -161,12 +238,14 @@ def run(book: Path, params: dict) -> tuple[bool, str]:
             pm.execute_notebook(str(source), str(out), parameters=params, cwd=str(book.parent), kernel_name="python3")
         except pm.PapermillExecutionError as exc:
             message = describe_failure(out, exc)
-            FAILED.mkdir(parents=True, exist_ok=True)
-            kept = FAILED / book.name
+            failed = FAILED / target.parent.relative_to(RUNS) if target.parent.is_relative_to(RUNS) else FAILED
+            failed.mkdir(parents=True, exist_ok=True)
+            kept = failed / book.name
             shutil.copyfile(out, kept)
-            return False, f"{message}\n  {book.name} is unchanged; the failed run is in {kept}"
-        _relative_metadata(out, book)
-        shutil.copyfile(out, book)
+            return False, f"{message}\n  {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target} is unchanged; the failed run is in {kept}"
+        _relative_metadata(out, book, target if target != book else None)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out, target)
     return True, "ok"
 
 
@@ -174,20 +253,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the ReverseNet notebooks with papermill, in place.")
     parser.add_argument("--nb", help="two-digit numbers of the notebooks to run, comma-separated (default: all)")
     parser.add_argument("--params", help="YAML file of parameters passed to the notebooks")
+    parser.add_argument("--dataset", help="run the series on this dataset (default mnist, in place; fashion_mnist: "
+                        "the notebooks with a dataset parameter, executed into notebooks/runs/fashion_mnist/)")
     args = parser.parse_args(argv)
-    books = select(args.nb)
-    params = load_params(args.params, books)
+    books = dataset_books(select(args.nb), args.dataset)
+    params = load_params(dataset_params(args.dataset, args.params), books, args.dataset)
     os.environ[BATCH_ENV] = "1"  # the kernels inherit it: no widget front end here
     summary = []
     failed = False
     for book in books:
-        print(f"== {book.relative_to(ROOT)}  {params[book] or '(default parameters)'}", flush=True)
+        target = output_path(book, args.dataset)
+        print(f"== {target.relative_to(ROOT)}  {params[book] or '(default parameters)'}", flush=True)
         start = time.perf_counter()
-        ok, message = run(book, params[book])
+        ok, message = run(book, params[book], target)
         metric = ""
         if ok:
             try:
-                metric = key_metric(book)
+                metric = key_metric(book, results_folder(args.dataset))
             except ResultsError as exc:
                 ok, message = False, str(exc)
         summary.append((book.name, time.perf_counter() - start, "pass" if ok else "FAIL", metric))

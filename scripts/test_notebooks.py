@@ -8,7 +8,8 @@ results and checkpoints land there, never in the checkout, and every notebook tr
 
 - ``--params params/smoke.yaml``: the fast tier of ``make test`` (small budgets, the same code paths,
   gates scaled to the budget);
-- no ``--params``: the defaults and the full quality gates, as ``make run`` commits them (``make test-full``).
+- no ``--params``: the defaults and the full quality gates, as ``make run`` commits them (``make test-full``);
+- ``--dataset fashion_mnist``: the same on the second dataset (``make test-fashion``: at smoke budgets).
 
 The temporary root is removed after a pass and kept (its path printed) after a failure.
 """
@@ -27,13 +28,16 @@ import nbformat
 from papermill.parameterize import parameterize_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_notebooks import BATCH_ENV, ROOT, load_params, select, without_injected  # noqa: E402
+from run_notebooks import BATCH_ENV, ROOT, dataset_books, dataset_params, load_params, select, without_injected  # noqa: E402
 
 
-def prepare(params_file: str | None, numbers: str | None, root: Path) -> list[Path]:
-    """Parameterized copies of the selected notebooks in ``root/notebooks``, and ``root/data`` linked."""
-    books = select(numbers)
-    params = load_params(params_file, books)
+def prepare(params_file: str | None, numbers: str | None, root: Path, dataset: str | None = None) -> list[Path]:
+    """Parameterized copies of the selected notebooks in ``root/notebooks``, and ``root/data`` linked.
+
+    ``dataset`` (``fashion_mnist``): the notebooks that take a dataset, on it, with ``params/<dataset>.yaml``
+    (its gates) applied before ``params_file``, as ``make run DATASET=...`` would run them."""
+    books = dataset_books(select(numbers), dataset)
+    params = load_params(dataset_params(dataset, params_file), books, dataset)
     (root / "notebooks").mkdir(parents=True)
     (ROOT / "data").mkdir(exist_ok=True)
     (root / "data").symlink_to(ROOT / "data", target_is_directory=True)
@@ -52,11 +56,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", help="YAML parameter file (default: the notebooks' own defaults)")
     parser.add_argument("--nb", help="two-digit numbers of the notebooks to check, comma-separated (default: all)")
+    parser.add_argument("--dataset", help="check the series on this dataset (default mnist)")
     args, pytest_args = parser.parse_known_args(argv)
     root = Path(tempfile.mkdtemp(prefix="reversenet-nbval-"))
-    copies = prepare(args.params, args.nb, root)
+    copies = prepare(args.params, args.nb, root, args.dataset)
     env = {**os.environ, "REVERSENET_ROOT": str(root), BATCH_ENV: "1"}  # no widget front end under nbval
-    print(f"nbval: {len(copies)} notebooks with {args.params or 'default parameters'} in {root}", flush=True)
+    print(f"nbval: {len(copies)} notebooks on {args.dataset or 'mnist'} with {args.params or 'default parameters'} in {root}",
+          flush=True)
     cmd = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(root),
            "--nbval-lax", "--nbval-current-env", *pytest_args, *map(str, copies)]
     code = subprocess.call(cmd, env=env, cwd=root)

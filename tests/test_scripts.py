@@ -145,14 +145,16 @@ def test_papermill_injects_a_parameter_file(tmp_path: Path) -> None:
     assert runner.returncode != 0 and "unknown parameter(s) ['epoch']" in runner.stderr
 
 
-@pytest.mark.parametrize("name", ["smoke.yaml", "full.yaml"])
-def test_the_shipped_parameter_files_fit_the_notebooks(name: str) -> None:
+@pytest.mark.parametrize("name, dataset", [("smoke.yaml", None), ("full.yaml", None), ("smoke.yaml", "fashion_mnist"),
+                                           ("fashion_mnist.yaml", "fashion_mnist")])
+def test_the_shipped_parameter_files_fit_the_notebooks(name: str, dataset: str | None) -> None:
     runner = _load("run_notebooks")
-    books = runner.select(None)
-    params = runner.load_params(str(REPO / "params" / name), books)  # names and types checked
+    books = runner.dataset_books(runner.select(None), dataset)
+    files = runner.dataset_params(dataset, str(REPO / "params" / name))
+    params = runner.load_params(files, books, dataset)  # names and types checked
     assert any(params.values())
     for book in books:  # one notebook alone: the other notebooks' sections are not unknown names
-        assert runner.load_params(str(REPO / "params" / name), [book])[book] == params[book]
+        assert runner.load_params(files, [book], dataset)[book] == params[book]
 
 
 def test_committed_notebooks_show_plain_progress_and_no_widget_state() -> None:
@@ -167,3 +169,64 @@ def test_committed_notebooks_show_plain_progress_and_no_widget_state() -> None:
                 assert "IProgress not found" not in text and "TqdmWarning" not in text, (book.name, text[:200])
                 assert "application/vnd.jupyter.widget-view+json" not in out.get("data", {}), \
                     f"{book.name} holds a widget view: run it with `make run` (REVERSENET_BATCH=1), not in a browser"
+
+
+def test_a_run_on_fashion_mnist_takes_the_dataset_notebooks_and_writes_beside_them(tmp_path: Path) -> None:
+    runner = _load("run_notebooks")
+    books = runner.dataset_books(runner.select(None), "fashion_mnist")
+    assert [b.name[:2] for b in books] == ["01", "02", "03", "04", "05", "07", "08"]  # 06 (ImageNet) takes no dataset
+    assert runner.dataset_books(runner.select(None), "mnist") == runner.select(None)
+    with pytest.raises(SystemExit, match="unknown dataset 'cifar'"):
+        runner.dataset_books(runner.select(None), "cifar")
+    params = runner.load_params(runner.dataset_params("fashion_mnist", None), books, "fashion_mnist")
+    assert all(p["dataset"] == "fashion_mnist" for p in params.values())
+    assert runner.output_path(books[0], "fashion_mnist") == REPO / "notebooks" / "runs" / "fashion_mnist" / books[0].name
+    assert runner.output_path(books[0], None) == books[0]  # MNIST: in place, as committed
+    assert runner.results_folder("fashion_mnist") == REPO / "results" / "fashion_mnist"
+    # files apply in order: a later value wins, a notebook's section is merged name by name
+    first, second = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    first.write_text(yaml.safe_dump({"seed": 1, "04": {"chain_steps": 10, "opt_images": 8}}))
+    second.write_text(yaml.safe_dump({"seed": 2, "04": {"chain_steps": 20}}))
+    four = runner.select("04")
+    merged = runner.load_params([str(first), str(second)], four, "fashion_mnist")[four[0]]
+    assert merged == {"dataset": "fashion_mnist", "seed": 2, "chain_steps": 20, "opt_images": 8}
+
+
+def test_the_generalisation_table_says_where_a_claim_fails(tmp_path: Path) -> None:
+    readme = _load("readme_results")
+    import json
+
+    def write(folder: Path, accuracy: float, floor: float) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "01_train_targets.json").write_text(json.dumps({"notebook": "01_train_targets", "runtime_s": 1.0, "params": {},
+            "metrics": {"targets": {"cnn_pool": {"test_accuracy": accuracy, "floor": floor}}}}))
+
+    write(tmp_path, 0.99, 0.985)
+    write(tmp_path / "fashion_mnist", 0.90, 0.91)
+    table = readme.generalise_table(tmp_path)
+    row = next(line for line in table.splitlines() if line.startswith("| 01 "))
+    assert "✓ 99.00%" in row and "✗ 90.00%" in row and "holds on MNIST, **not on Fashion-MNIST**" in row
+    assert "| 02 " in table and "neither dataset run yet" in table
+
+
+def test_a_section_named_after_a_dataset_applies_to_that_dataset_only(tmp_path: Path) -> None:
+    runner = _load("run_notebooks")
+    four = runner.select("04")
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"04": {"min_logit_reclass": 0.8}, "fashion_mnist": {"04": {"min_logit_reclass": 0.5}}}))
+    assert runner.load_params(str(path), four)[four[0]] == {"min_logit_reclass": 0.8}
+    assert runner.load_params(str(path), four, "fashion_mnist")[four[0]] == {"dataset": "fashion_mnist", "min_logit_reclass": 0.5}
+    path.write_text(yaml.safe_dump({"fashion_mnist": {"04": {"min_logit_reclas": 0.5}}}))
+    with pytest.raises(SystemExit, match="unknown parameter 'min_logit_reclas'"):
+        runner.load_params(str(path), four, "fashion_mnist")
+    path.write_text(yaml.safe_dump({"fashion_mnist": [1, 2]}))
+    with pytest.raises(SystemExit, match="section 'fashion_mnist' must be a mapping"):
+        runner.load_params(str(path), four, "fashion_mnist")
+
+
+def test_an_unknown_dataset_in_a_parameter_file_is_refused(tmp_path: Path) -> None:
+    runner = _load("run_notebooks")
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "cifar10"}))
+    with pytest.raises(SystemExit, match="dataset 'cifar10' is not one of mnist, fashion_mnist"):
+        runner.load_params(str(path), runner.select("01"))

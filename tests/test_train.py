@@ -47,7 +47,7 @@ def test_fit_learns_and_reports_every_epoch() -> None:
 def test_load_target_trains_when_missing_then_loads(tmp_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tiny = TargetSpec(lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "tiny", epochs=1, lr=1e-2)
     monkeypatch.setitem(models.TARGETS, "tiny", tiny)
-    monkeypatch.setattr(train, "load_mnist", lambda split: _toy_split(256 if split == "train" else 64, 0))
+    monkeypatch.setattr(train, "load_dataset", lambda split: _toy_split(256 if split == "train" else 64, 0))
     first = train.load_target("tiny", device="cpu")
     assert (tmp_root / "artifacts" / "targets" / "tiny.pt").is_file()
     assert first.meta["epochs"] == 1 and 0 <= first.meta["test_accuracy"] <= 1
