@@ -224,6 +224,8 @@ def without_injected(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     default run after ``make run PARAMS=params/smoke.yaml`` would silently execute the smoke values.
     """
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    for cell in nb.cells:  # papermill's parameterize reads every cell's tags: a cell added by hand may have none
+        cell.metadata.setdefault("tags", [])
     return nb
 
 

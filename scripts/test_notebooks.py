@@ -28,7 +28,8 @@ import nbformat
 from papermill.parameterize import parameterize_notebook
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_notebooks import BATCH_ENV, ROOT, dataset_books, dataset_params, load_params, select, without_injected  # noqa: E402
+from run_notebooks import (BATCH_ENV, ROOT, dataset_books, dataset_params, load_params, output_path, select,  # noqa: E402
+                           without_injected)
 
 
 def prepare(params_file: str | None, numbers: str | None, root: Path, dataset: str | None = None) -> list[Path]:
@@ -43,7 +44,10 @@ def prepare(params_file: str | None, numbers: str | None, root: Path, dataset: s
     (root / "data").symlink_to(ROOT / "data", target_is_directory=True)
     copies = []
     for book in books:
-        nb = without_injected(nbformat.read(book, as_version=4))
+        # nbval compares the `# NBVAL_CHECK_OUTPUT` cells with the committed outputs of the same dataset's run:
+        # the executed copy in notebooks/runs/<dataset>/ (its code is the notebook's) where it exists
+        reference = output_path(book, dataset)
+        nb = without_injected(nbformat.read(reference if reference.is_file() else book, as_version=4))
         if params[book]:
             nb = parameterize_notebook(nb, params[book])
         copy = root / "notebooks" / book.name
