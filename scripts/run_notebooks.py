@@ -40,6 +40,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling scripts, also when loaded by a test
 from readme_results import ResultsError, finding  # noqa: E402  the one place that says what each notebook found
 
+from reversenet_utils.artifacts import DATASETS  # noqa: E402
 from reversenet_utils.notebook import ParameterError, check_value  # noqa: E402
 from reversenet_utils.progress import BATCH_ENV  # noqa: E402
 
@@ -49,7 +50,7 @@ RESULTS = ROOT / "results"
 FAILED = ROOT / "artifacts" / "failed"
 RUNS = NOTEBOOKS / "runs"  # executed copies of the series on a dataset other than MNIST
 PARAMS = ROOT / "params"
-DEFAULT_DATASET = "mnist"
+DEFAULT_DATASET = DATASETS[0]  # MNIST: runs in place, as committed
 
 
 def declares(book: Path, name: str) -> bool:
@@ -61,8 +62,6 @@ def dataset_books(books: list[Path], dataset: str | None) -> list[Path]:
     """The notebooks a run on ``dataset`` executes: all for MNIST, those with a ``dataset`` parameter for another."""
     if dataset in (None, DEFAULT_DATASET):
         return books
-    from reversenet_utils.artifacts import DATASETS
-
     if dataset not in DATASETS:
         raise SystemExit(f"unknown dataset {dataset!r}: choose one of {', '.join(DATASETS)}")
     chosen = [b for b in books if declares(b, "dataset")]
@@ -126,8 +125,6 @@ def load_params(path: str | list[str] | None, books: list[Path], dataset: str | 
         SystemExit: a file is not a mapping, names a parameter no selected notebook declares, or gives a
             value of the wrong type; the message names the file, the parameter and what was expected.
     """
-    from reversenet_utils.artifacts import DATASETS
-
     paths = [path] if isinstance(path, str) else list(path or [])
     loaded: dict = {"dataset": dataset} if dataset not in (None, DEFAULT_DATASET) else {}
 
