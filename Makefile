@@ -7,6 +7,7 @@ STAMP   := $(VENV)/.installed
 NB      ?=
 PARAMS  ?=
 DATASET ?=
+TEST_FLAGS ?=
 # the project's interpreter and jupyter come first, so kernels start in the venv
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
@@ -44,13 +45,13 @@ test: test-unit ## the fast tier: unit tests + every notebook under nbval at par
 test-unit: setup data ## unit tests only (tests/, bad inputs included)
 	$(TEST_ENV) $(PY) -m pytest
 
-test-full: setup data ## every notebook under nbval at its defaults with the full quality gates, in a temporary root
-	$(TEST_ENV) $(PY) scripts/test_notebooks.py
+test-full: setup data ## every notebook under nbval at its defaults with the full quality gates, in a temporary root [TEST_FLAGS="--artifacts DIR"]
+	$(TEST_ENV) $(PY) scripts/test_notebooks.py $(TEST_FLAGS)
 
 test-fashion: setup data ## the Fashion-MNIST series under nbval at params/smoke.yaml (its own gates first), in a temporary root
 	$(TEST_ENV) $(PY) scripts/test_notebooks.py --dataset fashion_mnist --params params/smoke.yaml
 
-test-browser: setup data chromium ## headless Chromium: a notebook in JupyterLab [BROWSER_NOTEBOOK=02], Run All, no errors; the explorer in JupyterLab and `make app`: a stroke updates it
+test-browser: setup data chromium ## headless Chromium: a notebook in JupyterLab [BROWSER_NOTEBOOK=03], Run All, no errors; the explorer in JupyterLab and `make app`: a stroke updates it
 	TQDM_DISABLE=1 REVERSENET_NO_DOWNLOAD=1 $(PY) -m pytest -m browser tests/browser
 
 chromium: ## install Debian's Chromium if it is missing (needs root or sudo)

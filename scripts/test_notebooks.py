@@ -9,7 +9,10 @@ results and checkpoints land there, never in the checkout, and every notebook tr
 - ``--params params/smoke.yaml``: the fast tier of ``make test`` (small budgets, the same code paths,
   gates scaled to the budget);
 - no ``--params``: the defaults and the full quality gates, as ``make run`` commits them (``make test-full``);
-- ``--dataset fashion_mnist``: the same on the second dataset (``make test-fashion``: at smoke budgets).
+- ``--dataset fashion_mnist``: the same on the second dataset (``make test-fashion``: at smoke budgets);
+- ``--artifacts DIR``: the root's ``artifacts/`` is a link to ``DIR`` (which must hold no checkpoint yet), so what
+  the tier trains is kept: CI passes the fresh checkout's ``artifacts/`` to the full tier, and the browser tests
+  (which share that folder) then load the targets and inverses instead of training them a second time.
 
 The temporary root is removed after a pass and kept (its path printed) after a failure.
 """
@@ -30,6 +33,19 @@ from papermill.parameterize import parameterize_notebook
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_notebooks import (BATCH_ENV, ROOT, dataset_books, dataset_params, load_params, output_path, select,  # noqa: E402
                            without_injected)
+
+
+def share_artifacts(root: Path, folder: Path) -> None:
+    """Link ``root/artifacts`` to ``folder``; refused where ``folder`` already holds checkpoints (notebook 01
+    trains its targets again, and inverses saved for the old ones would no longer load: nothing is overwritten)."""
+    folder = folder.resolve()
+    held = sorted(folder.rglob("*.pt"))[:3] if folder.is_dir() else []
+    if held:
+        raise SystemExit(f"--artifacts {folder}: it already holds checkpoints ({', '.join(map(str, held))}, ...); the "
+                         "tier would train its targets again over them. Pass an empty folder (CI: the fresh checkout's "
+                         "artifacts/), or leave --artifacts out to use a temporary one.")
+    folder.mkdir(parents=True, exist_ok=True)
+    (root / "artifacts").symlink_to(folder, target_is_directory=True)
 
 
 def prepare(params_file: str | None, numbers: str | None, root: Path, dataset: str | None = None) -> list[Path]:
@@ -61,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", help="YAML parameter file (default: the notebooks' own defaults)")
     parser.add_argument("--nb", help="two-digit numbers of the notebooks to check, comma-separated (default: all)")
     parser.add_argument("--dataset", help="check the series on this dataset (default mnist)")
+    parser.add_argument("--artifacts", type=Path, help="keep what the tier trains in this folder (no checkpoints in it yet)")
     args, pytest_args = parser.parse_known_args(argv)
     root = Path(tempfile.mkdtemp(prefix="reversenet-nbval-"))
+    if args.artifacts:
+        share_artifacts(root, args.artifacts)
     copies = prepare(args.params, args.nb, root, args.dataset)
     env = {**os.environ, "REVERSENET_ROOT": str(root), BATCH_ENV: "1"}  # no widget front end under nbval
     print(f"nbval: {len(copies)} notebooks on {args.dataset or 'mnist'} with {args.params or 'default parameters'} in {root}",

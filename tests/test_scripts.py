@@ -230,3 +230,19 @@ def test_an_unknown_dataset_in_a_parameter_file_is_refused(tmp_path: Path) -> No
     path.write_text(yaml.safe_dump({"dataset": "cifar10"}))
     with pytest.raises(SystemExit, match="dataset 'cifar10' is not one of mnist, fashion_mnist"):
         runner.load_params(str(path), runner.select("01"))
+
+
+def test_a_tier_keeps_its_artifacts_only_in_a_folder_without_checkpoints(tmp_path: Path) -> None:
+    tn = _load("test_notebooks")
+    kept = tmp_path / "kept"
+    root = tmp_path / "root"
+    root.mkdir()
+    tn.share_artifacts(root, kept)  # created, linked: what the tier trains lands in kept/
+    (root / "artifacts" / "targets").mkdir()
+    (root / "artifacts" / "targets" / "cnn_pool.pt").write_bytes(b"weights")
+    assert (kept / "targets" / "cnn_pool.pt").read_bytes() == b"weights"
+    other = tmp_path / "other"
+    other.mkdir()
+    with pytest.raises(SystemExit, match="already holds checkpoints"):  # a user's trained checkpoints are never retrained over
+        tn.share_artifacts(other, kept)
+    assert not (other / "artifacts").exists() and (kept / "targets" / "cnn_pool.pt").is_file()

@@ -11,7 +11,7 @@ execution count on the page comes from this run; ``data/`` and ``artifacts/`` ar
 repository (links), so MNIST and trained checkpoints are reused. JupyterLab's settings live in a
 temporary folder too: every cell rendered (no windowing, so the page shows all prompts), no news.
 
-Settings (environment): ``BROWSER_NOTEBOOK`` (default ``02``), ``CHROMIUM`` (default
+Settings (environment): ``BROWSER_NOTEBOOK`` (default ``03``), ``CHROMIUM`` (default
 ``/usr/bin/chromium``), ``BROWSER_SCREENSHOT`` (default ``artifacts/browser/<notebook>.png``).
 """
 
@@ -32,7 +32,7 @@ from helpers_browser import REPO, chromium_page, free_port, lab_command, make_ro
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOK_NUMBER = os.environ.get("BROWSER_NOTEBOOK", "02")
+NOTEBOOK_NUMBER = os.environ.get("BROWSER_NOTEBOOK", "03")
 RUN_TIMEOUT_S = 900  # the whole notebook, from Run All to the last cell
 
 
