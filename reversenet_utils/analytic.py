@@ -52,6 +52,7 @@ __all__ = [
     "invert_conv_relu_pool",
     "prior_inverse",
     "choose_damping",
+    "boundary_inverses",
     "domain_counts",
     "reset_domain_counts",
     "linear_input_stats",
@@ -465,6 +466,38 @@ def choose_damping(
     features, shape = model(held_out), tuple(held_out.shape[1:])
     sweep = {lam: psnr(clip_images(prior_inverse(model, priors, lam, shape)(features)), held_out) for lam in grid}
     return max(sweep, key=sweep.get), sweep
+
+
+def boundary_inverses(
+    net: nn.Sequential, ends: Sequence[int], images: torch.Tensor, held_out: torch.Tensor, damping_grid: Sequence[float]
+) -> dict[tuple[str, int], nn.Sequential]:
+    """Notebook 02's pseudo-inverse and prior pre-image of ``net[:end]`` for every block boundary ``end`` of
+    ``ends``: ``{("pinv", k): ..., ("prior pre-image", k): ...}`` with ``k`` 1-based; empty where a layer does not
+    invert. The priors come from ``images``; each boundary's ridge is chosen on ``held_out`` images, as
+    :func:`choose_damping` does.
+
+    The inverse of ``net[:end]`` is the last ``end`` layers of the whole network's inverse (``invert`` reverses
+    the layers, each inverted on its own), so each inverse is built once, not once per boundary: a
+    convolution's pseudo-inverse takes seconds.
+    """
+    try:
+        pinv_all = invert(net)
+    except UnsupportedLayerError:
+        return {}
+    priors = linear_input_stats(net, images)
+    with_prior = {lam: prior_inverse(net, priors, lam) for lam in damping_grid} if priors else {}
+    n = len(net)
+    inverses: dict[tuple[str, int], nn.Sequential] = {}
+    for k, end in enumerate(ends, start=1):
+        inverses["pinv", k] = pinv_all[n - end:]
+        if not any(isinstance(m, nn.Linear) for m in net[:end]):  # no prior applies: the prior pre-image is pinv
+            inverses["prior pre-image", k] = pinv_all[n - end:]
+            continue
+        with torch.no_grad():
+            features = net[:end](held_out)
+        score = {lam: psnr(clip_images(inv[n - end:](features)), held_out) for lam, inv in with_prior.items()}
+        inverses["prior pre-image", k] = with_prior[max(score, key=score.get)][n - end:]
+    return inverses
 
 
 def domain_counts(inverse: nn.Module) -> dict[str, dict[str, int]]:

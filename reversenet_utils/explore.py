@@ -27,9 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .analytic import UnsupportedLayerError, invert, linear_input_stats, prior_inverse
+from .analytic import boundary_inverses
 from .inverse_weights import SIGMOID_MLP_LAYERS, load_inverse_weights
-from .metrics import clip_images, psnr
 from .models import TARGETS
 from .optimise import match_features
 from .progressive import chain_label, forward_features, load_or_train_chain, regime_sampler, split_blocks
@@ -143,7 +142,8 @@ class Explorer:
         for name, net in nets.items():
             ends = TARGETS[name].block_ends
             blocks = split_blocks(net, ends)
-            inverses.update(_analytic_inverses(name, net, train_images[:prior_images], held_out, damping_grid))
+            found = boundary_inverses(net, ends, train_images[:prior_images], held_out, damping_grid)
+            inverses.update({(method, name, k): inverse for (method, k), inverse in found.items()})
             for regime in ("real", "noise"):  # notebook 04: the inverse chains
                 chain = load_or_train_chain(name, net, blocks, regime, chain_steps or TARGETS[name].chain_steps,
                                             regime_sampler(regime, generator, device, real=train_images), seed=seed,
@@ -205,36 +205,6 @@ class Explorer:
         with single_thread():
             found = match_features(feature_fn, f, steps=steps, dtype=torch.float32)
         return found.images.reshape(28, 28).clamp(0, 1).cpu()
-
-
-def _analytic_inverses(
-    name: str, net: nn.Sequential, images: torch.Tensor, held_out: torch.Tensor, damping_grid: Sequence[float]
-) -> dict[tuple[str, str, int], Inverse]:
-    """Notebook 02's pseudo-inverse and prior pre-image from every block boundary (none where a layer does not
-    invert), the ridge of each boundary chosen on ``held_out`` digits as ``analytic.choose_damping`` does.
-
-    The inverse of ``net[:end]`` is the last ``end`` layers of the whole network's inverse (``invert`` reverses
-    the layers, each inverted on its own), so each inverse is built once, not once per boundary: a
-    convolution's pseudo-inverse takes seconds.
-    """
-    try:
-        pinv_all = invert(net)
-    except UnsupportedLayerError:
-        return {}
-    priors = linear_input_stats(net, images)
-    with_prior = {lam: prior_inverse(net, priors, lam) for lam in damping_grid}
-    n, ends = len(net), TARGETS[name].block_ends
-    inverses: dict[tuple[str, str, int], Inverse] = {}
-    for k, end in enumerate(ends, start=1):
-        inverses["pinv", name, k] = pinv_all[n - end:]
-        if not any(isinstance(m, nn.Linear) for m in net[:end]):  # no prior applies: the prior pre-image is pinv
-            inverses["prior pre-image", name, k] = pinv_all[n - end:]
-            continue
-        with torch.no_grad():
-            features = net[:end](held_out)
-        score = {lam: psnr(clip_images(inv[n - end:](features)), held_out) for lam, inv in with_prior.items()}
-        inverses["prior pre-image", name, k] = with_prior[max(score, key=score.get)][n - end:]
-    return inverses
 
 
 # --- input: drawings and pictures --------------------------------------------------------------

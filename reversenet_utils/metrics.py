@@ -121,12 +121,16 @@ def reconstruction_report(
     reconstructions: torch.Tensor,
     labels: torch.Tensor | None = None,
     classifier: nn.Module | None = None,
+    recognisable_ssim: float | None = None,
 ) -> dict[str, float]:
     """PSNR, SSIM, MSE and (if a classifier is given) re-classification of clipped reconstructions, each with
-    its 95 % bootstrap interval over the images (``psnr_ci``, ``ssim_ci``, ``reclass_ci``: ``[lo, hi]``)."""
+    its 95 % bootstrap interval over the images (``psnr_ci``, ``ssim_ci``, ``reclass_ci``: ``[lo, hi]``).
+    ``recognisable_ssim``: also the share of images reconstructed with at least that SSIM (``recognisable``)."""
     recon = clip_images(reconstructions.detach().cpu())
     orig = originals.detach().cpu()
     per_image = {"psnr": psnr(recon, orig, per_image=True), "ssim": ssim(recon, orig, per_image=True)}
+    if recognisable_ssim is not None:
+        per_image["recognisable"] = (per_image["ssim"] >= recognisable_ssim).double()
     if classifier is not None:
         if labels is None:
             raise ValueError("Re-classification needs the labels.")

@@ -5,6 +5,8 @@ README.md holds two generated blocks, each between marker comments:
 - ``notebooks``: every notebook with its Colab badge, its one-line finding (numbers read from its
   results file) and its runtime;
 - ``results``: notebook 07's benchmark, every method side by side, and the gallery images;
+- ``privacy``: notebook 09's one-page answer on each dataset (``split.privacy_answer``): what a split-computing
+  server recovers from each split, and the cheapest defence that stops an adaptive attacker;
 - ``generalise``: each notebook's key claims on MNIST and on Fashion-MNIST side by side (``results/`` and
   ``results/fashion_mnist/``), with the intervals of the rows that carry claims and one sentence each saying
   where the claim holds, computed from the same test the notebook's claim rests on.
@@ -34,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling scripts, als
 from sync_links import colab_url  # noqa: E402
 
 from reversenet_utils.metrics import verdict  # noqa: E402
+from reversenet_utils.split import privacy_answer, strongest  # noqa: E402
 from reversenet_utils.notebook import find_row  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,6 +75,17 @@ def _finding_07(m: dict) -> str:
             f"reconstructions up to {fool:.1%} more often than an independent judge")
 
 
+def _finding_09(m: dict) -> str:
+    parts = []
+    for target, device in m["devices"].items():
+        r = strongest(m["rows"], target=target, split=device["splits"][0], defence="none", inputs=m["dataset"])
+        c = m["cheapest"].get(target)
+        parts.append(f"`{target}` split 1: {r['recognisable']:.0%} recognisable ({r['threat']}, {r['psnr']:.1f} dB); "
+                     + (f"stopped by {c['defence']} {c['strength']:g} at {c['accuracy']:.2%} accuracy" if c else
+                        "no defence tried stops the adaptive attacker within 1 point"))
+    return "; ".join(parts)
+
+
 #: notebook number -> (title, one-line finding from its metrics). Only the keys docs/design.md fixes are read.
 FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "01": ("Training the targets", lambda m: "{} networks trained, test accuracy {:.2%}–{:.2%}".format(
@@ -104,6 +118,7 @@ FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
            "in {:.0f} ms (median of {} images, max {:.0f} ms) on a CPU; feature matching on a button".format(
                len(m["methods"]), len(m["targets"]), m["latency"]["median_ms"], m["latency"]["digits"],
                m["latency"]["max_ms"])),
+    "09": ("Split computing under attack", _finding_09),
 }
 
 METHOD_ORDER = ["pinv", "pinv, pooling indices", "prior pre-image", "inverse weights", "progressive, real",
@@ -386,6 +401,22 @@ def generalise_table(results: Path = RESULTS) -> str:
     return "\n".join(lines) + summary
 
 
+def privacy_section(results: Path = RESULTS) -> str:
+    """The generated 'split computing' block of README: notebook 09's answer on each dataset that ran it."""
+    blocks = ["## Split computing: what a server recovers, and what stops it",
+              "A device runs a network's first blocks and sends the features; an honest-but-curious server inverts them. "
+              "[Notebook 09](notebooks/09_split_computing_privacy.ipynb) attacks every split with five attackers and measures "
+              "six defences against an attacker who retrains on defended features."]
+    for name, folder in (("mnist", results), (SECOND, results / SECOND)):
+        data = read("09_split_computing_privacy", folder)
+        if data is None:
+            blocks.append(f"_Not run on {DATASET_TITLES[name]} yet: `make run NB=09"
+                          + (f" DATASET={name}`._" if name != "mnist" else "`._"))
+            continue
+        blocks.append(f"### {DATASET_TITLES[name]}\n\n" + privacy_answer(data["metrics"], DATASET_TITLES[name]))
+    return "\n\n".join(blocks)
+
+
 def generalise_section(results: Path = RESULTS) -> str:
     """The generated 'does it generalise?' block of README."""
     return "\n\n".join([
@@ -416,6 +447,7 @@ def render(text: str, results: Path = RESULTS) -> str:
     """
     try:
         table, section, general = notebook_table(results), results_section(results), generalise_section(results)
+        privacy = privacy_section(results)
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         if isinstance(exc, ResultsError):
             raise
@@ -423,6 +455,7 @@ def render(text: str, results: Path = RESULTS) -> str:
                            f"re-run the notebooks (`make run`)") from None
     text = replace_block(text, "notebooks", table)
     text = replace_block(text, "generalise", general)
+    text = replace_block(text, "privacy", privacy)
     return replace_block(text, "results", section)
 
 

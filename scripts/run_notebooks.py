@@ -223,6 +223,7 @@ def without_injected(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
     for cell in nb.cells:  # papermill's parameterize reads every cell's tags: a cell added by hand may have none
         cell.metadata.setdefault("tags", [])
+    nb.metadata.setdefault("papermill", {})  # and writes to the notebook's papermill metadata: a new one has none
     return nb
 
 

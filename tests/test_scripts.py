@@ -174,7 +174,7 @@ def test_committed_notebooks_show_plain_progress_and_no_widget_state() -> None:
 def test_a_run_on_fashion_mnist_takes_the_dataset_notebooks_and_writes_beside_them(tmp_path: Path) -> None:
     runner = _load("run_notebooks")
     books = runner.dataset_books(runner.select(None), "fashion_mnist")
-    assert [b.name[:2] for b in books] == ["01", "02", "03", "04", "05", "07", "08"]  # 06 (ImageNet) takes no dataset
+    assert [b.name[:2] for b in books] == ["01", "02", "03", "04", "05", "07", "08", "09"]  # 06 (ImageNet) takes no dataset
     assert runner.dataset_books(runner.select(None), "mnist") == runner.select(None)
     with pytest.raises(SystemExit, match="unknown dataset 'cifar'"):
         runner.dataset_books(runner.select(None), "cifar")
@@ -246,3 +246,30 @@ def test_a_tier_keeps_its_artifacts_only_in_a_folder_without_checkpoints(tmp_pat
     with pytest.raises(SystemExit, match="already holds checkpoints"):  # a user's trained checkpoints are never retrained over
         tn.share_artifacts(other, kept)
     assert not (other / "artifacts").exists() and (kept / "targets" / "cnn_pool.pt").is_file()
+
+
+def test_the_privacy_answer_comes_from_notebook_09s_results(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    readme = _load("readme_results")
+    shutil.copy(REPO / "results" / "09_split_computing_privacy.json", tmp_path)
+    section = readme.privacy_section(tmp_path)
+    metrics = json.loads((tmp_path / "09_split_computing_privacy.json").read_text())["metrics"]
+    assert "### MNIST" in section and "Not run on Fashion-MNIST yet" in section
+    for target, device in metrics["devices"].items():  # one row per split of every device, and its cheapest defence
+        assert section.count(f"| `{target}` |") == len(device["splits"]) + 1
+    assert f"{metrics['devices']['cnn_pool']['accuracy']:.2%}" in section
+
+
+def test_a_notebook_never_run_by_papermill_takes_parameters() -> None:
+    import nbformat
+    from papermill.parameterize import parameterize_notebook
+
+    runner = _load("run_notebooks")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
+    # a new notebook: no papermill metadata, a cell without tags
+    nb.cells = [nbformat.v4.new_code_cell("seed = 0", metadata={"tags": ["parameters"]}), nbformat.v4.new_code_cell("x = 1")]
+    assert "papermill" not in nb.metadata and "tags" not in nb.cells[1].metadata
+    out = parameterize_notebook(runner.without_injected(nb), {"seed": 3})
+    assert "seed = 3" in out.cells[1].source and out.metadata.papermill["parameters"] == {"seed": 3}

@@ -1,0 +1,263 @@
+"""Split-computing defences (notebook 09): what a device can do to the features it sends so that a server
+cannot run them backwards, and what each costs in accuracy.
+
+Two kinds:
+
+- applied to the transmitted features at inference, on a trained network (:func:`make_defence`):
+  Gaussian and Laplace noise (standard deviation ``strength`` times the features' own standard deviation),
+  dropout on the split layer (rate ``strength``; kept active at inference, rescaled by ``1 / (1 - p)``),
+  quantisation to ``strength`` bits over the features' range;
+- applied while training (:func:`train_defended`): NoPeek's distance-correlation penalty between the input and
+  the transmitted features (Vepakomma et al., 2020; weight ``strength``), and differentially private SGD
+  of the device's layers (opacus; ``strength`` is the noise multiplier, the privacy budget epsilon is reported).
+
+Each feature defence is an ``nn.Module`` applied after the device's last block, in training and evaluation
+alike (a deployed defence runs on every query), so an attacker can train on defended features.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import MNISTSplit
+from .models import build_target, get_spec
+from .progress import progress_bar
+from .train import evaluate, fit, get_device, seed_everything, train_loop
+
+__all__ = [
+    "FEATURE_DEFENCES",
+    "TRAINING_DEFENCES",
+    "FeatureDefence",
+    "GaussianNoise",
+    "LaplaceNoise",
+    "SplitDropout",
+    "Quantise",
+    "make_defence",
+    "distance_correlation",
+    "train_defended",
+]
+
+
+def _finite(name: str, value: Any, low: float, high: float = math.inf, closed_high: bool = True) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= low
+    ok = ok and (value <= high if closed_high else value < high)
+    if not ok:
+        bound = f"<= {high}" if closed_high else f"< {high}"
+        raise ValueError(f"{name} must be a finite number >= {low}{'' if high == math.inf else ' and ' + bound}, got {value!r}")
+    return float(value)
+
+
+class FeatureDefence(nn.Module):
+    """A defence on the transmitted features: ``kind`` and ``strength`` name it in tables and results."""
+
+    kind = ""
+
+    def __init__(self, strength: float) -> None:
+        super().__init__()
+        self.strength = float(strength)
+
+    def extra_repr(self) -> str:
+        return f"strength={self.strength:g}"
+
+
+class GaussianNoise(FeatureDefence):
+    """``f + N(0, (strength * scale)^2)``: ``scale`` is the standard deviation of the undefended features."""
+
+    kind = "gaussian"
+
+    def __init__(self, strength: float, scale: float) -> None:
+        super().__init__(_finite("noise strength", strength, 0.0))
+        self.sigma = _finite("scale", scale, 0.0) * self.strength
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return f + self.sigma * torch.randn_like(f)
+
+
+class LaplaceNoise(FeatureDefence):
+    """``f + Laplace(0, b)`` with ``b = strength * scale / sqrt(2)``: the same standard deviation as
+    :class:`GaussianNoise` of equal strength, with heavier tails."""
+
+    kind = "laplace"
+
+    def __init__(self, strength: float, scale: float) -> None:
+        super().__init__(_finite("noise strength", strength, 0.0))
+        self.b = _finite("scale", scale, 0.0) * self.strength / math.sqrt(2.0)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        if self.b == 0:
+            return f
+        u = torch.rand_like(f).clamp(1e-7, 1 - 1e-7) - 0.5  # inverse CDF of the Laplace distribution
+        return f - self.b * u.sign() * torch.log1p(-2 * u.abs())
+
+
+class SplitDropout(FeatureDefence):
+    """Dropout of the transmitted features at rate ``strength``, active at inference too (rescaled by 1/(1-p))."""
+
+    kind = "dropout"
+
+    def __init__(self, strength: float) -> None:
+        super().__init__(_finite("dropout rate", strength, 0.0, 1.0, closed_high=False))
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return F.dropout(f, self.strength, training=True)
+
+
+class Quantise(FeatureDefence):
+    """Uniform quantisation of the features to ``strength`` bits over ``[low, high]`` (values outside are clipped)."""
+
+    kind = "quantise"
+
+    def __init__(self, strength: float, low: float, high: float) -> None:
+        if not (isinstance(strength, (int, float)) and float(strength).is_integer() and 1 <= strength <= 16):
+            raise ValueError(f"quantisation bits must be a whole number in 1..16, got {strength!r}")
+        super().__init__(strength)
+        if not (math.isfinite(low) and math.isfinite(high) and high > low):
+            raise ValueError(f"the quantisation range needs finite low < high, got [{low}, {high}]")
+        self.low, self.high, self.levels = float(low), float(high), 2 ** int(strength) - 1
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        step = (self.high - self.low) / self.levels
+        return torch.round((f.clamp(self.low, self.high) - self.low) / step) * step + self.low
+
+
+#: The defences applied to the features of a trained network, by name.
+FEATURE_DEFENCES = ("gaussian", "laplace", "dropout", "quantise")
+#: The defences applied while training the network, by name.
+TRAINING_DEFENCES = ("nopeek", "dp")
+
+
+def make_defence(kind: str, strength: float, features: torch.Tensor) -> FeatureDefence:
+    """The feature defence ``kind`` at ``strength``, calibrated on undefended ``features`` of the device owner's data
+    (the noise's scale: their standard deviation; the quantiser's range: their minimum and maximum)."""
+    if kind not in FEATURE_DEFENCES:
+        raise ValueError(f"unknown feature defence {kind!r}; known: {', '.join(FEATURE_DEFENCES)} "
+                         f"(training-time defences {', '.join(TRAINING_DEFENCES)}: train_defended)")
+    if not isinstance(features, torch.Tensor) or features.numel() < 2 or not torch.isfinite(features).all():
+        raise ValueError("calibrating a defence needs a tensor of at least two finite feature values")
+    if kind == "gaussian":
+        return GaussianNoise(strength, features.std().item())
+    if kind == "laplace":
+        return LaplaceNoise(strength, features.std().item())
+    if kind == "dropout":
+        return SplitDropout(strength)
+    return Quantise(strength, features.min().item(), features.max().item())
+
+
+def _centred_distances(x: torch.Tensor) -> torch.Tensor:
+    d = torch.cdist(x, x)
+    return d - d.mean(0, keepdim=True) - d.mean(1, keepdim=True) + d.mean()
+
+
+def distance_correlation(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Sample distance correlation (Szekely et al., 2007) between the rows of ``x`` and of ``z`` (any shapes with the
+    same batch size; each row flattened): 0 for independent samples, 1 for a similarity transform. Differentiable:
+    NoPeek's penalty. Needs at least two rows."""
+    if len(x) != len(z) or len(x) < 2:
+        raise ValueError(f"distance correlation needs two batches of the same size >= 2, got {len(x)} and {len(z)}")
+    a, b = _centred_distances(x.flatten(1).float()), _centred_distances(z.flatten(1).float())
+    dcov_xy, dcov_xx, dcov_yy = (a * b).mean(), (a * a).mean(), (b * b).mean()
+    return (dcov_xy.clamp_min(0) / (dcov_xx * dcov_yy).sqrt().clamp_min(1e-12)).sqrt()
+
+
+def train_defended(
+    name: str,
+    train: MNISTSplit,
+    test: MNISTSplit,
+    epochs: int,
+    defence: str | None = None,
+    strength: float = 0.0,
+    split_end: int | None = None,
+    seed: int = 0,
+    max_grad_norm: float = 1.0,
+    delta: float = 1e-5,
+    device: torch.device | str | None = None,
+) -> tuple[nn.Sequential, dict[str, Any]]:
+    """Train target ``name`` (its architecture, learning rate and batch size) on ``train`` for ``epochs``, with a
+    training-time defence of the features after layer ``split_end``, or none (``defence=None`` or strength 0: the
+    plain recipe, the baseline).
+
+    - ``"nopeek"``: cross-entropy plus ``strength * distance_correlation(x, features)`` per batch;
+    - ``"dp"``: DP-SGD with opacus on the device's layers ``net[:split_end]`` (Poisson sampling, per-sample clipping
+      to ``max_grad_norm``, Gaussian noise of ``strength * max_grad_norm``), the server's layers trained with plain
+      Adam on the same batches; the device weights' epsilon at ``delta`` reported.
+
+    Returns the frozen network in eval mode and ``{"accuracy", "epsilon" (dp only), "train_s"}``.
+    """
+    if defence is None:
+        defence, strength, split_end = "nopeek", 0.0, split_end or 1
+    if defence not in TRAINING_DEFENCES:
+        raise ValueError(f"unknown training-time defence {defence!r}; known: {', '.join(TRAINING_DEFENCES)}")
+    _finite(f"{defence} strength", strength, 0.0)
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
+    spec = get_spec(name)
+    if not isinstance(split_end, int) or not 1 <= split_end < len(build_target(name)):
+        raise ValueError(f"split_end must be a layer index inside {name!r} (1..{len(build_target(name)) - 1}), got {split_end!r}")
+    device = get_device(None if device is None else str(device))
+    torch.manual_seed(spec.seed + seed)
+    net = build_target(name).to(device)
+    start = time.perf_counter()
+    meta: dict[str, Any] = {}
+    if defence == "dp" and strength > 0:
+        meta["epsilon"] = _train_dp(net, split_end, train, epochs, spec.lr, spec.batch_size, strength, max_grad_norm, delta,
+                                    seed, name)
+    elif defence == "nopeek" and strength > 0:
+        def loss_fn(idx: torch.Tensor) -> torch.Tensor:
+            x, y = train.images[idx].to(device), train.labels[idx].to(device)
+            features = net[:split_end](x)
+            return F.cross_entropy(net[split_end:](features), y) + strength * distance_correlation(x, features)
+
+        net.train()
+        train_loop(net.parameters(), loss_fn, len(train), epochs, spec.batch_size, spec.lr, seed=seed + spec.seed,
+                   desc=f"{name}: nopeek {strength:g}")
+    else:  # the plain recipe
+        fit(net, train, None, epochs, spec.lr, spec.batch_size, seed=seed + spec.seed, desc=f"{name}: no defence")
+    net.eval().requires_grad_(False)
+    meta.update({"accuracy": evaluate(net, test), "train_s": time.perf_counter() - start})
+    return net, meta
+
+
+def _train_dp(net: nn.Sequential, split_end: int, train: MNISTSplit, epochs: int, lr: float, batch_size: int,
+              noise: float, max_grad_norm: float, delta: float, seed: int, name: str) -> float:
+    """DP-SGD (opacus) on the device's layers ``net[:split_end]``, in place, the server's layers trained alongside
+    with plain Adam on the same batches; returns the device weights' epsilon at ``delta``."""
+    from opacus import PrivacyEngine  # imported here: only this defence needs it
+
+    _finite("max_grad_norm", max_grad_norm, 1e-12)
+    generator = seed_everything(seed)
+    data = torch.utils.data.TensorDataset(train.images, train.labels)
+    loader = torch.utils.data.DataLoader(data, batch_size=batch_size, generator=generator)
+    device_part, server_part = net[:split_end], net[split_end:]
+    optimizer = torch.optim.Adam(device_part.parameters(), lr=lr)
+    server_optimizer = torch.optim.Adam(server_part.parameters(), lr=lr)
+    device = next(net.parameters()).device
+    with warnings.catch_warnings():  # "secure RNG turned off": a study, not a deployment (seeded, reproducible noise)
+        warnings.filterwarnings("ignore", message="Secure RNG turned off")
+        engine = PrivacyEngine(accountant="rdp")
+        private, optimizer, loader = engine.make_private(module=device_part, optimizer=optimizer, data_loader=loader,
+                                                         noise_multiplier=noise, max_grad_norm=max_grad_norm,
+                                                         noise_generator=torch.Generator(device=device).manual_seed(seed))
+    net.train()
+    with progress_bar(total=epochs * len(loader), desc=f"{name}: dp {noise:g}", unit="step", mininterval=1.0) as bar, \
+            warnings.catch_warnings():  # opacus' hooks on the first layer, whose input needs no gradient: expected
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
+        for _ in range(epochs):
+            for x, y in loader:
+                if len(x) == 0:  # Poisson sampling can draw an empty batch
+                    continue
+                loss = F.cross_entropy(server_part(private(x.to(device))), y.to(device))
+                optimizer.zero_grad(set_to_none=True)
+                server_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                server_optimizer.step()
+                bar.update()
+    private.remove_hooks()  # the trained weights are the device's own; no per-sample hooks left on them
+    return float(engine.get_epsilon(delta))

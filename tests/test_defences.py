@@ -1,0 +1,143 @@
+"""Split-computing defences and attacks (notebook 09): what each defence does to the features, clear errors on bad
+strengths, distance correlation, DP training's epsilon, the device/server split and the choice of the cheapest defence."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from reversenet_utils.data import MNISTSplit
+from reversenet_utils.defences import (
+    GaussianNoise, LaplaceNoise, Quantise, SplitDropout, distance_correlation, make_defence, train_defended,
+)
+from reversenet_utils.models import build_target, get_spec
+from reversenet_utils.split import (
+    cheapest_defence, defended_accuracy, device_blocks, score, split_points, strongest, train_attacker, transmit,
+)
+from reversenet_utils.train import evaluate
+
+
+def _features(seed: int = 0) -> torch.Tensor:
+    return torch.randn(4000, 16, 4, 4, generator=torch.Generator().manual_seed(seed)) * 3 + 1
+
+
+def test_noise_has_the_asked_standard_deviation_and_laplace_matches_it() -> None:
+    f = _features()
+    torch.manual_seed(0)
+    for kind in ("gaussian", "laplace"):
+        d = make_defence(kind, 0.5, f)
+        added = d(f) - f
+        assert added.std().item() == pytest.approx(0.5 * f.std().item(), rel=0.03), kind
+    assert torch.equal(make_defence("gaussian", 0.0, f)(f), f) and torch.equal(make_defence("laplace", 0.0, f)(f), f)
+    heavy = (make_defence("laplace", 1.0, f)(f) - f).abs() / f.std()
+    light = (make_defence("gaussian", 1.0, f)(f) - f).abs() / f.std()
+    assert (heavy > 4).float().mean() > (light > 4).float().mean()  # heavier tails at equal variance
+
+
+def test_dropout_stays_on_at_inference_and_keeps_the_mean() -> None:
+    f = _features().abs() + 1
+    d = SplitDropout(0.8).eval()
+    out = d(f)
+    assert (out == 0).float().mean().item() == pytest.approx(0.8, abs=0.01)
+    assert out.mean().item() == pytest.approx(f.mean().item(), rel=0.05)
+
+
+def test_quantisation_levels() -> None:
+    f = _features()
+    for bits in (1, 2, 4):
+        q = make_defence("quantise", bits, f)
+        out = q(f)
+        assert len(out.unique()) <= 2**bits and torch.equal(q(out), out)  # idempotent: already on the grid
+    fine = make_defence("quantise", 16, f)
+    assert (fine(f) - f).abs().max() <= (f.max() - f.min()) / (2**16 - 1)
+
+
+@pytest.mark.parametrize("bad", [
+    lambda f: make_defence("gaussian", -1.0, f), lambda f: make_defence("laplace", math.nan, f),
+    lambda f: make_defence("dropout", 1.0, f), lambda f: make_defence("quantise", 0, f),
+    lambda f: make_defence("quantise", 2.5, f), lambda f: make_defence("blur", 1.0, f),
+    lambda f: make_defence("gaussian", 1.0, torch.full((3,), math.nan)), lambda f: GaussianNoise(True, 1.0),
+    lambda f: Quantise(4, 1.0, 1.0), lambda f: LaplaceNoise(1.0, math.inf),
+])
+def test_a_bad_defence_is_refused_with_what_was_wrong(bad) -> None:
+    with pytest.raises(ValueError, match="must|unknown|needs"):
+        bad(_features())
+
+
+def test_distance_correlation() -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(256, 8, generator=g)
+    assert distance_correlation(x, 3 * x + 1).item() == pytest.approx(1.0, abs=1e-4)
+    assert distance_correlation(x, torch.randn(256, 8, generator=g)).item() < 0.35
+    assert distance_correlation(x, x.pow(2)).item() > 0.4  # dependence without correlation
+    with pytest.raises(ValueError, match="same size"):
+        distance_correlation(x, x[:10])
+
+
+def _small_data(n: int = 512) -> tuple[MNISTSplit, MNISTSplit]:
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(n, 1, 28, 28, generator=g)
+    labels = (images[:, 0, :14].mean((1, 2)) > images[:, 0, 14:].mean((1, 2))).long()  # learnable from pixels
+    return MNISTSplit(images[: n // 2], labels[: n // 2]), MNISTSplit(images[n // 2 :], labels[n // 2 :])
+
+
+def test_training_defences_run_and_dp_reports_a_budget_that_shrinks_with_noise() -> None:
+    train, test = _small_data()
+    plain, meta = train_defended("mlp_relu", train, test, 1)
+    assert 0 <= meta["accuracy"] <= 1 and "epsilon" not in meta and not any(p.requires_grad for p in plain.parameters())
+    _, nopeek = train_defended("mlp_relu", train, test, 1, "nopeek", 1.0, 3)
+    eps = [train_defended("mlp_relu", train, test, 1, "dp", sigma, 3)[1]["epsilon"] for sigma in (0.7, 2.0)]
+    assert 0 < eps[1] < eps[0] < math.inf and 0 <= nopeek["accuracy"] <= 1
+    with pytest.raises(ValueError, match="unknown training-time defence"):
+        train_defended("mlp_relu", train, test, 1, "gaussian", 1.0, 3)
+    with pytest.raises(ValueError, match="split_end"):
+        train_defended("mlp_relu", train, test, 1, "nopeek", 1.0, 99)
+
+
+def test_the_device_and_the_server_compose_to_the_network() -> None:
+    torch.manual_seed(0)
+    net = build_target("cnn_pool").eval()
+    assert split_points("cnn_pool") == [1, 2, 3] and split_points("mlp_relu") == [1]
+    x = torch.rand(16, 1, 28, 28)
+    blocks = device_blocks("cnn_pool", net, 2)
+    assert torch.equal(transmit(blocks, x), net[: get_spec("cnn_pool").block_ends[1]](x))
+    _, test = _small_data(64)
+    assert defended_accuracy("cnn_pool", net, 2, None, test) == pytest.approx(evaluate(net, test))
+    noisy = device_blocks("cnn_pool", net, 1, make_defence("gaussian", 1.0, transmit(blocks[:1], x)))
+    assert not torch.equal(transmit(noisy, x), transmit(blocks[:1], x))
+    with pytest.raises(ValueError, match="splits after blocks"):
+        device_blocks("cnn_pool", net, 4)  # the logits are not a split
+
+
+def test_an_attacker_trains_through_a_defended_device() -> None:
+    torch.manual_seed(0)
+    net = build_target("cnn_nopool").eval().requires_grad_(False)
+    x = torch.rand(64, 1, 28, 28)
+    blocks = device_blocks("cnn_nopool", net, 1, make_defence("dropout", 0.5, x))
+    chain = train_attacker(blocks, "real", 3, x, desc="test")
+    assert chain(transmit(blocks, x[:4]), 1).shape == (4, 1, 28, 28)
+
+
+def _row(defence: str, strength: float, loss: float, ssim: float, hi: float, threat: str = "adaptive") -> dict:
+    return {"target": "t", "split": 1, "defence": defence, "strength": strength, "accuracy_loss": loss, "ssim": ssim,
+            "ssim_ci": [ssim - 0.01, hi], "threat": threat}
+
+
+def test_the_cheapest_defence_is_the_one_that_holds_at_least_cost() -> None:
+    rows = [_row("none", 0, 0.0, 0.9, 0.91), _row("gaussian", 1, 0.005, 0.25, 0.28), _row("gaussian", 1, 0.005, 0.2, 0.22, "naive"),
+            _row("dropout", 0.5, 0.002, 0.29, 0.31),  # interval reaches 0.3: does not hold
+            _row("quantise", 1, 0.04, 0.1, 0.12),  # holds, but costs 4 points
+            _row("nopeek", 1, 0.003, 0.2, 0.21), _row("nopeek", 1, 0.003, 0.35, 0.36, "naive")]  # its best attacker wins
+    best = cheapest_defence(rows, "t", 1, 0.01, 0.3)
+    assert (best["defence"], best["strength"]) == ("gaussian", 1) and best["ssim"] == 0.25  # the stronger of its attackers
+    assert cheapest_defence(rows, "t", 1, 0.001, 0.3) is None
+    assert strongest(rows, defence="nopeek")["ssim"] == 0.35
+
+
+def test_a_row_scores_recognisable_images() -> None:
+    x = torch.rand(32, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    half = torch.cat([x[:16], torch.zeros_like(x[16:])])
+    r = score(x, half, None, None, 0.3, target="t", split=1)
+    assert r["recognisable"] == pytest.approx(0.5) and r["target"] == "t" and r["n_images"] == 32 and "reclass" not in r
