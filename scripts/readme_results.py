@@ -413,7 +413,9 @@ def privacy_section(results: Path = RESULTS) -> str:
             blocks.append(f"_Not run on {DATASET_TITLES[name]} yet: `make run NB=09"
                           + (f" DATASET={name}`._" if name != "mnist" else "`._"))
             continue
-        blocks.append(f"### {DATASET_TITLES[name]}\n\n" + privacy_answer(data["metrics"], DATASET_TITLES[name]))
+        figure = "assets/" + ("" if name == "mnist" else f"{name}/") + "09_leaks.png"
+        blocks.append(f"### {DATASET_TITLES[name]}\n\n" + privacy_answer(data["metrics"], DATASET_TITLES[name])
+                      + f"\n\n![What the server recovers from each split ({DATASET_TITLES[name]}): the strongest attack]({figure})")
     return "\n\n".join(blocks)
 
 
