@@ -42,6 +42,7 @@ from .metrics import clip_images, psnr
 from .progress import progress_bar
 
 __all__ = [
+    "pinv_and_rank",
     "DEFAULT_EPS",
     "UnsupportedLayerError",
     "InverseLinear",
@@ -73,7 +74,20 @@ def pinv(weight: torch.Tensor, rcond: float = 1e-10) -> torch.Tensor:
 
     Singular values below ``rcond * largest`` are treated as zero (rank deficiency).
     """
-    return torch.linalg.pinv(weight.double(), rtol=rcond).to(weight.dtype)
+    return pinv_and_rank(weight, rcond)[0].to(weight.dtype)
+
+
+def pinv_and_rank(matrix: torch.Tensor, rcond: float = 1e-10) -> tuple[torch.Tensor, int]:
+    """The pseudo-inverse (float64) of ``matrix`` and its numerical rank, from one thin SVD.
+
+    ``V diag(1/s) U^T`` over the singular values ``s > rcond * s_max`` (``torch.linalg.pinv``'s rule with
+    ``rtol=rcond``). The same numbers as ``torch.linalg.pinv``, whose CPU path takes seconds for a 100 x 784
+    matrix where the thin SVD takes milliseconds (measured: 2.2 s against 0.03 s with this build's MKL).
+    """
+    u, sv, vh = torch.linalg.svd(matrix.double(), full_matrices=False)
+    keep = sv > rcond * sv.max() if sv.numel() else sv.bool()
+    inverse = (vh[keep].T / sv[keep]) @ u[:, keep].T
+    return inverse, int(keep.sum())
 
 
 class InverseLinear(nn.Module):
@@ -98,7 +112,7 @@ class InverseLinear(nn.Module):
         w = weight.double()
         b = linear.bias.detach().double() if linear.bias is not None else torch.zeros(w.shape[0], dtype=w.dtype)
         if prior is None:
-            a = torch.linalg.pinv(w, rtol=rcond)
+            a = pinv_and_rank(w, rcond)[0]
             c = -a @ b
         else:
             mean, cov = (t.detach().double().to(w.device) for t in prior)
@@ -161,9 +175,9 @@ class InverseConv2d(nn.Module):
         )
         self.in_shape = tuple(in_shape)
         dtype = conv.weight.dtype
-        self.register_buffer("A", torch.linalg.pinv(matrix, rtol=rcond).to(dtype))
+        inverse, self.rank = pinv_and_rank(matrix, rcond)  # one SVD: the inverse and the rank
+        self.register_buffer("A", inverse.to(dtype))
         self.register_buffer("b", bias.to(matrix.device).repeat_interleave(math.prod(self.out_shape[1:])).to(dtype))
-        self.rank = int(torch.linalg.matrix_rank(matrix, rtol=rcond))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         if tuple(y.shape[1:]) != self.out_shape:
@@ -478,15 +492,18 @@ def boundary_inverses(
 
     The inverse of ``net[:end]`` is the last ``end`` layers of the whole network's inverse (``invert`` reverses
     the layers, each inverted on its own), so each inverse is built once, not once per boundary: a
-    convolution's pseudo-inverse takes seconds.
+    convolution's pseudo-inverse takes seconds. Each prior pre-image records its chosen ridge as ``.damping``.
     """
     try:
         pinv_all = invert(net)
     except UnsupportedLayerError:
         return {}
     priors = linear_input_stats(net, images)
-    with_prior = {lam: prior_inverse(net, priors, lam) for lam in damping_grid} if priors else {}
     n = len(net)
+    # only the Linear layers' inverses depend on the ridge: the others (a convolution's pseudo-inverse: an SVD) are
+    # pinv_all's, shared by every ridge's inverse (layer i of net is layer n - 1 - i of its inverse)
+    with_prior = {lam: nn.Sequential(*(InverseLinear(net[n - 1 - j], priors[n - 1 - j], lam) if n - 1 - j in priors else layer
+                                       for j, layer in enumerate(pinv_all))) for lam in damping_grid}
     inverses: dict[tuple[str, int], nn.Sequential] = {}
     for k, end in enumerate(ends, start=1):
         inverses["pinv", k] = pinv_all[n - end:]
@@ -496,7 +513,9 @@ def boundary_inverses(
         with torch.no_grad():
             features = net[:end](held_out)
         score = {lam: psnr(clip_images(inv[n - end:](features)), held_out) for lam, inv in with_prior.items()}
-        inverses["prior pre-image", k] = with_prior[max(score, key=score.get)][n - end:]
+        best = max(score, key=score.get)
+        inverses["prior pre-image", k] = with_prior[best][n - end:]
+        inverses["prior pre-image", k].damping = best  # the ridge chosen for this boundary
     return inverses
 
 
@@ -522,9 +541,12 @@ def linear_input_stats(
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Mean and covariance (float64) of the input of every ``Linear`` layer of ``model`` over ``images``.
 
-    The result feeds ``invert(model, priors=...)``. Accumulated in batches in float64.
+    The result feeds ``invert(model, priors=...)``. Each batch's products are float32 (float64 for a float64 model), taken around a provisional
+    mean (the first batch's, so that no large mean cancels), and summed in float64: within about 1e-6 of a float64
+    pass and several times faster (cnn_nopool's 1568 features over 55 000 images: one 1568 x 1568 product a batch).
     """
     index_of = {i: m for i, m in enumerate(model) if isinstance(m, nn.Linear)}
+    shift: dict[int, torch.Tensor] = {}  # a provisional mean (the first batch's): products of centred values
     sums: dict[int, torch.Tensor] = {}
     outer: dict[int, torch.Tensor] = {}
     n = 0
@@ -533,15 +555,16 @@ def linear_input_stats(
         h = images[start : start + batch_size].to(device)
         for i, module in enumerate(model):
             if i in index_of:
-                flat = h.reshape(len(h), -1).double()
-                sums[i] = sums.get(i, 0) + flat.sum(0)
-                outer[i] = outer.get(i, 0) + flat.T @ flat
+                flat = h.reshape(len(h), -1).to(torch.float64 if h.dtype == torch.float64 else torch.float32)
+                centred = flat - shift.setdefault(i, flat.mean(0))
+                sums[i] = sums.get(i, 0) + centred.sum(0).double()
+                outer[i] = outer.get(i, 0) + (centred.T @ centred).double()
             h = module(h)
         n += len(images[start : start + batch_size])
     stats = {}
     for i in index_of:
-        mean = sums[i] / n
-        stats[i] = (mean.cpu(), (outer[i] / n - torch.outer(mean, mean)).cpu())
+        offset = sums[i] / n
+        stats[i] = ((shift[i].double() + offset).cpu(), (outer[i] / n - torch.outer(offset, offset)).cpu())
     return stats
 
 

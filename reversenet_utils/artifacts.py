@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .notebook import stage_seconds
+
 __all__ = [
     "CheckpointMismatchError",
     "DATASETS",
@@ -345,10 +347,14 @@ def _jsonable(value: Any) -> Any:
 def write_results(
     notebook: str, params: Mapping[str, Any], metrics: Mapping[str, Any], runtime_s: float
 ) -> Path:
-    """Write ``results/<notebook>.json`` in the schema of docs/design.md (results files) and return its path."""
+    """Write ``results/<notebook>.json`` in the schema of docs/design.md (results files) and return its path.
+
+    ``stage_seconds`` records the seconds of each cell the notebook ran before this call
+    (:func:`notebook.stage_seconds`): where its time went, measured in the run that computed its numbers."""
     payload = {
         "notebook": notebook,
         "runtime_s": round(float(runtime_s), 2),
+        "stage_seconds": stage_seconds(),
         "params": _jsonable(params),
         "metrics": _jsonable(metrics),
     }

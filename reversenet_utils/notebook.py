@@ -7,15 +7,19 @@
 - :func:`check_value` is the same type check, used by ``scripts/run_notebooks.py`` *before* a notebook
   runs, on papermill's view of the parameters cell.
 - :func:`find_row` is the one look-up of a row in a list of result rows.
+- :func:`stage_seconds`: the seconds of every cell run so far in this kernel (its stages), which
+  ``artifacts.write_results`` records in each results JSON; the clock starts with :func:`parameters`.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["ParameterError", "check_value", "parameters", "find_row"]
+__all__ = ["ParameterError", "check_value", "parameters", "find_row", "stage_name", "stage_seconds"]
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
@@ -83,7 +87,59 @@ def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
             problems.append(str(exc))
     if problems:
         raise ParameterError("\n".join(problems))
+    _CLOCK.start()
     return {name: namespace[name] for name in declared}
+
+
+#: comments that mark a cell for a tool, not say what it does (``# NBVAL_CHECK_OUTPUT``, ``# noqa``)
+_MARKER = re.compile(r"#\s*([A-Z][A-Z0-9_]+|noqa\b.*|fmt: \w+)$")
+
+
+def stage_name(source: str) -> str:
+    """What a cell does, in a few words: its first comment, else its first line of code (70 characters at most)."""
+    lines = [line.strip() for line in source.splitlines() if line.strip() and not _MARKER.match(line.strip())]
+    comment = next((line.lstrip("# ") for line in lines[:1] if line.startswith("#")), None)
+    return (comment or next((line for line in lines if not line.startswith("#")), ""))[:70]
+
+
+class _CellClock:
+    """Times every cell the IPython kernel runs after :meth:`start` (its ``pre_run_cell``/``post_run_cell`` events)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self._began: float | None = None
+        self._source = ""
+        self._shell: Any = None
+
+    def start(self) -> None:
+        try:
+            from IPython import get_ipython
+        except ImportError:  # plain Python: no cells to time
+            return
+        shell = get_ipython()
+        if shell is None or shell is self._shell:
+            return
+        self._shell, self.rows = shell, []
+        shell.events.register("pre_run_cell", self._pre)
+        shell.events.register("post_run_cell", self._post)
+
+    def _pre(self, info: Any) -> None:
+        self._began, self._source = time.perf_counter(), getattr(info, "raw_cell", "") or ""
+
+    def _post(self, result: Any) -> None:
+        if self._began is not None:
+            self.rows.append({"cell": len(self.rows) + 1, "stage": stage_name(self._source),
+                              "seconds": round(time.perf_counter() - self._began, 3)})
+        self._began = None
+
+
+_CLOCK = _CellClock()
+
+
+def stage_seconds() -> list[dict[str, Any]]:
+    """``[{cell, stage, seconds}]`` of every cell this kernel finished since :func:`parameters` was called, ``cell``
+    counting from 1 (the cell that asks is still running, so it is not among them); empty outside IPython."""
+    return [dict(r) for r in _CLOCK.rows]
 
 
 def find_row(rows: Sequence[Mapping[str, Any]], missing_ok: bool = False, **match: Any) -> dict | None:

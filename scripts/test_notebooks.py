@@ -14,7 +14,8 @@ results and checkpoints land there, never in the checkout, and every notebook tr
   the tier trains is kept: CI passes the fresh checkout's ``artifacts/`` to the full tier, and the browser tests
   (which share that folder) then load the targets and inverses instead of training them a second time.
 
-The temporary root is removed after a pass and kept (its path printed) after a failure.
+Each tier ends by printing its wall time and its ten slowest cells (pytest's ``--durations``; nbval's items are the
+cells). The temporary root is removed after a pass and kept (its path printed) after a failure.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import nbformat
@@ -33,6 +35,10 @@ from papermill.parameterize import parameterize_notebook
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_notebooks import (BATCH_ENV, ROOT, dataset_books, dataset_params, load_params, output_path, select,  # noqa: E402
                            without_injected)
+
+
+#: how many of the slowest cells each tier lists
+SLOWEST_CELLS = 10
 
 
 def share_artifacts(root: Path, folder: Path) -> None:
@@ -87,8 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"nbval: {len(copies)} notebooks on {args.dataset or 'mnist'} with {args.params or 'default parameters'} in {root}",
           flush=True)
     cmd = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(root),
-           "--nbval-lax", "--nbval-current-env", *pytest_args, *map(str, copies)]
+           "--nbval-lax", "--nbval-current-env", f"--durations={SLOWEST_CELLS}", "--durations-min=1.0", *pytest_args,
+           *map(str, copies)]
+    start = time.perf_counter()
     code = subprocess.call(cmd, env=env, cwd=root)
+    print(f"nbval: {len(copies)} notebooks on {args.dataset or 'mnist'} with {args.params or 'default parameters'}: "
+          f"{time.perf_counter() - start:.0f} s wall time (the slowest cells are listed above)", flush=True)
     if code == 0:
         shutil.rmtree(root, ignore_errors=True)
     else:

@@ -199,3 +199,50 @@ def test_conv_relu_pool_inverts_given_the_indices() -> None:
         invert_conv_relu_pool(block, pooled * float("nan"), idx)
     with pytest.raises(ValueError, match="steps must be"):
         invert_conv_relu_pool(block, pooled, idx, steps=0)
+
+
+@pytest.mark.parametrize("shape", [(100, 784), (784, 100), (64, 64), (30, 30)])
+def test_pinv_and_rank_match_torch_linalg(shape: tuple[int, int]) -> None:
+    """The thin-SVD pseudo-inverse is torch.linalg.pinv's (rtol rule included), and its rank matrix_rank's."""
+    from reversenet_utils.analytic import pinv_and_rank
+
+    torch.manual_seed(0)
+    m = torch.randn(*shape, dtype=torch.float64)
+    if shape == (30, 30):
+        m[:, -5:] = m[:, :5]  # rank 25: the small singular values are dropped
+    inverse, rank = pinv_and_rank(m)
+    assert torch.allclose(inverse, torch.linalg.pinv(m, rtol=1e-10), atol=1e-10)
+    assert rank == int(torch.linalg.matrix_rank(m, rtol=1e-10)) == (25 if shape == (30, 30) else min(shape))
+
+
+def test_linear_input_stats_float32_products_keep_a_large_mean_precise() -> None:
+    """Float32 products around a provisional mean: the covariance of inputs far from zero (mean 50, sd 1) stays
+    within 1e-5 of float64's, where raw float32 second moments would lose it to cancellation."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    images = 50 + torch.randn(5000, 1, 4, 4)
+    mean, cov = linear_input_stats(model, images, batch_size=512)[1]
+    flat = images.reshape(len(images), -1).double()
+    assert mean.dtype == cov.dtype == torch.float64
+    assert torch.allclose(mean, flat.mean(0), atol=1e-6)
+    assert torch.allclose(cov, torch.cov(flat.T, correction=0), atol=1e-5)
+
+
+def test_boundary_inverses_equal_each_prefix_inverted_on_its_own() -> None:
+    """boundary_inverses builds the inverses once and slices them: the same maps as prior_inverse / invert of each
+    prefix, the ridge chosen on the held-out images recorded as .damping."""
+    from reversenet_utils.analytic import boundary_inverses, choose_damping
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.LeakyReLU(0.1), nn.Linear(32, 10)).requires_grad_(False)
+    images = torch.rand(600, 1, 28, 28)
+    grid = (1e-3, 1e-1, 1.0)
+    found = boundary_inverses(net, [3, 4], images[:500], images[500:], grid)
+    priors = linear_input_stats(net, images[:500])
+    for k, end in enumerate([3, 4], start=1):
+        lam, _ = choose_damping(net[:end], priors, images[500:], grid)
+        assert found["prior pre-image", k].damping == lam
+        f = net[:end](images[:20])
+        ref = prior_inverse(net[:end], priors, lam)(f)
+        assert torch.allclose(found["prior pre-image", k](f), ref, atol=1e-5)
+        assert torch.allclose(found["pinv", k](f), invert(net[:end])(f), atol=1e-5)

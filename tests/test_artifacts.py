@@ -53,8 +53,8 @@ def test_results_json_schema(tmp_root: Path) -> None:
     path = write_results("99_demo", {"epochs": 2}, {"acc": torch.tensor(0.25), "curve": [1, 2]}, 1.234)
     assert path == tmp_root / "results" / "99_demo.json"
     data = json.loads(path.read_text())
-    assert data == {"notebook": "99_demo", "runtime_s": 1.23, "params": {"epochs": 2},
-                    "metrics": {"acc": 0.25, "curve": [1, 2]}}
+    assert data == {"notebook": "99_demo", "runtime_s": 1.23, "stage_seconds": [], "params": {"epochs": 2},
+                    "metrics": {"acc": 0.25, "curve": [1, 2]}}  # no IPython kernel here: no cells timed
     assert read_results("99_demo") == data
     with pytest.raises(ValueError, match="non-finite"):
         write_results("99_demo", {}, {"psnr": math.nan}, 1.0)
@@ -78,3 +78,24 @@ def test_row_panels_line_up_and_mark_missing_rows() -> None:
     assert len(fig.axes) == 4 and any(t.get_text() == "n/a" for ax in fig.axes for t in ax.texts)
     with pytest.raises(ValueError, match="same rows"):
         show_row_panels({"a": {"original": x}, "b": {"method": x}})
+
+
+def test_stage_seconds_times_every_cell_after_parameters() -> None:
+    """Under IPython, every cell after ``parameters(globals())`` is timed and named (its first comment, else its
+    first line of code): what ``write_results`` records as ``stage_seconds``."""
+    from IPython.testing.globalipapp import start_ipython
+
+    from reversenet_utils import notebook
+
+    shell = start_ipython()
+    shell.run_cell("epochs: int = 2")
+    shell.run_cell("from reversenet_utils.notebook import parameters\nparams = parameters(globals())")
+    shell.run_cell("# train the targets\nimport time\ntime.sleep(0.05)")
+    shell.run_cell("# NBVAL_CHECK_OUTPUT\nx = 1 + 1")
+    rows = notebook.stage_seconds()
+    assert [r["stage"] for r in rows] == ["train the targets", "x = 1 + 1"] and [r["cell"] for r in rows] == [1, 2]
+    assert rows[0]["seconds"] >= 0.05 and all(r["seconds"] >= 0 for r in rows)
+    shell.run_cell("params = parameters(globals())")  # calling it again starts no second clock
+    assert len(notebook.stage_seconds()) == 3
+    shell.events.unregister("pre_run_cell", notebook._CLOCK._pre)  # leave the test session's shell as it was
+    shell.events.unregister("post_run_cell", notebook._CLOCK._post)

@@ -208,3 +208,57 @@ def test_an_injective_leaky_conv_block_is_inverted_exactly_by_a_fitted_path() ->
     # from deeper: the learned module of block 1 (the exact path would amplify the estimate's error)
     deeper = chain(model(x), 2)
     assert deeper.shape == x.shape and not torch.allclose(deeper, recovered)
+
+
+@pytest.mark.parametrize("unpool", [False, True])
+def test_losses_compute_the_first_module_once_and_equal_the_definition(unpool: bool) -> None:
+    """The chain's first module on the true f_k is shared by the block loss and the image loss: the loss and its
+    gradients equal those of the definition (each term evaluated on its own), with and without an exact path."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    wide = nn.Sequential(nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.LeakyReLU(0.1), *_tiny()[2:]).requires_grad_(False)
+    wide[2] = nn.Conv2d(16, 8, 3, padding=1).requires_grad_(False)  # block 1 injective: an exact path
+    blocks = split_blocks(wide, [2, 5, 7])
+    x = torch.rand(6, 1, 28, 28)
+    assert exact_path_applies(blocks[0], (1, 28, 28), (16, 14, 14))
+    for exact in (False, True):
+        torch.manual_seed(1)
+        chain = InverseChain(blocks, unpool=unpool, exact=exact)
+        if exact:
+            assert chain.fit_exact(blocks, torch.rand(64, 1, 28, 28))[1] > 50 and chain.exact["0"].is_exact
+        for k in (1, 2, 3):
+            chain.zero_grad()
+            loss = progressive_losses(chain, blocks, x, k)
+            loss.backward()
+            fast = [p.grad.clone() if p.grad is not None else None for p in chain.parameters()]
+            chain.zero_grad()
+            feats, indices = forward_features(blocks, x, upto=k, with_indices=unpool)
+            power = [f.pow(2).mean().clamp_min(1e-8) for f in feats]
+            w = LossWeights()
+            block = sum(F.mse_loss(chain.step(j, feats[j + 1], indices), feats[j]) / power[j] for j in range(k))
+            x_hat = chain(feats[k], k, indices)
+            again = x_hat
+            for b in blocks[:k]:
+                again = b(again)
+            ref = w.block * block + w.image * F.mse_loss(x_hat, x) / power[0] + w.cycle * F.mse_loss(again, feats[k]) / power[k]
+            if k == len(blocks):
+                ref = ref + w.class_cycle * F.cross_entropy(again, feats[k].argmax(1))
+            ref.backward()
+            assert torch.allclose(loss, ref, rtol=1e-5), (k, exact, loss, ref)
+            for g, p in zip(fast, chain.parameters()):
+                assert (g is None) == (p.grad is None) and (g is None or torch.allclose(g, p.grad, rtol=1e-4, atol=1e-6))
+
+
+def test_forward_features_in_chunks_equals_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A large batch runs in chunks (cache-friendly on a CPU): the same features and pooling indices."""
+    from reversenet_utils import progressive
+
+    blocks = split_blocks(_tiny(), [2, 5, 7])
+    x = torch.rand(25, 1, 28, 28)
+    whole, whole_idx = forward_features(blocks, x, with_indices=True)
+    monkeypatch.setattr(progressive, "FEATURE_CHUNK", 10)  # 10 + 10 + 5
+    parts, parts_idx = forward_features(blocks, x, with_indices=True)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, parts)) and len(parts) == 4
+    assert [i is None for i in parts_idx] == [True, False, True] and torch.equal(whole_idx[1], parts_idx[1])
+    assert len(forward_features(blocks, x, upto=1)[0]) == 2

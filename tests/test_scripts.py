@@ -273,3 +273,31 @@ def test_a_notebook_never_run_by_papermill_takes_parameters() -> None:
     assert "papermill" not in nb.metadata and "tags" not in nb.cells[1].metadata
     out = parameterize_notebook(runner.without_injected(nb), {"seed": 3})
     assert "seed = 3" in out.cells[1].source and out.metadata.papermill["parameters"] == {"seed": 3}
+
+
+def test_profile_lists_notebooks_and_slowest_cells(tmp_path: Path) -> None:
+    """`make profile` reads papermill's cell durations: seconds per notebook, the series, the slowest cells."""
+    import nbformat
+
+    prof = _load("profile_notebooks")
+    books = []
+    for name, durations in (("01_a.ipynb", [1.0, 30.0]), ("02_b.ipynb", [5.0, 0.5])):
+        nb = nbformat.v4.new_notebook()
+        for i, d in enumerate(durations):
+            cell = nbformat.v4.new_code_cell(f"# stage {i} of {name}\nx = {i}")
+            cell.metadata["papermill"] = {"duration": d}
+            nb.cells.append(cell)
+        nb.cells.append(nbformat.v4.new_markdown_cell("no time"))
+        nbformat.write(nb, tmp_path / name)
+        books.append(tmp_path / name)
+    never = tmp_path / "03_c.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), never)
+    report = prof.profile([*books, never], slowest=2, cells_of="02")
+    lines = report.splitlines()
+    assert any(line.startswith("01_a.ipynb") and " 31 " in line for line in lines), report
+    assert "series" in report and "36" in report and "never executed by papermill (no cell times): 03_c.ipynb" in report
+    slow = lines[lines.index("the 2 slowest cells:") + 2 :][:2]
+    assert "30.0" in slow[0] and "stage 1 of 01_a.ipynb" in slow[0] and "5.0" in slow[1], slow
+    assert "every cell of 02_b.ipynb:" in report
+    with pytest.raises(SystemExit):
+        prof.main(["--slowest", "-1"])

@@ -60,3 +60,19 @@ def test_load_target_trains_when_missing_then_loads(tmp_root: Path, monkeypatch:
 def test_load_target_without_training_says_which_notebook(tmp_root: Path) -> None:
     with pytest.raises(FileNotFoundError, match="01_train_targets"):
         train.load_target("mlp_leaky", train_if_missing=False)
+
+
+def test_predict_runs_cnns_channels_last_with_the_same_logits() -> None:
+    """predict's channels-last copy of a CNN gives the model's own logits; the model itself is left as it was."""
+    from reversenet_utils.models import build_target
+    from reversenet_utils.train import predict
+
+    torch.manual_seed(0)
+    net = build_target("cnn_pool").train()
+    x = torch.rand(300, 1, 28, 28)
+    with torch.no_grad():
+        expected = net.eval()(x)
+    net.train()
+    got = predict(net, x, batch_size=128)
+    assert torch.allclose(got, expected, atol=1e-4) and torch.equal(got.argmax(1), expected.argmax(1))
+    assert net.training and all(p.is_contiguous() for p in net.parameters())
