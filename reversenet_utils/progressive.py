@@ -85,8 +85,8 @@ def forward_features(
     Indices are the *privileged* information of the MaxUnpool variant: they come from the forward
     pass of the very image that is being reconstructed.
 
-    More than :data:`FEATURE_CHUNK` images run in chunks of that size: on a CPU a batch of 10 000 images'
-    feature maps does not fit in cache (cnn_pool's features of the test set: 1.6x slower in one batch).
+    More than :data:`FEATURE_CHUNK` images run in chunks of that size, so that a whole test set's forward pass
+    holds one chunk's intermediate maps at a time (the outputs are concatenated).
     """
     if len(x) > FEATURE_CHUNK:
         parts = [forward_features(blocks, chunk, upto, with_indices) for chunk in x.split(FEATURE_CHUNK)]

@@ -190,6 +190,22 @@ def notebook_table(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
+#: the datasets whose series README times, and where each one's results live (below RESULTS)
+TIMED = (("MNIST", "", "`make run`"), ("Fashion-MNIST", "fashion_mnist", "`make run DATASET=fashion_mnist`"))
+
+
+def runtime_table(results: Path = RESULTS) -> str:
+    """Markdown table of each dataset's series: the sum of its notebooks' ``runtime_s`` and the slowest notebook."""
+    lines = ["| series | notebooks | total | slowest notebook |", "|---|---:|---:|---|"]
+    for title, folder, command in TIMED:
+        times = {b.name[:2]: data["runtime_s"] for b in notebooks() if (data := read(b.stem, results / folder))}
+        if times:
+            slowest = max(times, key=times.get)
+            lines.append(f"| {title}: {command} | {len(times)} | {sum(times.values()) / 60:.1f} min | "
+                         f"{slowest} ({times[slowest]:.0f} s) |")
+    return "\n".join(lines)
+
+
 def _cell(r: dict | None, judge: bool = True) -> str:
     if r is None:
         return "–"
@@ -456,6 +472,7 @@ def render(text: str, results: Path = RESULTS) -> str:
         raise ResultsError(f"{results}: a results file lacks what README reads ({type(exc).__name__}: {exc}); "
                            f"re-run the notebooks (`make run`)") from None
     text = replace_block(text, "notebooks", table)
+    text = replace_block(text, "runtime", runtime_table(results))
     text = replace_block(text, "generalise", general)
     text = replace_block(text, "privacy", privacy)
     return replace_block(text, "results", section)

@@ -54,6 +54,22 @@ def share_artifacts(root: Path, folder: Path) -> None:
     (root / "artifacts").symlink_to(folder, target_is_directory=True)
 
 
+CHECKED = "NBVAL_CHECK_OUTPUT"
+
+
+def with_checked_outputs(nb: nbformat.NotebookNode, reference: nbformat.NotebookNode, where: Path) -> nbformat.NotebookNode:
+    """``nb`` with each ``# NBVAL_CHECK_OUTPUT`` cell's outputs taken from the cell of ``reference`` (an executed
+    copy at ``where``) that has the same code; a checked cell whose code the copy lacks is an error (re-run it)."""
+    outputs = {c.source: c.outputs for c in reference.cells if c.cell_type == "code"}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and CHECKED in cell.source:
+            if cell.source not in outputs:
+                raise SystemExit(f"{where}: lacks the outputs of a checked cell whose code changed "
+                                 f"({cell.source.splitlines()[0][:60]!r}...); re-run it with `make run` on that dataset")
+            cell.outputs = outputs[cell.source]
+    return nb
+
+
 def prepare(params_file: str | None, numbers: str | None, root: Path, dataset: str | None = None) -> list[Path]:
     """Parameterized copies of the selected notebooks in ``root/notebooks``, and ``root/data`` linked.
 
@@ -66,10 +82,12 @@ def prepare(params_file: str | None, numbers: str | None, root: Path, dataset: s
     (root / "data").symlink_to(ROOT / "data", target_is_directory=True)
     copies = []
     for book in books:
-        # nbval compares the `# NBVAL_CHECK_OUTPUT` cells with the committed outputs of the same dataset's run:
-        # the executed copy in notebooks/runs/<dataset>/ (its code is the notebook's) where it exists
+        # the notebook's current code; nbval compares its `# NBVAL_CHECK_OUTPUT` cells with the committed outputs of
+        # the same dataset's run (the executed copy in notebooks/runs/<dataset>/ for a dataset other than MNIST)
+        nb = without_injected(nbformat.read(book, as_version=4))
         reference = output_path(book, dataset)
-        nb = without_injected(nbformat.read(reference if reference.is_file() else book, as_version=4))
+        if reference != book and reference.is_file():
+            nb = with_checked_outputs(nb, nbformat.read(reference, as_version=4), reference)
         if params[book]:
             nb = parameterize_notebook(nb, params[book])
         copy = root / "notebooks" / book.name

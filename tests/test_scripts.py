@@ -301,3 +301,23 @@ def test_profile_lists_notebooks_and_slowest_cells(tmp_path: Path) -> None:
     assert "every cell of 02_b.ipynb:" in report
     with pytest.raises(SystemExit):
         prof.main(["--slowest", "-1"])
+
+
+def test_a_dataset_tier_runs_the_current_code_with_that_datasets_checked_outputs(tmp_path: Path) -> None:
+    """The Fashion tier executes the notebook's own code (not the executed copy's, which may predate it); its
+    NBVAL_CHECK_OUTPUT cells take the outputs of the Fashion run; a checked cell whose code changed is refused."""
+    import nbformat
+
+    tn = _load("test_notebooks")
+    root = tmp_path / "root"
+    copies = tn.prepare(None, "01", root, "fashion_mnist")
+    nb = nbformat.read(copies[0], as_version=4)
+    current = nbformat.read(REPO / "notebooks" / "01_train_targets.ipynb", as_version=4)
+    executed = nbformat.read(REPO / "notebooks" / "runs" / "fashion_mnist" / "01_train_targets.ipynb", as_version=4)
+    code = [c.source for c in nb.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.tags]
+    assert code == [c.source for c in current.cells if c.cell_type == "code"]
+    checked = [c for c in nb.cells if tn.CHECKED in c.source]
+    assert checked and all(c.outputs == next(e.outputs for e in executed.cells if e.source == c.source) for c in checked)
+    changed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"# {tn.CHECKED}\nprint(2)")])
+    with pytest.raises(SystemExit, match="re-run it"):
+        tn.with_checked_outputs(changed, executed, tmp_path / "copy.ipynb")
