@@ -502,8 +502,9 @@ def boundary_inverses(
     n = len(net)
     # only the Linear layers' inverses depend on the ridge: the others (a convolution's pseudo-inverse: an SVD) are
     # pinv_all's, shared by every ridge's inverse (layer i of net is layer n - 1 - i of its inverse)
-    with_prior = {lam: nn.Sequential(*(InverseLinear(net[n - 1 - j], priors[n - 1 - j], lam) if n - 1 - j in priors else layer
-                                       for j, layer in enumerate(pinv_all))) for lam in damping_grid}
+    with_prior = {lam: nn.Sequential(*(InverseLinear(net[n - 1 - j], priors[n - 1 - j], lam)
+                                       if n - 1 - j in priors else layer for j, layer in enumerate(pinv_all)))
+                  for lam in damping_grid}
     inverses: dict[tuple[str, int], nn.Sequential] = {}
     for k, end in enumerate(ends, start=1):
         inverses["pinv", k] = pinv_all[n - end:]
@@ -541,9 +542,10 @@ def linear_input_stats(
 ) -> dict[int, tuple[torch.Tensor, torch.Tensor]]:
     """Mean and covariance (float64) of the input of every ``Linear`` layer of ``model`` over ``images``.
 
-    The result feeds ``invert(model, priors=...)``. Each batch's products are float32 (float64 for a float64 model), taken around a provisional
-    mean (the first batch's, so that no large mean cancels), and summed in float64: within about 1e-6 of a float64
-    pass and several times faster (cnn_nopool's 1568 features over 55 000 images: one 1568 x 1568 product a batch).
+    The result feeds ``invert(model, priors=...)``. Each batch's products are float32 (float64 for a float64
+    model), taken around a provisional mean (the first batch's, so that no large mean cancels), and summed in
+    float64: within about 1e-6 of a float64 pass, at float32's cost (cnn_nopool's 1568 features over 55 000
+    images: one 1568 x 1568 product a batch).
     """
     index_of = {i: m for i, m in enumerate(model) if isinstance(m, nn.Linear)}
     shift: dict[int, torch.Tensor] = {}  # a provisional mean (the first batch's): products of centred values
