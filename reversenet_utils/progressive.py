@@ -72,7 +72,7 @@ def ends_with_pool(block: nn.Sequential) -> bool:
     return isinstance(block[-1], nn.MaxPool2d)
 
 
-#: images per chunk of :func:`forward_features` (and of every batched inference over a test set)
+#: images per chunk of :func:`forward_features` (larger batches run chunk by chunk)
 FEATURE_CHUNK = 1000
 
 
