@@ -39,7 +39,11 @@ def jacobian_ranks(fn: nn.Module, images: torch.Tensor) -> torch.Tensor:
     def one(sample: torch.Tensor) -> torch.Tensor:
         return fn(sample.unsqueeze(0)).flatten()
 
-    jac = torch.func.vmap(torch.func.jacrev(one))(x)  # (N, features, pixels)
+    with torch.no_grad():
+        features = fn(x[:1]).numel()
+    # forward mode costs one pass per pixel, reverse mode one per feature: the cheaper of the two
+    jacobian = torch.func.jacfwd if features > x[0].numel() else torch.func.jacrev
+    jac = torch.func.vmap(jacobian(one))(x)  # (N, features, pixels)
     return torch.linalg.matrix_rank(jac.flatten(2))
 
 

@@ -131,6 +131,8 @@ def match_features(
     tol: float = 1e-14,
     history: int = 100,
     bounded: bool = False,
+    stall: float = 1e-3,
+    stall_window: int = 100,
 ) -> FeatureMatch:
     """Feature matching at the limit: ``argmin_x ||feature_fn(x) - f||^2 / ||f||^2 (+ prior(x))`` by L-BFGS.
 
@@ -139,16 +141,19 @@ def match_features(
     ``lambda x: w * smooth_total_variation(x)``) gives the regularised variant for maps that are not.
 
     Batches of ``batch_size`` images are solved one after another, each as one L-BFGS problem (the loss is
-    a sum over its images) for at most ``steps`` iterations or until every image's relative feature error is
-    below ``tol``. Starts from mid-grey, or from ``init`` (e.g. a learned inverse's output: the hybrid).
+    a sum over its images) for at most ``steps`` iterations, until every image's relative feature error is
+    below ``tol``, or until it stalls: its loss fell by less than the fraction ``stall`` over the last
+    ``stall_window`` iterations (0: never stop for that). A stalled batch keeps the images it has. Starts from mid-grey, or from ``init`` (e.g. a learned inverse's output: the hybrid).
     ``snapshots`` lists iteration counts at which to keep the reconstruction and the time taken, for a
     quality-against-time curve from one run. ``bounded=True`` searches images in [0, 1] only (``x = sigmoid(z)``),
     for features that an unconstrained pre-image would match only outside the image range (the logits).
     Returns a :class:`FeatureMatch`; unbounded images are not clipped.
     """
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("history", history)):
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("history", history), ("stall_window", stall_window)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    if not (isinstance(stall, (int, float)) and 0 <= stall < 1):
+        raise ValueError(f"stall must be a fraction in [0, 1) (0: never stop early), got {stall!r}")
     bad = [s for s in snapshots if not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= steps]
     if bad:
         raise ValueError(f"snapshots must be iteration counts in 1..steps={steps}, got {bad}")
@@ -160,6 +165,7 @@ def match_features(
         raise ValueError("features hold NaN/inf: no input matches them; check what produced them")
     fn = _frozen_copy(feature_fn, dtype)
     marks = sorted(set(snapshots) | {steps})
+    checks = sorted(set(marks) | set(range(stall_window, steps, stall_window)))  # where the stall test runs
     parts: dict[int, list[torch.Tensor]] = {m: [] for m in marks}
     seconds = dict.fromkeys(marks, 0.0)
     most, worst = 0, 0.0
@@ -191,19 +197,23 @@ def match_features(
                 value.backward()
                 return value
 
-            begin, done, stopped = time.perf_counter(), 0, False
-            for mark in marks:
+            begin, done, stopped, last = time.perf_counter(), 0, False, None
+            for mark in checks:
                 if not stopped:
                     opt.param_groups[0]["max_iter"] = mark - done
                     opt.step(closure)
                     ran = opt.state[opt._params[0]].get("n_iter", 0)
-                    with torch.no_grad():  # converged, or L-BFGS found no further descent
-                        stopped = ran < mark or (prior is None and bool((relative_error() < tol).all()))
+                    with torch.no_grad():  # converged, L-BFGS found no further descent, or stalled
+                        error = relative_error()
+                        value = (error.sum() + (prior(image()).sum() if prior is not None else 0)).item()
+                        stopped = ran < mark or (prior is None and bool((error < tol).all()))
+                        stopped = stopped or (last is not None and last - value <= stall * abs(last))
                     bar.update(mark - done)
-                    done, most = mark, max(most, ran)
-                with torch.no_grad():
-                    parts[mark].append(image().detach().clone())
-                seconds[mark] += time.perf_counter() - begin
+                    done, most, last = mark, max(most, ran), value
+                if mark in parts:
+                    with torch.no_grad():
+                        parts[mark].append(image().detach().clone())
+                    seconds[mark] += time.perf_counter() - begin
             bar.update(steps - done)
             with torch.no_grad():
                 worst = max(worst, relative_error().max().item())

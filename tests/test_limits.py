@@ -40,6 +40,7 @@ def test_feature_matching_from_a_start_and_bounded() -> None:
 @pytest.mark.parametrize("kwargs, match", [
     ({"steps": 0}, "steps must be"), ({"batch_size": 2.5}, "batch_size must be"), ({"snapshots": [0]}, "snapshots"),
     ({"snapshots": [11]}, "snapshots"), ({"init": torch.zeros(1, 1, 8, 8)}, "init has 1 rows"),
+    ({"stall": 1.0}, "stall must be"), ({"stall": float("nan")}, "stall must be"), ({"stall_window": 0}, "stall_window"),
 ])
 def test_feature_matching_refuses_bad_arguments(kwargs: dict, match: str) -> None:
     net = _injective()
@@ -51,6 +52,32 @@ def test_feature_matching_refuses_bad_arguments(kwargs: dict, match: str) -> Non
         match_features(net, f * float("nan"), steps=10, shape=(1, 8, 8))
     with pytest.raises(ValueError, match="no rows"):
         match_features(net, f[:0], steps=10, shape=(1, 8, 8))
+
+
+def test_feature_matching_stops_where_it_stalls_and_not_where_it_converges() -> None:
+    torch.manual_seed(0)
+    linear = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    with torch.no_grad():  # features no image in [0, 1] produces: the bounded search creeps along sigmoid's flat ends
+        f = linear(torch.rand(2, 1, 8, 8)) * 50
+    flat = match_features(linear, f, steps=400, shape=(1, 8, 8), bounded=True, stall_window=20, snapshots=[40, 400])
+    never = match_features(linear, f, steps=400, shape=(1, 8, 8), bounded=True, stall_window=20, stall=0.0)
+    assert flat.iterations < never.iterations  # stopped once the loss stopped falling ...
+    assert torch.equal(flat.snapshots[400], flat.images)  # ... and kept what it had
+    assert flat.residual == pytest.approx(never.residual, rel=1e-3)  # nothing was left on the table
+    net, x = _injective(), torch.rand(3, 1, 8, 8)
+    with torch.no_grad():
+        g = net(x)
+    found = match_features(net, g, steps=300, shape=(1, 8, 8), stall_window=5)  # converging: runs on to float precision
+    assert psnr(found.images.clamp(0, 1).float(), x) >= RECOVERED_DB
+
+
+@pytest.mark.parametrize("width", [5, 40])  # fewer features than pixels (reverse mode) and more (forward mode)
+def test_jacobian_rank_matches_the_full_jacobian(width: int) -> None:
+    torch.manual_seed(0)
+    net, x = nn.Sequential(nn.Flatten(), nn.Linear(16, width), nn.LeakyReLU(0.1), nn.Linear(width, width)), torch.rand(3, 1, 4, 4)
+    full = [torch.linalg.matrix_rank(torch.autograd.functional.jacobian(lambda v: net(v.unsqueeze(0)).flatten(), s).flatten(1))
+            for s in x]
+    assert jacobian_ranks(net, x).tolist() == [int(r) for r in full] == [min(width, 16)] * 3
 
 
 def test_jacobian_rank_counts_the_directions_kept() -> None:
@@ -87,3 +114,15 @@ def test_bootstrap_interval_and_verdict() -> None:
     for bad, match in ((torch.tensor([]), "no values"), (torch.tensor([1.0, float("nan")]), "NaN")):
         with pytest.raises(ValueError, match=match):
             bootstrap_ci(bad)
+    for n_boot in (0, 2.5, True):
+        with pytest.raises(ValueError, match="n_boot must be"):
+            bootstrap_ci(values, n_boot=n_boot)
+
+
+def test_bootstrap_interval_is_the_percentile_interval_of_resampled_means() -> None:
+    values = torch.randn(300, generator=torch.Generator().manual_seed(1)).double()
+    gen = torch.Generator().manual_seed(0)  # the definition: 1000 resamples of the images, drawn as bootstrap_ci does
+    idx = torch.cat([torch.randint(300, (200, 300), generator=gen) for _ in range(5)])
+    expected = torch.quantile(values[idx].mean(1), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    assert bootstrap_ci(values) == pytest.approx(expected, abs=1e-12)
+    assert bootstrap_ci(values, seed=1) != bootstrap_ci(values)  # another seed, other resamples
