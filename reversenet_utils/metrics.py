@@ -158,22 +158,23 @@ def bootstrap_ci(values: torch.Tensor, level: float = 0.95, n_boot: int = 1000, 
         raise ValueError(f"level must be in (0, 1), got {level}")
     if not isinstance(n_boot, int) or isinstance(n_boot, bool) or n_boot < 1:
         raise ValueError(f"n_boot must be a whole number >= 1 (resamples), got {n_boot!r}")
-    means = _resample_weights(len(values), n_boot, seed) @ values  # each resample's mean, one product for all
+    means = _resample_counts(len(values), n_boot, seed) @ values / len(values)  # each resample's mean, one product
+    means = means.clamp(values.min(), values.max())  # a mean lies within its values: no rounding beyond them
     lo, hi = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
     return [lo.item(), hi.item()]
 
 
 @functools.lru_cache(maxsize=2)
-def _resample_weights(n: int, n_boot: int, seed: int) -> torch.Tensor:
-    """``(n_boot, n)`` float64: how often each of ``n`` images is drawn in each bootstrap resample, divided by ``n``,
-    so that ``weights @ values`` is every resample's mean. Every interval over the same ``n`` images and ``seed``
+def _resample_counts(n: int, n_boot: int, seed: int) -> torch.Tensor:
+    """``(n_boot, n)`` float64: how often each of ``n`` images is drawn in each bootstrap resample, so that
+    ``counts @ values / n`` is every resample's mean. Every interval over the same ``n`` images and ``seed``
     resamples them the same way, so the draws are made once per test-set size and reused (10 000 images: 80 MB)."""
     gen = torch.Generator().manual_seed(seed)
-    weights = torch.zeros(n_boot, n, dtype=torch.float64)
+    counts = torch.zeros(n_boot, n, dtype=torch.float64)
     for start in range(0, n_boot, 200):  # chunks keep the index tensor small for 10 000 images
         idx = torch.randint(n, (min(200, n_boot - start), n), generator=gen)
-        weights[start : start + len(idx)].scatter_add_(1, idx, torch.ones(idx.shape, dtype=torch.float64))
-    return weights.div_(n)
+        counts[start : start + len(idx)].scatter_add_(1, idx, torch.ones(idx.shape, dtype=torch.float64))
+    return counts
 
 
 def verdict(ci: list[float], other: float) -> str:

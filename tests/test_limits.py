@@ -126,3 +126,5 @@ def test_bootstrap_interval_is_the_percentile_interval_of_resampled_means() -> N
     expected = torch.quantile(values[idx].mean(1), torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
     assert bootstrap_ci(values) == pytest.approx(expected, abs=1e-12)
     assert bootstrap_ci(values, seed=1) != bootstrap_ci(values)  # another seed, other resamples
+    for constant in (100.0, 0.3, 1.0):  # every image scored alike: the interval is that score, exactly (07's gate)
+        assert bootstrap_ci(torch.full((10_000,), constant, dtype=torch.float64)) == [constant, constant]
