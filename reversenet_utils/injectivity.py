@@ -28,6 +28,10 @@ __all__ = ["RECOVERED_DB", "jacobian_ranks", "injectivity_map"]
 #: and no inverse short of exact gets near 60 dB on digits
 RECOVERED_DB = 60.0
 
+#: where the Jacobian's rank proves the image lost, feature matching stops once its loss fell by less than this
+#: fraction over 100 iterations (``optimise.match_features``' ``stall``)
+STALL = 1e-3
+
 
 def jacobian_ranks(fn: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """The numerical rank of ``fn``'s Jacobian at each image (float64; numpy's tolerance), one value per image."""
@@ -55,7 +59,8 @@ def injectivity_map(
 
     ``rank`` is the smallest Jacobian rank over ``images`` (``rank_max`` the largest); the recovery is feature
     matching of the same images for at most ``steps`` L-BFGS iterations. ``recovered`` is
-    ``recovered_psnr >= RECOVERED_DB``.
+    ``recovered_psnr >= RECOVERED_DB``. Where every image's rank is below the pixel count, the recovery stops
+    at a plateau (:data:`STALL`); elsewhere it runs until converged or out of ``steps``.
     """
     rows = []
     pixels = math.prod(images.shape[1:])
@@ -64,7 +69,11 @@ def injectivity_map(
         with torch.no_grad():
             features = fn(images)
         ranks = jacobian_ranks(fn, images)
-        found = match_features(fn, features, steps=steps, batch_size=batch_size, shape=tuple(images.shape[1:]))
+        # where the rank is below the pixel count at every image, no input is recovered: the search may stop at a
+        # plateau (its PSNR is that of some pre-image); elsewhere a plateau can precede recovery, so it runs on
+        lost = int(ranks.max()) < pixels
+        found = match_features(fn, features, steps=steps, batch_size=batch_size, shape=tuple(images.shape[1:]),
+                               stall=STALL if lost else 0.0)
         quality = psnr(clip_images(found.images.detach().cpu()), images.detach().cpu())
         rows.append({
             "target": name, "depth": k, "features": features[0].numel(), "pixels": pixels,

@@ -59,7 +59,8 @@ def test_feature_matching_stops_where_it_stalls_and_not_where_it_converges() -> 
     linear = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
     with torch.no_grad():  # features no image in [0, 1] produces: the bounded search creeps along sigmoid's flat ends
         f = linear(torch.rand(2, 1, 8, 8)) * 50
-    flat = match_features(linear, f, steps=400, shape=(1, 8, 8), bounded=True, stall_window=20, snapshots=[40, 400])
+    flat = match_features(linear, f, steps=400, shape=(1, 8, 8), bounded=True, stall=1e-3, stall_window=20,
+                          snapshots=[40, 400])
     never = match_features(linear, f, steps=400, shape=(1, 8, 8), bounded=True, stall_window=20, stall=0.0)
     assert flat.iterations < never.iterations  # stopped once the loss stopped falling ...
     assert torch.equal(flat.snapshots[400], flat.images)  # ... and kept what it had
@@ -67,7 +68,7 @@ def test_feature_matching_stops_where_it_stalls_and_not_where_it_converges() -> 
     net, x = _injective(), torch.rand(3, 1, 8, 8)
     with torch.no_grad():
         g = net(x)
-    found = match_features(net, g, steps=300, shape=(1, 8, 8), stall_window=5)  # converging: runs on to float precision
+    found = match_features(net, g, steps=300, shape=(1, 8, 8), stall=1e-3, stall_window=5)  # converging: runs on to float precision
     assert psnr(found.images.clamp(0, 1).float(), x) >= RECOVERED_DB
 
 
@@ -100,6 +101,16 @@ def test_injectivity_map_tells_kept_from_lost() -> None:
     assert [r["depth"] for r in rows] == [1, 2]
     assert rows[0]["recovered"] and rows[0]["rank"] == 64 and rows[0]["features"] == 256
     assert not rows[1]["recovered"] and rows[1]["rank"] == 10
+
+
+def test_injectivity_map_stops_at_a_plateau_only_where_the_rank_proves_the_image_lost(monkeypatch) -> None:
+    import reversenet_utils.injectivity as injectivity
+
+    used, real = [], injectivity.match_features
+    monkeypatch.setattr(injectivity, "match_features", lambda *a, **k: used.append(k["stall"]) or real(*a, **k))
+    torch.manual_seed(0)
+    injectivity_map("toy", [_injective(), nn.Sequential(nn.Flatten(), nn.Linear(256, 10))], torch.rand(2, 1, 8, 8), steps=50)
+    assert used == [0.0, injectivity.STALL]  # full rank: runs on; rank 10 of 64 pixels: may stop at a plateau
 
 
 def test_bootstrap_interval_and_verdict() -> None:
