@@ -14,6 +14,7 @@ Two measurements for the map ``x -> f_k(x)`` (the first ``k`` blocks) on test di
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -47,7 +48,9 @@ def jacobian_ranks(fn: nn.Module, images: torch.Tensor) -> torch.Tensor:
         features = fn(x[:1]).numel()
     # forward mode costs one pass per pixel, reverse mode one per feature: the cheaper of the two
     jacobian = torch.func.jacfwd if features > x[0].numel() else torch.func.jacrev
-    jac = torch.func.vmap(jacobian(one))(x)  # (N, features, pixels)
+    with warnings.catch_warnings():  # torch scripts forward mode's decompositions once, warning of its own deprecation
+        warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+        jac = torch.func.vmap(jacobian(one))(x)  # (N, features, pixels)
     return torch.linalg.matrix_rank(jac.flatten(2))
 
 
