@@ -224,10 +224,31 @@ def train_defended(
     return net, meta
 
 
+class _UpstreamLoss(nn.Module):
+    """Per-sample surrogate loss ``<h_i, g_i>`` of the device's features ``h`` and the server's gradient ``g`` of each
+    sample's loss with respect to them (a constant): its gradient in the device's weights is that sample's gradient.
+    opacus' ghost clipping differentiates it twice (per-sample norms, then the clipped sum)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reduction = "mean"  # opacus sets "none" to get the per-sample values
+
+    def forward(self, h: torch.Tensor, upstream: torch.Tensor) -> torch.Tensor:
+        per_sample = (h * upstream).flatten(1).sum(1)
+        return per_sample if self.reduction == "none" else getattr(per_sample, self.reduction)()
+
+
 def _train_dp(net: nn.Sequential, split_end: int, train: MNISTSplit, epochs: int, lr: float, batch_size: int,
               noise: float, max_grad_norm: float, delta: float, seed: int, name: str) -> float:
     """DP-SGD (opacus) on the device's layers ``net[:split_end]``, in place, the server's layers trained alongside
-    with plain Adam on the same batches; returns the device weights' epsilon at ``delta``."""
+    with plain Adam on the same batches; returns the device weights' epsilon at ``delta``.
+
+    Per-sample gradients the cheap way: opacus' ghost clipping gets each sample's gradient norm without forming the
+    gradient (for ``Linear(784, 500)`` a per-sample gradient is 392 000 numbers: one DP epoch of ``mlp_relu`` on 30 000
+    images took 47 s with per-sample hooks and 1.6 s with ghost clipping, on a 2-core CPU; the steps agree to 1e-5,
+    tests/test_defences.py). The server's step takes the plain gradient: its
+    input is the device's output detached, and the server's gradient with respect to that input is what the device's
+    per-sample losses are built from (:class:`_UpstreamLoss`)."""
     from opacus import PrivacyEngine  # imported here: only this defence needs it
 
     _finite("max_grad_norm", max_grad_norm, 1e-12)
@@ -241,9 +262,10 @@ def _train_dp(net: nn.Sequential, split_end: int, train: MNISTSplit, epochs: int
     with warnings.catch_warnings():  # "secure RNG turned off": a study, not a deployment (seeded, reproducible noise)
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant="rdp")
-        private, optimizer, loader = engine.make_private(module=device_part, optimizer=optimizer, data_loader=loader,
-                                                         noise_multiplier=noise, max_grad_norm=max_grad_norm,
-                                                         noise_generator=torch.Generator(device=device).manual_seed(seed))
+        private, optimizer, criterion, loader = engine.make_private(
+            module=device_part, optimizer=optimizer, data_loader=loader, criterion=_UpstreamLoss(),
+            noise_multiplier=noise, max_grad_norm=max_grad_norm, grad_sample_mode="ghost",
+            noise_generator=torch.Generator(device=device).manual_seed(seed))
     net.train()
     with progress_bar(total=epochs * len(loader), desc=f"{name}: dp {noise:g}", unit="step", mininterval=1.0) as bar, \
             warnings.catch_warnings():  # opacus' hooks on the first layer, whose input needs no gradient: expected
@@ -252,10 +274,12 @@ def _train_dp(net: nn.Sequential, split_end: int, train: MNISTSplit, epochs: int
             for x, y in loader:
                 if len(x) == 0:  # Poisson sampling can draw an empty batch
                     continue
-                loss = F.cross_entropy(server_part(private(x.to(device))), y.to(device))
-                optimizer.zero_grad(set_to_none=True)
+                h = private(x.to(device))
+                h_server = h.detach().requires_grad_()
                 server_optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                F.cross_entropy(server_part(h_server), y.to(device)).backward()  # the batch mean, as before
+                optimizer.zero_grad(set_to_none=True)
+                criterion(h, h_server.grad * len(x)).backward()  # each sample's own loss gradient, clipped
                 optimizer.step()
                 server_optimizer.step()
                 bar.update()

@@ -141,3 +141,49 @@ def test_a_row_scores_recognisable_images() -> None:
     half = torch.cat([x[:16], torch.zeros_like(x[16:])])
     r = score(x, half, None, None, 0.3, target="t", split=1)
     assert r["recognisable"] == pytest.approx(0.5) and r["target"] == "t" and r["n_images"] == 32 and "reclass" not in r
+
+
+def _dp_with_per_sample_hooks(net, split_end, train, lr, batch_size, noise, seed):
+    """The reference DP-SGD step: opacus' per-sample gradient hooks on the device's layers and one plain loss."""
+    import warnings
+
+    import torch.nn.functional as F
+    from opacus import PrivacyEngine
+
+    from reversenet_utils.train import seed_everything
+
+    generator = seed_everything(seed)
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(train.images, train.labels),
+                                         batch_size=batch_size, generator=generator)
+    device_part, server_part = net[:split_end], net[split_end:]
+    optimizer, server_optimizer = (torch.optim.Adam(p.parameters(), lr=lr) for p in (device_part, server_part))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        private, optimizer, loader = PrivacyEngine(accountant="rdp").make_private(
+            module=device_part, optimizer=optimizer, data_loader=loader, noise_multiplier=noise, max_grad_norm=1.0,
+            noise_generator=torch.Generator().manual_seed(seed))
+        net.train()
+        for x, y in loader:
+            if len(x):
+                loss = F.cross_entropy(server_part(private(x)), y)
+                optimizer.zero_grad(set_to_none=True)
+                server_optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                server_optimizer.step()
+    private.remove_hooks()
+
+
+@pytest.mark.parametrize("name, split_end", [("mlp_relu", 3), ("cnn_nopool", 2)])
+def test_dp_with_ghost_clipping_takes_the_per_sample_hooks_steps(name: str, split_end: int) -> None:
+    from reversenet_utils.defences import _train_dp
+
+    train, _ = _small_data(512)
+    nets = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        nets.append(build_target(name))
+    _train_dp(nets[0], split_end, train, 1, 1e-3, 64, 1.0, 1.0, 1e-5, 0, name)
+    _dp_with_per_sample_hooks(nets[1], split_end, train, 1e-3, 64, 1.0, 0)
+    for (key, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-5), (key, (a - b).abs().max().item())
