@@ -13,6 +13,7 @@ from reversenet_utils.featureviz import (
     blur_penalty,
     channel,
     class_logit,
+    folded_batchnorm,
     layer,
     neuron,
     render,
@@ -121,3 +122,81 @@ def test_offline_fallback_is_efficientnet_lite0_and_says_why(tmp_path, monkeypat
     with torch.no_grad():
         acts = activations(net.model, net.preprocess(torch.rand(1, 3, 96, 96)), [net.early, net.late])
     assert acts["output"].shape == (1, 1000) and acts[net.early].shape[1] < acts[net.late].shape[1]
+
+
+class _PaddedConv(nn.Conv2d):
+    """A Conv2d subclass that calls F.conv2d on its own weight (as EfficientNet's static-padding convolutions do)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1)), self.weight, self.bias)
+
+
+def _bn_net() -> nn.Sequential:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
+        _PaddedConv(8, 8, 3, bias=False), nn.BatchNorm2d(8, affine=False), nn.ReLU(),
+        nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(3),
+    )
+    net(torch.rand(2, 3, 8, 8))  # materialise the lazy layer
+    for m in net:
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+            if m.affine:
+                nn.init.uniform_(m.weight, 0.5, 2)
+                nn.init.uniform_(m.bias, -1, 1)
+    return net.eval()
+
+
+def test_folded_batchnorm_keeps_the_function_and_restores_the_model() -> None:
+    net = _bn_net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    params = list(net.parameters())
+    x = torch.rand(5, 3, 8, 8)
+    with torch.no_grad():
+        expected = net(x)
+        with folded_batchnorm(net) as folded:
+            assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == 0  # all three, the subclass's too
+            assert isinstance(folded[1], nn.Identity) and folded[3].bias is not None
+            assert torch.allclose(folded(x), expected, atol=1e-5)
+    assert isinstance(net[1], nn.BatchNorm2d) and net[3].bias is None and list(net.parameters()) == params
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
+    with pytest.raises(RuntimeError, match="inside"), folded_batchnorm(net):
+        raise RuntimeError("an error inside the block")
+    assert isinstance(net[4], nn.BatchNorm2d) and net[3].bias is None  # restored on the way out of an error too
+
+
+def test_folded_batchnorm_spares_recorded_convolutions_and_what_it_cannot_fold() -> None:
+    net = _bn_net()
+    x = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        conv_out = net[0](x)
+        with folded_batchnorm(net, keep=["0"]):  # an objective records the first convolution's own output
+            assert isinstance(net[1], nn.BatchNorm2d) and isinstance(net[4], nn.Identity)
+            assert torch.equal(net[0](x), conv_out)
+    plain = _tiny_cnn()
+    with folded_batchnorm(plain):
+        assert not any(isinstance(m, nn.Identity) for m in plain.modules())  # nothing to fold
+
+    class Branchy(nn.Module):  # data-dependent control flow: torch.fx cannot trace it
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.bn = nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.bn(self.conv(x)) if x.sum() > 0 else x
+
+    branchy = Branchy().eval()
+    with folded_batchnorm(branchy):
+        assert isinstance(branchy.bn, nn.BatchNorm2d)
+
+
+def test_render_through_a_folded_network_records_a_normalisation_layer() -> None:
+    net = _bn_net()
+    net.train()
+    result = render(net, channel("1", 0), batch=1, size=8, steps=3, transform=None)  # hooks the (folded) BatchNorm
+    assert isinstance(net[1], nn.BatchNorm2d) and net.training  # its normalisation and its mode are back
+    with torch.no_grad():
+        unfolded = channel("1", 0)(activations(net.eval(), result.images, ["1"]))  # the objective, plain network
+    assert torch.allclose(result.objective, unfolded, atol=1e-5)
