@@ -44,6 +44,7 @@ __all__ = [
     "artifacts_dir",
     "assets_dir",
     "results_dir",
+    "read_peer",
     "checkpoint_path",
     "save_checkpoint",
     "load_checkpoint",
@@ -371,3 +372,17 @@ def read_results(notebook: str, missing_ok: bool = False) -> dict[str, Any]:
             return {}
         raise FileNotFoundError(f"{path} does not exist: run notebooks/{notebook}.ipynb first.")
     return json.loads(path.read_text())
+
+
+def read_peer(name: str) -> dict[str, Any]:
+    """``results/peer/<name>.json``: a side-by-side run against another library (``make compare-lucent`` writes
+    ``lucent``), or ``{}`` where it was not run in this root. A file that is not JSON is an error naming it."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be a peer's name such as 'lucent', got {name!r}")
+    path = _subdir("results", create=False) / "peer" / f"{name}.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); run `make compare-{name}` again to rewrite it") from None

@@ -67,6 +67,45 @@ def run_ours(net, classes: list[int], size: int, steps: int, lr: float, seed: in
     return result.images, result.seconds
 
 
+def part_costs(net, size: int, batch: int, repeats: int = 10) -> dict[str, float]:
+    """Milliseconds per optimisation step of each part, lucent's and ours, measured here: what the ratio rests on.
+
+    The parameterisation and transforms (forward and backward, no network), and the network's forward and backward on
+    the transformed size: as lucent runs it (PyTorch's default memory layout), channels-last alone, and as
+    ``featureviz.render`` runs it (channels-last, BatchNorm folded into the convolutions)."""
+    from reversenet_utils.featureviz import ImageParam, folded_batchnorm
+
+    _, param, _, transform = _lucent()
+
+    def timed(step) -> float:
+        step()  # warm-up: allocations, oneDNN kernel selection
+        start = time.perf_counter()
+        for _ in range(repeats):
+            step()
+        return (time.perf_counter() - start) / repeats * 1000
+
+    lucent_params, lucent_image = param.image(size, batch=batch)
+    lucent_transform = transform.compose(transform.standard_transforms)
+    ours, ours_transform = ImageParam(batch, size), robustness()
+    x = torch.rand(batch, 3, size + 12, size + 12)  # the transforms' output size (pad 12 on each side, crop 12)
+
+    def network(layout: torch.memory_format) -> None:
+        inp = (x * 2 - 1).requires_grad_()
+        net.model(inp.contiguous(memory_format=layout))[:, 0].sum().backward()
+
+    def folded() -> float:
+        with folded_batchnorm(net.model):  # once, as render does for a whole run
+            return timed(lambda: network(torch.channels_last))
+
+    return {
+        "lucent: parameterisation + transforms": timed(lambda: lucent_transform(lucent_image()).sum().backward()),
+        "reversenet: parameterisation + transforms": timed(lambda: ours_transform(ours()).sum().backward()),
+        "network, default layout (lucent)": timed(lambda: network(torch.contiguous_format)),
+        "network, channels-last": timed(lambda: network(torch.channels_last)),
+        "network, channels-last, BatchNorm folded (reversenet)": folded(),
+    }
+
+
 def class_probability(net, images: torch.Tensor, classes: list[int]) -> list[float]:
     with torch.no_grad():
         probs = torch.softmax(net.model(net.preprocess(images)), 1)
@@ -100,6 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"round {r + 1}: {name:10s} {s:6.1f} s, class probability "
                   f"{min(probability[name][-len(CLASSES):]):.3f} (min of {len(CLASSES)})", flush=True)
     median = {k: statistics.median(v) for k, v in seconds.items()}
+    parts = part_costs(net, args.size, len(CLASSES))
+    print("milliseconds per step: " + "; ".join(f"{k} {v:.0f}" for k, v in parts.items()), flush=True)
     out = {
         "classes": CLASSES, "size": args.size, "steps": args.steps, "rounds": args.rounds,
         "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -107,6 +148,7 @@ def main(argv: list[str] | None = None) -> dict:
         "probability_mean": {k: float(np.mean(v)) for k, v in probability.items()},
         "probability_min": {k: float(np.min(v)) for k, v in probability.items()},
         "lucent_ratio": median["lucent"] / median["reversenet"],
+        "step_ms": parts,
     }
     print(json.dumps(out, indent=1))
     if args.json:

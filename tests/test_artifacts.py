@@ -14,6 +14,7 @@ from reversenet_utils.artifacts import (
     checkpoint_path,
     load_checkpoint,
     project_root,
+    read_peer,
     read_results,
     save_checkpoint,
     write_results,
@@ -99,3 +100,16 @@ def test_stage_seconds_times_every_cell_after_parameters() -> None:
     assert len(notebook.stage_seconds()) == 3
     shell.events.unregister("pre_run_cell", notebook._CLOCK._pre)  # leave the test session's shell as it was
     shell.events.unregister("post_run_cell", notebook._CLOCK._post)
+
+
+def test_read_peer_reads_a_comparison_or_nothing_and_names_a_broken_file(tmp_root: Path) -> None:
+    assert read_peer("lucent") == {}  # not run in this root
+    folder = tmp_root / "results" / "peer"
+    folder.mkdir(parents=True)
+    (folder / "lucent.json").write_text('{"lucent_ratio": 1.8}')
+    assert read_peer("lucent") == {"lucent_ratio": 1.8}
+    (folder / "lucent.json").write_text('{"lucent_ratio": ')
+    with pytest.raises(ValueError, match=r"lucent\.json is not valid JSON.*make compare-lucent"):
+        read_peer("lucent")
+    with pytest.raises(ValueError, match="peer's name"):
+        read_peer("../lucent")
