@@ -328,6 +328,9 @@ def folded_batchnorm(model: nn.Module, keep: Sequence[str] = ()) -> Iterator[nn.
     Inside, each normalisation is an ``nn.Identity`` under its own name, so a hook there sees the same output; a
     convolution named in ``keep`` (a layer an objective records) is not folded, so its own output stays as it was.
     """
+    if model.training:
+        raise ValueError("folded_batchnorm folds the running statistics of eval mode: call model.eval() first "
+                         "(in training mode BatchNorm normalises by each batch's own statistics)")
     saved = []  # (conv, its weight, its bias, the normalisation's parent, its name, the normalisation)
     try:
         with torch.no_grad():
@@ -345,12 +348,7 @@ def folded_batchnorm(model: nn.Module, keep: Sequence[str] = ()) -> Iterator[nn.
         yield model
     finally:
         for conv, weight, bias, parent, leaf, bn in reversed(saved):
-            conv.weight = weight
-            if bias is None:
-                del conv.bias
-                conv.register_parameter("bias", None)
-            else:
-                conv.bias = bias
+            conv.weight, conv.bias = weight, bias  # a registered parameter may be set back to None
             setattr(parent, leaf, bn)
 
 

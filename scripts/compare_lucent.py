@@ -84,7 +84,7 @@ def part_costs(net, size: int, batch: int, repeats: int = 10) -> dict[str, float
             step()
         return (time.perf_counter() - start) / repeats * 1000
 
-    lucent_params, lucent_image = param.image(size, batch=batch)
+    _, lucent_image = param.image(size, batch=batch)
     lucent_transform = transform.compose(transform.standard_transforms)
     ours, ours_transform = ImageParam(batch, size), robustness()
     x = torch.rand(batch, 3, size + 12, size + 12)  # the transforms' output size (pad 12 on each side, crop 12)

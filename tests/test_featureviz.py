@@ -165,6 +165,8 @@ def test_folded_batchnorm_keeps_the_function_and_restores_the_model() -> None:
     with pytest.raises(RuntimeError, match="inside"), folded_batchnorm(net):
         raise RuntimeError("an error inside the block")
     assert isinstance(net[4], nn.BatchNorm2d) and net[3].bias is None  # restored on the way out of an error too
+    with pytest.raises(ValueError, match="eval"), folded_batchnorm(net.train()):
+        pass  # training mode normalises by batch statistics: nothing to fold
 
 
 def test_folded_batchnorm_spares_recorded_convolutions_and_what_it_cannot_fold() -> None:
@@ -175,7 +177,7 @@ def test_folded_batchnorm_spares_recorded_convolutions_and_what_it_cannot_fold()
         with folded_batchnorm(net, keep=["0"]):  # an objective records the first convolution's own output
             assert isinstance(net[1], nn.BatchNorm2d) and isinstance(net[4], nn.Identity)
             assert torch.equal(net[0](x), conv_out)
-    plain = _tiny_cnn()
+    plain = _tiny_cnn().eval()
     with folded_batchnorm(plain):
         assert not any(isinstance(m, nn.Identity) for m in plain.modules())  # nothing to fold
 
