@@ -366,7 +366,8 @@ class LossWeights:
 
 
 def progressive_losses(
-    chain: InverseChain, blocks: Sequence[nn.Sequential], x: torch.Tensor, k: int, weights: LossWeights = LossWeights()
+    chain: InverseChain, blocks: Sequence[nn.Sequential], x: torch.Tensor, k: int, weights: LossWeights = LossWeights(),
+    logits: bool = True,
 ) -> torch.Tensor:
     """The three losses of the inverse of blocks ``1..k`` on a batch ``x`` (target frozen).
 
@@ -376,7 +377,9 @@ def progressive_losses(
     (b) the chain from ``f_k`` reconstructs the image;
     (c) the reconstruction, fed through the target's blocks ``1..k``, reproduces ``f_k``.
     Each squared error is divided by the mean square of what it compares against, so the weights
-    mean the same for every block and every target.
+    mean the same for every block and every target. ``logits``: the last block's output is the network's
+    logits, so that ``weights.class_cycle`` applies at ``k = len(blocks)``; pass ``False`` for a chain of part
+    of a network (a split device), whose last output is a feature, not a class decision.
     """
     feats, indices = forward_features(blocks, x, upto=k, with_indices=any(chain.uses_indices))
     power = [f.pow(2).mean().clamp_min(1e-8) for f in feats]  # every loss is relative: scale-free
@@ -391,7 +394,10 @@ def progressive_losses(
         f_again = block(f_again)
     cycle_loss = F.mse_loss(f_again, feats[k]) / power[k]
     loss = weights.block * block_loss + weights.image * image_loss + weights.cycle * cycle_loss
-    if weights.class_cycle and k == len(blocks):  # f_k are the logits: the reconstruction keeps the decision
+    if logits and weights.class_cycle and k == len(blocks):  # f_k are the logits: the reconstruction keeps the decision
+        if feats[k].dim() != 2:
+            raise ValueError(f"the class-decision loss (LossWeights.class_cycle) needs logits, (batch, classes), but the last "
+                             f"block gives {tuple(feats[k].shape)}: pass logits=False for a chain of part of a network")
         loss = loss + weights.class_cycle * F.cross_entropy(f_again, feats[k].argmax(1))
     return loss
 
@@ -418,6 +424,7 @@ def train_inverse_chain(
     seed: int = 0,
     desc: str = "inverse",
     exact_images: int = 64,
+    logits: bool = True,
 ) -> list[dict[str, float]]:
     """Train ``chain`` for ``steps`` batches drawn by ``sample(indices)`` under a depth ``schedule``.
 
@@ -426,7 +433,8 @@ def train_inverse_chain(
     ``sample`` receives the batch's index tensor (``0..steps*batch_size``) and returns images: real
     training images, fresh noise, or synthesized inputs; the same budget for every data regime.
     Uses the project's one training loop (one epoch of ``steps`` batches). The chain's exact paths
-    (:class:`ExactPath`) are fitted first, on ``exact_images`` images from ``sample``.
+    (:class:`ExactPath`) are fitted first, on ``exact_images`` images from ``sample``. ``logits=False``: the
+    blocks are part of a network, their last output no class decision (:func:`progressive_losses`).
     """
     for name, value in (("steps", steps), ("batch_size", batch_size), ("exact_images", exact_images)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -442,7 +450,7 @@ def train_inverse_chain(
         nonlocal step
         k = depths[min(step, steps - 1)]
         step += 1
-        return progressive_losses(chain, blocks, sample(idx), k, weights)
+        return progressive_losses(chain, blocks, sample(idx), k, weights, logits)
 
     return train_loop(chain.parameters(), loss_fn, steps * batch_size, 1, batch_size, lr, seed=seed, desc=desc)
 

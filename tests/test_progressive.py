@@ -92,6 +92,19 @@ def test_class_cycle_term_only_when_inverting_the_logits() -> None:
         assert extra.item() == pytest.approx(5 * torch.nn.functional.cross_entropy(again, logits.argmax(1)).item(), rel=1e-5)
 
 
+def test_class_cycle_term_never_on_part_of_a_network() -> None:
+    """A chain of a split device (its last block a feature map, not the logits) has no class-decision term, and
+    asking for one there is refused rather than read as per-pixel classes."""
+    blocks = split_blocks(_tiny(), [2, 5, 7])[:2]  # the device up to split 2: (8, 7, 7) features
+    chain = InverseChain(blocks, hidden=8, hidden_dense=32)
+    x = torch.rand(4, 1, 28, 28)
+    plain, with_class = LossWeights(1, 1, 1, 0), LossWeights(1, 1, 1, class_cycle=5)
+    with torch.no_grad():
+        assert progressive_losses(chain, blocks, x, 2, with_class, logits=False) == progressive_losses(chain, blocks, x, 2, plain)
+        with pytest.raises(ValueError, match=r"needs logits.*\(4, 8, 7, 7\).*logits=False"):
+            progressive_losses(chain, blocks, x, 2, with_class)
+
+
 def test_schedules_share_the_budget() -> None:
     assert schedule_depths(3, 6, "progressive") == [1, 1, 2, 2, 3, 3]
     assert schedule_depths(3, 4, "joint") == [3, 3, 3, 3]
