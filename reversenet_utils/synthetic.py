@@ -30,9 +30,9 @@ def random_strokes(n: int, generator: torch.Generator | None = None, size: int =
     keep = torch.arange(n_curves) < torch.randint(1, n_curves + 1, (n, 1), generator=generator)  # 1..3 curves
     width = torch.rand(n, 1, 1, 1, generator=generator) * 0.6 + 0.7  # pen profile's std in pixels
     grid = torch.arange(size, dtype=torch.float32)
-    points = points.flatten(1, 2)  # (n, curves*points, 2)
+    # an unused curve's points lie at infinity: their distance to every pixel is inf (no pass over the distances)
+    points = points.masked_fill(~keep[..., None, None], float("inf")).flatten(1, 2)  # (n, curves*points, 2)
     d2 = (grid[None, None, :, None] - points[..., 0, None, None]) ** 2 + (grid[None, None, None, :] - points[..., 1, None, None]) ** 2
-    d2 = d2.masked_fill(~keep[..., None].expand(-1, -1, n_points).flatten(1)[..., None, None], float("inf"))
     ink = 1.5 * torch.exp(-d2.amin(1) / (2 * width[:, 0] ** 2))  # distance to the nearest point of any curve
     return ink.clamp(0, 1)[:, None]
 
