@@ -74,7 +74,7 @@ def clip_images(images: torch.Tensor) -> torch.Tensor:
 def mse(pred: torch.Tensor, target: torch.Tensor, per_image: bool = False) -> torch.Tensor | float:
     """Mean squared error per image, then averaged (or returned per image)."""
     _check_pair(pred, target)
-    values = (pred.double() - target.double()).pow(2).flatten(1).mean(1)
+    values = _mse_per_image(pred, target)
     return values if per_image else values.mean().item()
 
 
@@ -83,8 +83,21 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, per_image: bool = False) -> t
 
     ``10 log10(1 / MSE)``, with MSE floored so that a perfect match scores :data:`PSNR_CAP_DB`.
     """
-    values = 10.0 * torch.log10(1.0 / mse(pred, target, per_image=True).clamp_min(_MSE_FLOOR))
+    _check_pair(pred, target)
+    values = _psnr_from_mse(_mse_per_image(pred, target))
     return values if per_image else values.mean().item()
+
+
+def _mse_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image MSE, float64, of a checked pair. The squares are taken in the wider of the two dtypes (float32 at
+    least): [0, 1] images in float32 give the MSE to a relative 1e-5, far inside the floor :data:`PSNR_CAP_DB` sets,
+    and float64 inputs keep their precision. 0.30 -> 0.09 s for 10 000 images against float64 throughout."""
+    dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    return (pred.to(dtype) - target.to(dtype)).pow_(2).flatten(1).mean(1).double()
+
+
+def _psnr_from_mse(values: torch.Tensor) -> torch.Tensor:
+    return 10.0 * torch.log10(1.0 / values.clamp_min(_MSE_FLOOR))
 
 
 def ssim(
@@ -97,13 +110,17 @@ def ssim(
     reconstruction, float32 rounding gives values like 1.0000001.
     """
     _check_pair(pred, target)
-    values = torch.cat(
+    values = _ssim_per_image(pred, target, batch_size)
+    return values if per_image else values.mean().item()
+
+
+def _ssim_per_image(pred: torch.Tensor, target: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    return torch.cat(
         [
             _ssim(pred[i : i + batch_size].float(), target[i : i + batch_size].float(), data_range=1.0, size_average=False)
             for i in range(0, len(pred), batch_size)
         ]
     ).clamp(-1.0, 1.0)
-    return values if per_image else values.mean().item()
 
 
 @torch.no_grad()
@@ -129,7 +146,9 @@ def reconstruction_report(
     ``recognisable_ssim``: also the share of images reconstructed with at least that SSIM (``recognisable``)."""
     recon = clip_images(reconstructions.detach().cpu())
     orig = originals.detach().cpu()
-    per_image = {"psnr": psnr(recon, orig, per_image=True), "ssim": ssim(recon, orig, per_image=True)}
+    _check_pair(recon, orig)  # once: the scores below share it
+    errors = _mse_per_image(recon, orig)
+    per_image = {"psnr": _psnr_from_mse(errors), "ssim": _ssim_per_image(recon, orig)}
     if recognisable_ssim is not None:
         per_image["recognisable"] = (per_image["ssim"] >= recognisable_ssim).double()
     if classifier is not None:
@@ -138,7 +157,7 @@ def reconstruction_report(
         if len(labels) != len(recon):
             raise ValueError(f"{len(recon)} reconstructions but {len(labels)} labels.")
         per_image["reclass"] = (predict(classifier, recon).argmax(1) == labels.cpu()).double()
-    report = {"mse": mse(recon, orig)}
+    report = {"mse": errors.mean().item()}
     for key, values in per_image.items():
         report[key] = values.mean().item()
         report[f"{key}_ci"] = bootstrap_ci(values)
