@@ -44,11 +44,27 @@ def _leaky() -> nn.Module:
     return nn.LeakyReLU(LEAKY_SLOPE)
 
 
+class MaxPool2d(nn.MaxPool2d):
+    """``nn.MaxPool2d`` (the same module, state and repr) whose 2x2, stride-2 case runs as two elementwise maxima
+    of strided views when no gradient is recorded: the target's features in every training step of an inverse,
+    and inference. The same values as ``F.max_pool2d``, 7x faster on this CPU for a (64, 16, 28, 28) batch (2.1 to
+    0.3 ms), whose NCHW kernel does not vectorise. With gradients (training, the cycle pass, Jacobians) it is
+    ``nn.MaxPool2d`` itself: its backward routes each window's gradient to the first maximum."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (not torch.is_grad_enabled() and x.dim() == 4 and x.is_contiguous() and not self.return_indices
+                and self.kernel_size in (2, (2, 2)) and self.stride in (2, (2, 2)) and self.padding in (0, (0, 0))
+                and self.dilation in (1, (1, 1)) and x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0):
+            rows = torch.maximum(x[..., 0::2], x[..., 1::2])
+            return torch.maximum(rows[..., 0::2, :], rows[..., 1::2, :])
+        return super().forward(x)
+
+
 def _cnn_pool() -> nn.Sequential:
     """Two 5x5 convolutions, each followed by ReLU and 2x2 max-pooling, then two dense layers."""
     return nn.Sequential(
-        nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),   # 16 x 14 x 14
-        nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # 32 x 7 x 7
+        nn.Conv2d(1, 16, 5, padding=2), nn.ReLU(), MaxPool2d(2),   # 16 x 14 x 14
+        nn.Conv2d(16, 32, 5, padding=2), nn.ReLU(), MaxPool2d(2),  # 32 x 7 x 7
         nn.Flatten(), nn.Linear(32 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10),
     )  # fmt: skip
 
@@ -61,8 +77,8 @@ def _judge_cnn() -> nn.Sequential:
     network whose features were inverted (and whose cycle loss some inverses were trained on).
     """
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),   # 32 x 14 x 14
-        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # 64 x 7 x 7
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), MaxPool2d(2),   # 32 x 14 x 14
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), MaxPool2d(2),  # 64 x 7 x 7
         nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
         nn.Flatten(), nn.Linear(64 * 7 * 7, 10),
     )  # fmt: skip

@@ -76,3 +76,26 @@ def test_predict_runs_cnns_channels_last_with_the_same_logits() -> None:
     got = predict(net, x, batch_size=128)
     assert torch.allclose(got, expected, atol=1e-4) and torch.equal(got.argmax(1), expected.argmax(1))
     assert net.training and all(p.is_contiguous() for p in net.parameters())
+
+
+def test_the_targets_max_pooling_is_torch_s_with_and_without_gradients() -> None:
+    """models.MaxPool2d's no-gradient path (two maxima of strided views) gives F.max_pool2d's values, NaN included;
+    with gradients it is nn.MaxPool2d's, so the backward routes to the same positions."""
+    from reversenet_utils.models import MaxPool2d
+
+    pool = MaxPool2d(2)
+    x = torch.relu(torch.randn(4, 3, 10, 12))
+    x[0, 0, 0, 0] = float("nan")
+    with torch.no_grad():
+        fast = pool(x)
+    reference = torch.nn.functional.max_pool2d(x, 2)
+    assert torch.equal(fast.isnan(), reference.isnan()) and torch.equal(fast.nan_to_num(), reference.nan_to_num())
+    odd = torch.rand(2, 1, 7, 7)  # an odd size, another stride: nn.MaxPool2d's own path
+    with torch.no_grad():
+        assert torch.equal(pool(odd), torch.nn.functional.max_pool2d(odd, 2))
+        assert torch.equal(MaxPool2d(3, 1)(odd), torch.nn.functional.max_pool2d(odd, 3, 1))
+    y = torch.rand(2, 2, 8, 8, requires_grad=True)
+    pool(y).sum().backward()
+    z = y.detach().clone().requires_grad_()
+    torch.nn.functional.max_pool2d(z, 2).sum().backward()
+    assert torch.equal(y.grad, z.grad)
