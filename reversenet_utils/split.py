@@ -117,8 +117,8 @@ def attack_with_chain(chain: InverseChain, blocks: Sequence[nn.Module], x: torch
 def attack_by_optimisation(blocks: Sequence[nn.Module], x: torch.Tensor, steps: int, batch_size: int = 64) -> torch.Tensor:
     """White-box attack: the input matched to the features the device sends for ``x`` by L-BFGS in float32 from
     grey (``optimise.match_features``; at an injective split its only minimum is the input), clipped to [0, 1].
-    float32, not float64: at this budget (notebook 09: 200 iterations) the PSNR is the same to 0.1 dB at every split
-    of the CNNs and the attack 1.2-3.9x faster (docs/design.md, "Time budgets")."""
+    float32, not float64: at this budget (notebook 09: 200 iterations) the PSNR of MNIST test images is the same to
+    0.1 dB at every split of the CNNs and the attack 1.2-3.9x faster (docs/design.md, "Time budgets")."""
     features = transmit(blocks, x)
     return clip_images(match_features(nn.Sequential(*blocks), features, steps=steps, batch_size=batch_size,
                                       dtype=torch.float32).images)
