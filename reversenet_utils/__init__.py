@@ -12,7 +12,9 @@ One concern per module, named after what it does (docs/design.md):
 - ``optimise``: optimisation-based inversion and its image priors (shared with ``featureviz``);
 - ``featureviz``: input optimisation for units, layers and classes (notebook 06);
 - ``metrics``: MSE, PSNR, SSIM, re-classification, timing; ``plotting``: grids, rows, curves, tables;
-- ``notebook``: what the notebooks share: parameter checks, row look-up, markdown tables.
+- ``notebook``: what the notebooks share: parameter checks, row look-up, markdown tables;
+- one home each for what claims, gates and README share: ``labels`` (method, chain and threat names, display order),
+  ``anchors`` (published numbers with their sources), ``thresholds`` (float precision, the zero-shot gap).
 
 Import the modules you need; importing the package itself loads nothing heavy.
 """

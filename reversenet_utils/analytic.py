@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .labels import PINV, PRIOR
 from .metrics import clip_images, psnr
 from .progress import progress_bar
 
@@ -115,7 +116,13 @@ class InverseLinear(nn.Module):
             a = pinv_and_rank(w, rcond)[0]
             c = -a @ b
         else:
+            if not (isinstance(prior, (tuple, list)) and len(prior) == 2 and all(isinstance(t, torch.Tensor) for t in prior)):
+                raise TypeError(f"a prior is a pair of tensors (mean, cov), e.g. from linear_input_stats; got "
+                                f"{type(prior).__name__}")
             mean, cov = (t.detach().double().to(w.device) for t in prior)
+            if not (torch.isfinite(mean).all() and torch.isfinite(cov).all()):
+                raise ValueError(f"the prior of Linear({w.shape[1]}, {w.shape[0]}) holds NaN or inf: its mean and cov "
+                                 f"must be finite (recompute them with linear_input_stats on finite inputs)")
             if mean.shape != (w.shape[1],) or cov.shape != (w.shape[1], w.shape[1]):
                 raise ValueError(
                     f"Prior for Linear({w.shape[1]}, {w.shape[0]}) needs mean ({w.shape[1]},) and cov "
@@ -258,10 +265,21 @@ class InverseActivation(nn.Module):
         return f"{self.kind}^-1{slope}, eps={self.eps}"
 
 
+#: the layer types inverted here; a subclass that overrides ``forward`` computes another map and is refused
+_INVERTIBLE = (nn.Linear, nn.Conv2d, nn.LeakyReLU, nn.ReLU, nn.Sigmoid, nn.Tanh, nn.Flatten, nn.Identity, nn.Dropout)
+
+
 def _invert_layer(
     module: nn.Module, index: int, prior: tuple[torch.Tensor, torch.Tensor] | None, eps: float, damping: float,
     in_shape: tuple[int, ...] | None,
 ) -> nn.Module:
+    base = next((t for t in _INVERTIBLE if isinstance(module, t)), None)
+    if base is not None and type(module).forward is not base.forward:
+        raise UnsupportedLayerError(
+            f"Layer {index} ({type(module).__name__}) is a {base.__name__} with its own forward: what it computes need "
+            f"not be what {base.__name__} computes, so {base.__name__}'s inverse could be silently wrong. Invert the part "
+            f"of the model before it (model[:{index}]), or use feature matching (optimise.match_features) or a learned "
+            f"inverse (reversenet_utils.progressive), which only run the layer forward.")
     if isinstance(module, nn.Linear):
         return InverseLinear(module, prior=prior, damping=damping)
     if isinstance(module, nn.Conv2d):
@@ -355,15 +373,28 @@ def invert(
     if misplaced:
         raise ValueError(f"priors given for layers {misplaced}, which are not Linear layers of the model; its Linear "
                          f"layers are at {linear} (a prior describes the input of a Linear layer)")
-    inverses = []
-    shape = tuple(input_shape) if input_shape is not None else None  # of one sample, traced layer by layer
+    # the per-sample shape at each layer's input, traced through the whole chain before any inverse is built
+    shapes = [tuple(input_shape) if input_shape is not None else None]
     for index, module in enumerate(model):
-        inv = _invert_layer(module, index, priors.pop(index, None), eps, damping, shape)
-        if isinstance(inv, _Unflatten) and shape is not None:
-            inv.shape = tuple(shape[module.start_dim - 1 :])
+        shape = shapes[-1]
+        if not isinstance(module, _INVERTIBLE):
+            _invert_layer(module, index, None, eps, damping, None)  # raises: say that the layer has no inverse first
+        keeps_shape = isinstance(module, (nn.Identity, nn.Dropout))  # (and a probe would draw dropout's randomness)
+        traced = shape if keeps_shape else _output_shape(module, shape) if shape is not None else None
+        if shape is not None and traced is None and not (index == 0 and isinstance(module, nn.Linear)):
+            # (a chain that starts with a dense layer takes vectors: the image shape does not apply to it)
+            raise ValueError(
+                f"input_shape={tuple(input_shape)}: layer {index} ({module!r}) cannot take inputs of shape {shape} "
+                f"there, so the model does not take inputs of that shape and an inverse built for it would be "
+                f"wrong. Give the shape of one input the model takes, without the batch dimension (MNIST: (1, 28, "
+                f"28)), or None for a chain of dense layers.")
+        shapes.append(traced)
+    inverses = []
+    for index, module in enumerate(model):
+        inv = _invert_layer(module, index, priors.pop(index, None), eps, damping, shapes[index])
+        if isinstance(inv, _Unflatten) and shapes[index] is not None:
+            inv.shape = tuple(shapes[index][module.start_dim - 1 :])
         inverses.append(inv)
-        if shape is not None:
-            shape = _output_shape(module, shape)
     return nn.Sequential(*reversed(inverses))
 
 
@@ -507,16 +538,16 @@ def boundary_inverses(
                   for lam in damping_grid}
     inverses: dict[tuple[str, int], nn.Sequential] = {}
     for k, end in enumerate(ends, start=1):
-        inverses["pinv", k] = pinv_all[n - end:]
+        inverses[PINV, k] = pinv_all[n - end:]
         if not any(isinstance(m, nn.Linear) for m in net[:end]):  # no prior applies: the prior pre-image is pinv
-            inverses["prior pre-image", k] = pinv_all[n - end:]
+            inverses[PRIOR, k] = pinv_all[n - end:]
             continue
         with torch.no_grad():
             features = net[:end](held_out)
         score = {lam: psnr(clip_images(inv[n - end:](features)), held_out) for lam, inv in with_prior.items()}
         best = max(score, key=score.get)
-        inverses["prior pre-image", k] = with_prior[best][n - end:]
-        inverses["prior pre-image", k].damping = best  # the ridge chosen for this boundary
+        inverses[PRIOR, k] = with_prior[best][n - end:]
+        inverses[PRIOR, k].damping = best  # the ridge chosen for this boundary
     return inverses
 
 
@@ -580,6 +611,15 @@ def inversion_trace(model: nn.Sequential, inverse: nn.Sequential, y: torch.Tenso
 
     Returns the reconstruction and one dict per step (``step``, ``residual`` or ``clamped``).
     """
+    if not isinstance(model, nn.Sequential) or not isinstance(inverse, nn.Sequential) or len(model) != len(inverse):
+        raise ValueError(f"inversion_trace needs the model (an nn.Sequential) and its inverse = invert(model), one step "
+                         f"per layer; got {type(model).__name__} and {type(inverse).__name__} of "
+                         f"{len(model) if hasattr(model, '__len__') else '?'} and "
+                         f"{len(inverse) if hasattr(inverse, '__len__') else '?'} layers")
+    if not isinstance(y, torch.Tensor) or y.dim() < 2 or len(y) == 0 or not torch.isfinite(y).all():
+        raise ValueError(f"y must be a non-empty batch of finite outputs of the model (N, ...), got "
+                         f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}"
+                         + (" holding NaN/inf" if isinstance(y, torch.Tensor) and y.numel() and not torch.isfinite(y).all() else ""))
     rows: list[dict] = []
     h = y
     for i, inv in enumerate(inverse):

@@ -29,22 +29,23 @@ from torch import nn
 
 from .analytic import boundary_inverses
 from .inverse_weights import SIGMOID_MLP_LAYERS, load_inverse_weights
+from .labels import CHAIN_NOISE, CHAIN_REAL, INVERSE_WEIGHTS, MATCHING, PINV, PRIOR, chain_label
 from .models import TARGETS
 from .optimise import match_features
-from .progressive import chain_label, forward_features, load_or_train_chain, regime_sampler, split_blocks
+from .progressive import forward_features, load_or_train_chain, regime_sampler, split_blocks
 from .train import load_target
 
 __all__ = [
-    "DEFAULT_TARGETS", "FAST_METHODS", "OPTIMISATION", "Grid", "Explorer", "single_thread", "as_digit", "mnist_like", "Sketch",
+    "DEFAULT_TARGETS", "FAST_METHODS", "OPTIMISATION", "Grid", "Explorer", "single_thread", "as_digit", "mnist_like", "picture_scale", "Sketch",
     "feature_image", "png", "grid_figure", "depth_labels",
 ]
 
 #: the targets of notebook 07 (every one with block boundaries and a saved inverse chain)
 DEFAULT_TARGETS = ("mlp_leaky", "mlp_sigmoid", "cnn_nopool", "cnn_pool")
 #: the methods that answer within a stroke: analytic and learned (notebooks 02, 03, 04)
-FAST_METHODS = ("pinv", "prior pre-image", "inverse weights", chain_label("real"), chain_label("noise"))
+FAST_METHODS = (PINV, PRIOR, INVERSE_WEIGHTS, CHAIN_REAL, CHAIN_NOISE)
 #: the slow one, on a button: feature matching by L-BFGS (notebooks 02, 04, 07)
-OPTIMISATION = "feature matching (L-BFGS)"
+OPTIMISATION = MATCHING
 
 Inverse = Callable[[torch.Tensor], torch.Tensor]
 
@@ -210,8 +211,38 @@ class Explorer:
 # --- input: drawings and pictures --------------------------------------------------------------
 
 
+def picture_scale(picture: np.ndarray | torch.Tensor) -> float:
+    """The white level of ``picture``, read from its type, never guessed from one pixel: an integer picture's from
+    its dtype (8-bit 255, 16-bit 65535; a 32-bit array, as Pillow opens 16-bit files, 255 or 65535 by its largest
+    value), a boolean's 1; a floating-point picture is [0, 1], values up to 1/255 above 1 (resampling) clipped, or
+    [0, 255].
+
+    Raises:
+        ValueError: a floating-point picture in neither range, or a 32-bit one above 65535 (the message says what to do).
+    """
+    a = picture.numpy() if isinstance(picture, torch.Tensor) else np.asarray(picture)
+    if a.dtype == np.bool_:
+        return 1.0
+    if np.issubdtype(a.dtype, np.integer):
+        if a.dtype.itemsize <= 2:
+            return float(np.iinfo(a.dtype).max)
+        top = int(a.max()) if a.size else 0
+        if top <= 255:
+            return 255.0
+        if top <= 65535:
+            return 65535.0
+        raise ValueError(f"a {a.dtype} picture with values up to {top}: convert it to 8 or 16 bits per channel first")
+    top = float(np.max(a)) if a.size else 0.0
+    if top <= 1 + 1 / 255:
+        return 1.0
+    if top <= 255 + 1e-6:
+        return 255.0
+    raise ValueError(f"a floating-point picture with values up to {top:g}: give it in [0, 1] or [0, 255]")
+
+
 def mnist_like(picture: np.ndarray | torch.Tensor, ink_threshold: float = 0.1) -> torch.Tensor:
-    """A picture (H x W grey, or H x W x 3/4 colour; 0-255 or 0-1) as an MNIST digit ``(28, 28)`` in [0, 1].
+    """A picture (H x W grey, or H x W x 3/4 colour; its white level from :func:`picture_scale`) as an MNIST digit
+    ``(28, 28)`` in [0, 1].
 
     Dark ink on a light background is inverted first (MNIST is light on dark); then, as MNIST was made,
     the ink's bounding box is scaled so that its longer side is 20 px and placed in 28 x 28 with its
@@ -220,12 +251,15 @@ def mnist_like(picture: np.ndarray | torch.Tensor, ink_threshold: float = 0.1) -
     Raises:
         ValueError: not an image, or no ink (an empty canvas).
     """
-    a = np.asarray(picture, dtype=np.float64)
+    raw = picture.detach().cpu().numpy() if isinstance(picture, torch.Tensor) else np.asarray(picture)
+    a = raw.astype(np.float64)
     if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)) or min(a.shape[:2]) < 2:
         raise ValueError(f"a picture is H x W (grey) or H x W x 3/4 (colour), got shape {np.shape(picture)}")
     if not np.isfinite(a).all():
         raise ValueError("the picture has NaN or infinite pixels")
-    a = a / 255.0 if a.max() > 1 else a
+    if a.min() < 0:
+        raise ValueError(f"the picture has negative pixels (down to {a.min():g}): give it in [0, 1] or 0-255")
+    a = np.clip(a / picture_scale(raw), 0.0, 1.0)
     if a.ndim == 3:  # grey, composited over white paper where there is an alpha channel
         alpha = a[..., 3] if a.shape[2] == 4 else 1.0
         a = a[..., :3].mean(2) * alpha + (1.0 - alpha)
@@ -277,7 +311,15 @@ class Sketch:
         self.pixels[:] = 0
 
     def line(self, x0: float, y0: float, x1: float, y1: float) -> None:
-        """Ink the segment from (x0, y0) to (x1, y1) (pixel coordinates, x to the right, y down)."""
+        """Ink the segment from (x0, y0) to (x1, y1) (pixel coordinates, x to the right, y down).
+
+        Raises:
+            ValueError: a coordinate is not a finite number (a NaN would ink nothing now and poison every later
+                stroke's maximum); the drawing is left as it was.
+        """
+        points = (x0, y0, x1, y1)
+        if not all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) and math.isfinite(v) for v in points):
+            raise ValueError(f"a stroke needs finite pixel coordinates (x0, y0, x1, y1), got {points!r}")
         dx, dy = x1 - x0, y1 - y0
         length2 = dx * dx + dy * dy
         t = np.zeros_like(self._xx) if length2 == 0 else np.clip(((self._xx - x0) * dx + (self._yy - y0) * dy) / length2, 0, 1)

@@ -22,12 +22,9 @@ from torch import nn
 
 from .metrics import clip_images, psnr
 from .optimise import match_features
+from .thresholds import RECOVERED_DB
 
 __all__ = ["RECOVERED_DB", "jacobian_ranks", "injectivity_map"]
-
-#: PSNR (dB) from which a recovery counts as exact: float32 rounding of [0, 1] images alone is ~150 dB,
-#: and no inverse short of exact gets near 60 dB on digits
-RECOVERED_DB = 60.0
 
 #: where the Jacobian's rank proves the image lost, feature matching stops once its loss fell by less than this
 #: fraction over 100 iterations (``optimise.match_features``' ``stall``)

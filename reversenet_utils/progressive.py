@@ -23,6 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .artifacts import effective_recipe, inverse_checkpoint, inverse_identity, load_or_train
+from .checks import image_batch
+from .labels import REGIMES, SCHEDULES, chain_label
 from .synthetic import structured_noise
 from .train import train_loop
 
@@ -331,6 +333,10 @@ def invert_from_every_depth(
     Runs in chunks of ``batch_size`` images (on a CPU faster than one batch of 10 000, whose feature
     maps do not fit in cache); the target's features of a chunk serve every depth.
     """
+    image_batch(x, "x")
+    if len(blocks) != len(chain):
+        raise ValueError(f"the chain inverts {len(chain)} blocks but {len(blocks)} blocks were given: pass the blocks "
+                         f"it was built for (split_blocks of its target)")
     outputs: dict[int, list[torch.Tensor]] = {k: [] for k in range(1, len(blocks) + 1)}
     for chunk in x.split(batch_size):
         feats, indices = forward_features(blocks, chunk, with_indices=any(chain.uses_indices))
@@ -405,11 +411,11 @@ def progressive_losses(
 def schedule_depths(n_blocks: int, steps: int, schedule: str) -> list[int]:
     """The block depth ``k`` trained at each step: ``"progressive"`` (1, then 1..2, ... equal shares)
     or ``"joint"`` (all blocks from the first step)."""
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be 'progressive' or 'joint', got {schedule!r}")
     if schedule == "joint":
         return [n_blocks] * steps
-    if schedule == "progressive":
-        return [min(n_blocks, 1 + (i * n_blocks) // steps) for i in range(steps)]
-    raise ValueError(f"schedule must be 'progressive' or 'joint', got {schedule!r}")
+    return [min(n_blocks, 1 + (i * n_blocks) // steps) for i in range(steps)]
 
 
 def train_inverse_chain(
@@ -456,9 +462,6 @@ def train_inverse_chain(
 
 
 #: The training-data regimes of an inverse chain: real digits, or zero-shot (no MNIST image seen).
-REGIMES = ("real", "noise", "synthesized")
-
-
 def regime_sampler(
     regime: str,
     generator: torch.Generator,
@@ -485,15 +488,6 @@ def regime_sampler(
     return lambda idx: pool[torch.randint(0, len(pool), (len(idx),), generator=generator).to(pool.device)].to(device)
 
 
-def chain_label(regime: str, schedule: str = "progressive", unpool: bool = False) -> str:
-    """The one name of a chain, used in tables, results rows and checkpoint files: ``"progressive, real"``,
-    ``"joint, real"``, ``"progressive, noise"``, ``"progressive, real, unpool"``."""
-    if regime not in REGIMES:
-        raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
-    schedule_depths(1, 1, schedule)  # validates the schedule's name
-    return f"{schedule}, {regime}" + (", unpool" if unpool else "")
-
-
 def load_or_train_chain(
     name: str,
     net: nn.Sequential,
@@ -518,6 +512,8 @@ def load_or_train_chain(
     trained for fewer than ``steps`` batches (a smoke run's) is trained again.
     """
     label = chain_label(regime, schedule, unpool)
+    # a misspelled override is an error here, before a saved chain is loaded without ever reading the recipe
+    effective_recipe(train_inverse_chain, {**recipe, "schedule": schedule, "seed": seed})
     path = inverse_checkpoint(name, label)
     device = next(net.parameters()).device
     identity = inverse_identity(name, net, label)

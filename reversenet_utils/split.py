@@ -25,7 +25,9 @@ import torch
 from torch import nn
 
 from .analytic import boundary_inverses
+from .checks import image_batch
 from .data import MNISTSplit
+from .labels import PRIOR, THREATS
 from .metrics import clip_images, reconstruction_report
 from .models import get_spec
 from .optimise import match_features
@@ -48,8 +50,6 @@ __all__ = [
     "privacy_answer",
 ]
 
-#: The threats of notebook 09, in the order of its tables (the shifted device, threat (f), is these on other inputs).
-THREATS = ("optimisation", "inverse net, same data", "inverse net, other data", "inverse net, data-free", "analytic")
 
 
 def split_points(name: str) -> list[int]:
@@ -73,6 +73,7 @@ def device_blocks(name: str, net: nn.Sequential, split: int, defence: nn.Module 
 @torch.no_grad()
 def transmit(blocks: Sequence[nn.Module], x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """What the device sends for images ``x``: the output of ``blocks`` (its defence included), in batches."""
+    image_batch(x, "x")
     out = []
     for start in range(0, len(x), batch_size):
         f = x[start : start + batch_size]
@@ -85,9 +86,10 @@ def transmit(blocks: Sequence[nn.Module], x: torch.Tensor, batch_size: int = 100
 @torch.no_grad()
 def defended_accuracy(name: str, net: nn.Sequential, split: int, defence: nn.Module | None, test: MNISTSplit) -> float:
     """Task accuracy of the whole network on ``test`` when the features after ``split`` pass ``defence``."""
+    blocks = device_blocks(name, net, split, defence)  # checks the split first
     end = get_spec(name).block_ends[split - 1]
     device = next(net.parameters()).device
-    features = transmit(device_blocks(name, net, split, defence), test.images.to(device))
+    features = transmit(blocks, test.images.to(device))
     logits = predict(net[end:], features)
     return (logits.argmax(1).cpu() == test.labels.cpu()).double().mean().item()
 
@@ -111,6 +113,7 @@ def train_attacker(
 
 def attack_with_chain(chain: InverseChain, blocks: Sequence[nn.Module], x: torch.Tensor) -> dict[int, torch.Tensor]:
     """Reconstructions of ``x`` from every split of ``blocks`` by ``chain``: ``{split: images}``, clipped to [0, 1]."""
+    image_batch(x, "x")
     return {k: clip_images(r) for k, r in invert_from_every_depth(chain, list(blocks), x).items()}
 
 
@@ -119,7 +122,7 @@ def attack_by_optimisation(blocks: Sequence[nn.Module], x: torch.Tensor, steps: 
     grey (``optimise.match_features``; at an injective split its only minimum is the input), clipped to [0, 1].
     float32, not float64: at this budget (notebook 09: 200 iterations) the PSNR of MNIST test images is the same to
     0.1 dB at every split of the CNNs and the attack 1.2-3.9x faster (docs/design.md, "Time budgets")."""
-    features = transmit(blocks, x)
+    features = transmit(blocks, x)  # checks x
     return clip_images(match_features(nn.Sequential(*blocks), features, steps=steps, batch_size=batch_size,
                                       dtype=torch.float32).images)
 
@@ -133,7 +136,7 @@ def analytic_attackers(
     ends = get_spec(name).block_ends[: split_points(name)[-1]]
     cut = len(images) * 4 // 5
     found = boundary_inverses(net[: ends[-1]], ends, images[:cut], images[cut:], grid)
-    return {k: inverse for (method, k), inverse in found.items() if method == "prior pre-image"}
+    return {k: inverse for (method, k), inverse in found.items() if method == PRIOR}
 
 
 # --- scoring and the one-page answer ------------------------------------------------------------

@@ -25,6 +25,7 @@ The one-line findings are also the key metric of ``make run``'s closing table (`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import re
@@ -33,11 +34,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling scripts, also when loaded by a test
-from sync_links import colab_url  # noqa: E402
+from sync_links import colab_url, config  # noqa: E402
 
+from reversenet_utils.data import SPECS  # noqa: E402
+from reversenet_utils.labels import MATCHING, METHOD_ORDER, PINV, PRIOR  # noqa: E402
 from reversenet_utils.metrics import verdict  # noqa: E402
 from reversenet_utils.split import privacy_answer, strongest  # noqa: E402
 from reversenet_utils.notebook import find_row  # noqa: E402
+from reversenet_utils.thresholds import EXACT_MAX_ABS_ERR, RECOVERED_DB, ZERO_SHOT_GAP_DB  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results"
@@ -121,11 +125,6 @@ FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "09": ("Split computing under attack", _finding_09),
 }
 
-METHOD_ORDER = ["pinv", "pinv, pooling indices", "prior pre-image", "inverse weights", "progressive, real",
-                "progressive, noise", "optimisation", "feature matching (L-BFGS)", "feature matching + prior (L-BFGS)",
-                "hybrid (learned + L-BFGS)"]
-
-
 def notebooks() -> list[Path]:
     """The numbered notebooks, in order."""
     return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -140,6 +139,20 @@ def _reject_nonfinite(value: object, path: Path, where: str = "") -> None:
             _reject_nonfinite(v, path, f"{where}[{i}]")
     elif isinstance(value, float) and not math.isfinite(value):
         raise ResultsError(f"{path}: {where} is {value}; re-run the notebook (`make run NB={path.stem[:2]}`)")
+
+
+@contextlib.contextmanager
+def reading(*paths: Path):
+    """Turn a missing key, row or wrong type met while a section reads ``paths`` into a :class:`ResultsError` that
+    names those files and what was missing."""
+    try:
+        yield
+    except ResultsError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError) as exc:
+        what = f"key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else f"{type(exc).__name__}: {exc}"
+        raise ResultsError(f"{', '.join(map(str, paths))}: lacks what README reads ({what}); re-run the notebook "
+                           f"(`make run NB={paths[0].stem[:2]}`)") from None
 
 
 def read(stem: str, results: Path = RESULTS) -> dict | None:
@@ -178,15 +191,17 @@ def finding(book: Path, results: Path = RESULTS) -> str:
                            f"re-run the notebook (`make run NB={book.name[:2]}`)") from None
 
 
-def notebook_table(results: Path = RESULTS) -> str:
-    """Markdown table: number, notebook link, Colab badge, finding, runtime."""
+def notebook_table(results: Path = RESULTS, github: str | None = None) -> str:
+    """Markdown table: number, notebook link, Colab badge (on ``github``, owner/repo: default the origin's), finding,
+    runtime."""
     lines = ["| # | notebook | open | finding (from its results file) | runtime |", "|---|---|---|---|---:|"]
     for book in notebooks():
         title = FINDINGS.get(book.name[:2], (book.stem, None))[0]
         data = read(book.stem, results)
-        runtime = f"{data['runtime_s']:.0f} s" if data else "-"
+        with reading(results / f"{book.stem}.json"):
+            runtime = f"{data['runtime_s']:.0f} s" if data else "-"
         lines.append(f"| {book.name[:2]} | [{title}](notebooks/{book.name}) | [![Open In Colab]({BADGE})]"
-                     f"({colab_url(book.name, ROOT)}) | {finding(book, results)} ([json](results/{book.stem}.json)) | {runtime} |")
+                     f"({colab_url(book.name, ROOT, github)}) | {finding(book, results)} ([json](results/{book.stem}.json)) | {runtime} |")
     return "\n".join(lines)
 
 
@@ -264,7 +279,7 @@ def results_section(results: Path = RESULTS) -> str:
 
 # --- does it generalise? ------------------------------------------------------------------------------------
 
-DATASET_TITLES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
+DATASET_TITLES = {name: s.title for name, s in SPECS.items()}  # one source: data.SPECS
 SECOND = "fashion_mnist"
 
 
@@ -289,7 +304,7 @@ def _claim_01(m: dict) -> tuple[str, bool]:
 
 def _claim_02_exact(m: dict) -> tuple[str, bool]:
     a, b = m["exact"]["max_abs_err_float32"], m["conv"]["cnn_nopool_block1"]["max_abs_err_float32"]
-    return f"max error {a:.1e} / {b:.1e}", max(a, b) <= 1e-4
+    return f"max error {a:.1e} / {b:.1e}", max(a, b) <= EXACT_MAX_ABS_ERR
 
 
 def _claim_02_null(m: dict) -> tuple[str, bool]:
@@ -298,8 +313,8 @@ def _claim_02_null(m: dict) -> tuple[str, bool]:
 
 
 def _claim_07_prior(m: dict) -> tuple[str, bool]:
-    prior = find_row(m["rows"], method="prior pre-image", target="mlp_leaky", depth=1)
-    pinv = find_row(m["rows"], method="pinv", target="mlp_leaky", depth=1)
+    prior = find_row(m["rows"], method=PRIOR, target="mlp_leaky", depth=1)
+    pinv = find_row(m["rows"], method=PINV, target="mlp_leaky", depth=1)
     return (f"{prior['psnr']:.1f} dB {_ci(prior['psnr_ci'])} vs pinv {pinv['psnr']:.1f} dB {_ci(pinv['psnr_ci'])}",
             prior["psnr_ci"][0] > pinv["psnr_ci"][1])
 
@@ -319,7 +334,7 @@ def _claim_04_zero_shot(target: str, depth: int) -> Callable[[dict], tuple[str, 
                     and r["chain"] in ("progressive, noise", "progressive, synthesized")), key=lambda r: r["psnr"])
         widest = real["psnr_ci"][1] - zero["psnr_ci"][0]  # the gap's upper bound from both intervals
         return (f"real {real['psnr']:.1f} dB {_ci(real['psnr_ci'])}, zero-shot {zero['psnr']:.1f} dB {_ci(zero['psnr_ci'])}",
-                widest <= 2.0)
+                widest <= ZERO_SHOT_GAP_DB)
     return claim
 
 
@@ -340,9 +355,9 @@ def _claim_05(m: dict) -> tuple[str, bool]:
 
 
 def _claim_07_matching(m: dict) -> tuple[str, bool]:
-    found = {t: find_row(m["rows"], method="feature matching (L-BFGS)", target=t, depth=1) for t in ("cnn_nopool", "cnn_pool")}
+    found = {t: find_row(m["rows"], method=MATCHING, target=t, depth=1) for t in ("cnn_nopool", "cnn_pool")}
     return ("; ".join(f"`{t}` {r['psnr']:.0f} dB {_ci(r['psnr_ci'], fmt='.0f')}" for t, r in found.items()),
-            all(r["psnr_ci"][0] >= 60 for r in found.values()))
+            all(r["psnr_ci"][0] >= RECOVERED_DB for r in found.values()))
 
 
 def _claim_07_judge(m: dict) -> tuple[str, bool]:
@@ -360,11 +375,11 @@ def _claim_08(m: dict) -> tuple[str, bool]:
 #: (notebook number, the claim as its conclusion makes it, the test of that claim on one dataset's metrics)
 CLAIMS: list[tuple[str, str, Callable[[dict], tuple[str, bool]]]] = [
     ("01", "every target clears its floor (MNIST: the recipes' margins; Fashion-MNIST: its README's benchmarks)", _claim_01),
-    ("02", "square weights and `cnn_nopool`'s first conv block invert exactly (float32 error ≤ 1e-4)", _claim_02_exact),
+    ("02", f"square weights and `cnn_nopool`'s first conv block invert exactly (float32 error ≤ {EXACT_MAX_ABS_ERR:.0e})".replace("e-0", "e-"), _claim_02_exact),
     ("02", "a narrowing layer (`mlp_leaky`, 784 → 64) loses most of the image", _claim_02_null),
     ("03", "reconstructions of misclassified images follow the network's opinion, not the label", _claim_03),
-    ("04", "zero-shot within 2 dB of real images at `cnn_pool`'s block 1 (whole intervals)", _claim_04_zero_shot("cnn_pool", 1)),
-    ("04", "zero-shot within 2 dB of real images at `cnn_nopool`'s block 2 (whole intervals)", _claim_04_zero_shot("cnn_nopool", 2)),
+    ("04", f"zero-shot within {ZERO_SHOT_GAP_DB:g} dB of real images at `cnn_pool`'s block 1 (whole intervals)", _claim_04_zero_shot("cnn_pool", 1)),
+    ("04", f"zero-shot within {ZERO_SHOT_GAP_DB:g} dB of real images at `cnn_nopool`'s block 2 (whole intervals)", _claim_04_zero_shot("cnn_nopool", 2)),
     ("04", "refined inversions from the logits reach the target's own accuracy", _claim_04_ceiling),
     ("05", "the naive decoder inverse fails (≥ 6 dB below the encoder); optimising the latent comes within 1.5 dB", _claim_05),
     ("07", "from `mlp_leaky`'s first layer the prior pre-image beats pinv (PSNR, intervals apart)", _claim_07_prior),
@@ -430,7 +445,9 @@ def privacy_section(results: Path = RESULTS) -> str:
                           + (f" DATASET={name}`._" if name != "mnist" else "`._"))
             continue
         figure = "assets/" + ("" if name == "mnist" else f"{name}/") + "09_leaks.png"
-        blocks.append(f"### {DATASET_TITLES[name]}\n\n" + privacy_answer(data["metrics"], DATASET_TITLES[name])
+        with reading(folder / "09_split_computing_privacy.json"):
+            answer = privacy_answer(data["metrics"], DATASET_TITLES[name])
+        blocks.append(f"### {DATASET_TITLES[name]}\n\n" + answer
                       + f"\n\n![What the server recovers from each split ({DATASET_TITLES[name]}): the strongest attack]({figure})")
     return "\n\n".join(blocks)
 
@@ -457,20 +474,15 @@ def replace_block(text: str, name: str, body: str) -> str:
     return pattern.sub(lambda _: f"{begin}\n{body}\n{end}", text)
 
 
-def render(text: str, results: Path = RESULTS) -> str:
-    """README ``text`` with both generated blocks brought up to date with ``results``.
+def render(text: str, results: Path = RESULTS, github: str | None = None) -> str:
+    """README ``text`` with its generated blocks brought up to date with ``results`` (Colab links on ``github``).
 
     Raises:
         ResultsError: a results file is unreadable or lacks what README reads (the message names it).
     """
-    try:
-        table, section, general = notebook_table(results), results_section(results), generalise_section(results)
-        privacy = privacy_section(results)
-    except (KeyError, IndexError, TypeError, ValueError) as exc:
-        if isinstance(exc, ResultsError):
-            raise
-        raise ResultsError(f"{results}: a results file lacks what README reads ({type(exc).__name__}: {exc}); "
-                           f"re-run the notebooks (`make run`)") from None
+    table, general, privacy = notebook_table(results, github), generalise_section(results), privacy_section(results)
+    with reading(results / "07_inversion_benchmark.json"):
+        section = results_section(results)
     text = replace_block(text, "notebooks", table)
     text = replace_block(text, "runtime", runtime_table(results))
     text = replace_block(text, "generalise", general)
@@ -488,7 +500,8 @@ def main(argv: list[str] | None = None) -> int:
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if new == text:
+    # a fresh clone of a fork still has the links of [tool.reversenet]: up to date if all of them point there
+    if new == text or (args.check and render(text, github=config()[0]) == text):
         print("README.md is up to date with results/*.json")
         return 0
     if args.check:

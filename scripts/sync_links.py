@@ -1,19 +1,22 @@
-"""Point every Colab badge and Colab install cell at the repository named in pyproject.toml.
+"""Point every Colab badge and Colab install cell at the GitHub repository this checkout is published as.
 
-``[tool.reversenet] github = "owner/repo"`` and ``branch`` are the one place that says where the
-repository lives. This script rewrites, in README.md and in every notebook:
+Where the repository lives is read from ``git remote get-url origin`` when that is a GitHub URL (https or ssh), so
+that a fork's links open the fork; otherwise from pyproject.toml's ``[tool.reversenet] github = "owner/repo"``. The
+branch is always ``[tool.reversenet] branch``. This script rewrites, in README.md and in every notebook:
 
 - Colab badge links ``https://colab.research.google.com/github/<owner/repo>/blob/<branch>/notebooks/...``
 - the install line of the notebooks' Colab cell ``git+https://github.com/<owner/repo>@<branch>``
 
 Usage: ``python scripts/sync_links.py`` (rewrite) or ``--check`` (exit 1 and list the files that
-are out of date; the test suite runs this).
+are out of date; the test suite runs this). ``--check`` accepts links that all point at the origin's repository or
+all at ``[tool.reversenet]``'s: a fresh clone of a fork passes before its links are rewritten.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -24,15 +27,48 @@ COLAB_RE = re.compile(r"https://colab\.research\.google\.com/github/[^/\s)\\]+/[
 GIT_RE = re.compile(r"git\+https://github\.com/[^/\s\"'\\]+/[^@\s\"'\\]+@[^\s\"'\\]+")
 
 
-def repo_config(root: Path = ROOT) -> tuple[str, str]:
+# https://github.com/owner/repo(.git), git@github.com:owner/repo(.git), ssh://git@github.com/owner/repo(.git)
+GITHUB_URL_RE = re.compile(r"^(?:https://(?:[^@/]+@)?github\.com/|git@github\.com:|ssh://git@github\.com/)"
+                           r"(?P<slug>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+?)(?:\.git)?/?$")
+
+
+def config(root: Path = ROOT) -> tuple[str, str]:
     """``(owner/repo, branch)`` from pyproject.toml's ``[tool.reversenet]`` table."""
-    table = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["reversenet"]
-    return table["github"], table["branch"]
+    path = root / "pyproject.toml"
+    try:
+        table = tomllib.loads(path.read_text())["tool"]["reversenet"]
+        return table["github"], table["branch"]
+    except KeyError as missing:
+        raise SystemExit(f"{path}: [tool.reversenet] lacks {missing}: give github = \"owner/repo\" and "
+                         f"branch = \"main\" (where README's Colab links point)") from None
 
 
-def colab_url(notebook: str, root: Path = ROOT) -> str:
-    """The Colab URL that opens ``notebooks/<notebook>`` from GitHub."""
-    github, branch = repo_config(root)
+def github_slug(url: str) -> str | None:
+    """``owner/repo`` of a GitHub remote URL (https or ssh), else None."""
+    found = GITHUB_URL_RE.match(url.strip())
+    return found["slug"] if found else None
+
+
+def origin_slug(root: Path = ROOT) -> str | None:
+    """``owner/repo`` of ``git remote get-url origin`` when it is on GitHub; None without git, origin or GitHub."""
+    try:
+        url = subprocess.run(["git", "-C", str(root), "remote", "get-url", "origin"], capture_output=True,
+                             text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return github_slug(url)
+
+
+def repo_config(root: Path = ROOT) -> tuple[str, str]:
+    """``(owner/repo, branch)``: the origin's GitHub repository if there is one, else ``[tool.reversenet]``'s."""
+    github, branch = config(root)
+    return origin_slug(root) or github, branch
+
+
+def colab_url(notebook: str, root: Path = ROOT, github: str | None = None) -> str:
+    """The Colab URL that opens ``notebooks/<notebook>`` from GitHub (``github``: owner/repo, default the origin's)."""
+    slug, branch = repo_config(root)
+    github = github or slug
     return f"https://colab.research.google.com/github/{github}/blob/{branch}/notebooks/{notebook}"
 
 
@@ -47,23 +83,27 @@ def targets(root: Path = ROOT) -> list[Path]:
     return [root / "README.md", *sorted((root / "notebooks").glob("*.ipynb"))]
 
 
+def stale_files(github: str, branch: str) -> list[Path]:
+    """The files (relative to the root) whose links do not all point at ``github@branch``."""
+    return [path.relative_to(ROOT) for path in targets() if rewrite(path.read_text(), github, branch) != path.read_text()]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="only report files that are out of date")
     args = parser.parse_args(argv)
     github, branch = repo_config()
-    stale = []
-    for path in targets():
-        text = path.read_text()
-        new = rewrite(text, github, branch)
-        if new != text:
-            stale.append(path.relative_to(ROOT))
-            if not args.check:
-                path.write_text(new)
-    if args.check and stale:
-        print(f"Out of date with pyproject.toml [tool.reversenet]: {', '.join(map(str, stale))}. "
-              f"Run `python scripts/sync_links.py`.")
-        return 1
+    if args.check:
+        fallback = config()[0]
+        stale_for = {slug: stale_files(slug, branch) for slug in dict.fromkeys([github, fallback])}
+        if all(stale_for.values()):
+            print(f"Colab links out of date with {github}@{branch} (origin, else pyproject.toml [tool.reversenet]): "
+                  f"{', '.join(map(str, stale_for[github]))}. Run `python scripts/sync_links.py`.")
+            return 1
+        return 0
+    stale = stale_files(github, branch)
+    for path in stale:
+        (ROOT / path).write_text(rewrite((ROOT / path).read_text(), github, branch))
     for path in stale:
         print(f"updated {path}")
     return 0
