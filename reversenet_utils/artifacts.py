@@ -241,7 +241,20 @@ def load_checkpoint(model: nn.Module, path: Path, expect: Mapping[str, Any] | No
             f"{path} is not a reversenet checkpoint (no 'state_dict' entry). "
             f"Delete it and re-run the notebook that trains it."
         )
-    meta = payload.get("meta", {})
+    meta, state = payload.get("meta", {}), payload["state_dict"]
+    damaged = ("its 'meta' is a " + type(meta).__name__ + ", not a mapping") if not isinstance(meta, Mapping) else \
+        ("its 'state_dict' is a " + type(state).__name__ + ", not a mapping") if not isinstance(state, Mapping) else ""
+    if not damaged:
+        not_tensors = sorted(str(k) for k, v in state.items() if not isinstance(v, torch.Tensor))
+        non_finite = sorted(str(k) for k, v in state.items()
+                            if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all())
+        damaged = (f"entries {not_tensors} are not tensors" if not_tensors else
+                   f"weights {non_finite} hold NaN or inf" if non_finite else "")
+    if damaged:
+        raise CheckpointMismatchError(
+            f"{path} is damaged: {damaged}. Loading it would give a broken network or a silently wrong one. "
+            f"Fix: delete {path} and {fix}."
+        )
     differs = [f"{k}: saved for {meta.get(k, '(not recorded)')!r}, needed {v!r}"
                for k, v in dict(expect or {}).items() if meta.get(k) != v]
     if differs:
@@ -249,7 +262,6 @@ def load_checkpoint(model: nn.Module, path: Path, expect: Mapping[str, Any] | No
             f"{path} was not saved for what it is loaded for ({'; '.join(differs)}). Using it would report numbers "
             f"for a mismatched pair. Fix: {fix}, or delete {path} so that it is trained again."
         )
-    state = payload["state_dict"]
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -371,7 +383,14 @@ def read_results(notebook: str, missing_ok: bool = False) -> dict[str, Any]:
         if missing_ok:
             return {}
         raise FileNotFoundError(f"{path} does not exist: run notebooks/{notebook}.ipynb first.")
-    return json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): re-run notebooks/{notebook}.ipynb to rewrite it, or restore "
+                         f"the committed file with `git checkout -- {path.name}` in its folder") from None
+    if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
+        raise ValueError(f"{path} is not a results file (no 'metrics' mapping): re-run notebooks/{notebook}.ipynb")
+    return data
 
 
 def read_peer(name: str) -> dict[str, Any]:

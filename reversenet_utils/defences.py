@@ -141,6 +141,10 @@ def make_defence(kind: str, strength: float, features: torch.Tensor) -> FeatureD
                          f"(training-time defences {', '.join(TRAINING_DEFENCES)}: train_defended)")
     if not isinstance(features, torch.Tensor) or features.numel() < 2 or not torch.isfinite(features).all():
         raise ValueError("calibrating a defence needs a tensor of at least two finite feature values")
+    if kind in ("gaussian", "laplace", "quantise") and features.max() == features.min():
+        raise ValueError(f"calibrating the {kind} defence: the features are constant ({features.min().item():g}), so "
+                         f"its scale would be 0 and it would do nothing; calibrate on the device's features of real "
+                         f"inputs (several images)")
     if kind == "gaussian":
         return GaussianNoise(strength, features.std().item())
     if kind == "laplace":
@@ -195,6 +199,9 @@ def train_defended(
     if defence not in TRAINING_DEFENCES:
         raise ValueError(f"unknown training-time defence {defence!r}; known: {', '.join(TRAINING_DEFENCES)}")
     _finite(f"{defence} strength", strength, 0.0)
+    if defence == "dp" and not (isinstance(delta, float) and 0 < delta < 1):
+        raise ValueError(f"delta must be a probability in (0, 1) (DP's failure probability; typically below "
+                         f"1 / training images, e.g. 1e-5), got {delta!r}")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
     spec = get_spec(name)

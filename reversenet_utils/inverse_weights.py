@@ -25,6 +25,7 @@ from torch import nn
 
 from .analytic import InverseActivation
 from .artifacts import effective_recipe, inverse_checkpoint, inverse_identity, load_or_train
+from .checks import vector_batch
 from .train import predict, train_loop
 
 __all__ = [
@@ -80,12 +81,15 @@ class InverseWeights(nn.Module):
 
     def from_pre_activation(self, z2: torch.Tensor) -> torch.Tensor:
         """Flat image from the pre-sigmoid last hidden layer ``z2``."""
+        vector_batch(z2, "z2", self.w2_inv.shape[0], "the target's last hidden layer before its sigmoid")
         h1 = (z2 - self.b2) @ self.w2_inv
         self.last_hidden = h1
         z1 = self.sigmoid_inverse(squash(h1))
         return (z1 - self.b1) @ self.w1_inv
 
     def forward(self, h2: torch.Tensor) -> torch.Tensor:
+        vector_batch(h2, "h2", self.w2_inv.shape[0], "the target's last hidden layer, after its sigmoid "
+                     "(forward_features of its blocks, or target[:5](x)), not the logits")
         return self.from_pre_activation(self.sigmoid_inverse(h2))
 
 

@@ -114,7 +114,14 @@ def ssim(
     return values if per_image else values.mean().item()
 
 
+#: side of pytorch-msssim's Gaussian window (its default), the smallest image SSIM can score
+SSIM_WINDOW = 11
+
+
 def _ssim_per_image(pred: torch.Tensor, target: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    if min(pred.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM's Gaussian window is {SSIM_WINDOW} pixels, but the images are {tuple(pred.shape[-2:])}: "
+                         f"score images at least {SSIM_WINDOW} x {SSIM_WINDOW} (or use PSNR)")
     return torch.cat(
         [
             _ssim(pred[i : i + batch_size].float(), target[i : i + batch_size].float(), data_range=1.0, size_average=False)
@@ -130,6 +137,8 @@ def reclassification_accuracy(
     """Fraction of ``images`` (e.g. reconstructions) that ``classifier`` assigns to ``labels``."""
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels.")
+    if len(images) == 0:
+        raise ValueError("no images to re-classify: the share of none is undefined (NaN); pass at least one")
     logits = predict(classifier, images, batch_size)
     return (logits.argmax(1) == labels.cpu()).double().mean().item()
 
@@ -198,8 +207,23 @@ def _resample_counts(n: int, n_boot: int, seed: int) -> torch.Tensor:
 
 def verdict(ci: list[float], other: float) -> str:
     """How a measured mean with interval ``ci`` compares with the number ``other`` (higher is better):
-    ``"beats"`` when the whole interval lies above it, ``"falls short of"`` when below, else ``"matches"``."""
-    lo, hi = ci
+    ``"beats"`` when the whole interval lies above it, ``"falls short of"`` when below, else ``"matches"``.
+
+    Raises:
+        ValueError: ``ci`` is not two finite numbers with ``lo <= hi``, or ``other`` is not finite (a NaN would
+            answer "matches" and an interval given upside down "beats", both silently wrong).
+    """
+    try:
+        lo, hi = (float(v) for v in ci)
+        other = float(other)
+    except (TypeError, ValueError):
+        raise ValueError(f"verdict: ci must be two numbers [lo, hi] and other a number, got ci={ci!r}, "
+                         f"other={other!r}") from None
+    if not all(math.isfinite(v) for v in (lo, hi, other)):
+        raise ValueError(f"verdict: ci={ci!r} and other={other!r} must be finite: an interval with NaN or inf "
+                         f"supports no claim (check the scores it came from)")
+    if lo > hi:
+        raise ValueError(f"verdict: the interval {ci!r} is upside down (lo > hi): give it as [lo, hi]")
     if lo > other:
         return "beats"
     if hi < other:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -49,6 +50,15 @@ def check_value(name: str, value: Any, type_name: str, default: Any = None) -> N
     names = [part.strip() for part in type_name.split("|")]
     if value is None and "None" in names:
         return
+    generic = [re.fullmatch(r"list\[(\w+)\]", n) for n in names]  # list[str], list[int]: the items are checked
+    items = {m[1] for m in generic if m and m[1] in _TYPES}
+    names = ["list" if m else n for n, m in zip(names, generic)]
+    if items and isinstance(value, list):
+        want = tuple(t for n in items for t in _TYPES[n])
+        bad = [v for v in value if not isinstance(v, want) or (isinstance(v, bool) and bool not in want)]
+        if bad:
+            raise ParameterError(f"parameter {name!r}: items {bad!r} are not {' or '.join(sorted(items))} "
+                                 f"(declared {type_name}).")
     allowed = tuple(t for n in names if n in _TYPES for t in _TYPES[n])
     if not allowed:
         return  # a type this check does not know: the notebook's own asserts judge the value
@@ -59,6 +69,12 @@ def check_value(name: str, value: Any, type_name: str, default: Any = None) -> N
         if bad:
             want = " or ".join(sorted(t.__name__ for t in item_types))
             raise ParameterError(f"parameter {name!r}: items {bad!r} are not {want} (default {default!r}).")
+    if ok:
+        numbers = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
+        bad = [v for v in numbers if isinstance(v, float) and not math.isfinite(v)]
+        if bad:
+            hint = f" (the default is {json.dumps(default)})" if default is not None else ""
+            raise ParameterError(f"parameter {name!r} = {value!r} holds {bad[0]!r}: give finite numbers{hint}.")
     if not ok:
         hint = f" (the default is {json.dumps(default)})" if default is not None else ""
         raise ParameterError(
@@ -81,6 +97,10 @@ def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
         raise ParameterError("no annotated parameters found: declare them as `name: type = default` in the parameters cell")
     problems = []
     for name, kind in declared.items():
+        if name not in namespace:
+            problems.append(f"parameter {name!r} is declared ({_type_name(kind)}) but has no value: give it a default in "
+                            f"the parameters cell (`{name}: {_type_name(kind)} = ...`) or pass it with papermill -p")
+            continue
         try:
             check_value(name, namespace[name], _type_name(kind))
         except ParameterError as exc:

@@ -11,7 +11,10 @@
   (``fashion_mnist: {...}``, same structure) holds overrides for runs on that dataset only. Names *and* types are
   checked against the parameters cells before anything runs: a name no selected notebook declares, or
   a value of the wrong type (``epochs: three``, ``targets: mlp_leaky`` for a list, ``download: "false"``
-  for a bool), is an error (papermill itself would only warn, or run with a wrong value).
+  for a bool), is an error (papermill itself would only warn, or run with a wrong value). The dataset of a run
+  is ``--dataset`` alone (default MNIST): a file's ``dataset:`` may repeat it, and one that contradicts it is
+  refused before anything runs (it would overwrite the committed MNIST notebooks, or file one dataset's outputs as
+  the other's).
 - A notebook is executed into a temporary file and replaces the committed one only when it ran to the
   end: a failed run never overwrites a good notebook. It names the notebook and the cell, and keeps
   the failed copy under ``artifacts/failed/`` to read. Later notebooks are not run (they build on
@@ -95,9 +98,17 @@ def key_metric(book: Path, results: Path = RESULTS) -> str:
 def select(numbers: str | None, folder: Path | None = None) -> list[Path]:
     """The numbered notebooks, all or those whose two-digit prefix is listed (comma-separated)."""
     books = sorted((folder or NOTEBOOKS).glob("[0-9][0-9]_*.ipynb"))
-    if not numbers:
+    if numbers is None or not numbers.strip():
+        if numbers is not None:
+            raise SystemExit(f"--nb {numbers!r} names no notebook: give two-digit numbers such as 04 or 04,05, "
+                             f"or leave --nb out to run all")
         return books
     wanted = {n.strip().zfill(2) for n in numbers.split(",") if n.strip()}
+    if not wanted:
+        raise SystemExit(f"--nb {numbers!r} names no notebook: give two-digit numbers such as 04 or 04,05")
+    malformed = sorted(n for n in wanted if not (n.isdigit() and len(n) == 2))
+    if malformed:
+        raise SystemExit(f"--nb {numbers!r}: {', '.join(malformed)} is not a notebook number (two digits, e.g. 04)")
     chosen = [b for b in books if b.name[:2] in wanted]
     unknown = wanted - {b.name[:2] for b in chosen}
     if unknown:
@@ -126,6 +137,7 @@ def load_params(path: str | list[str] | None, books: list[Path], dataset: str | 
             value of the wrong type; the message names the file, the parameter and what was expected.
     """
     paths = [path] if isinstance(path, str) else list(path or [])
+    run_dataset = dataset or DEFAULT_DATASET
     loaded: dict = {"dataset": dataset} if dataset not in (None, DEFAULT_DATASET) else {}
 
     def merge(values: dict) -> None:
@@ -166,6 +178,15 @@ def load_params(path: str | list[str] | None, books: list[Path], dataset: str | 
         values = {**{k: v for k, v in shared.items() if k in cell}, **{k: v for k, v in section.items() if k in cell}}
         if "dataset" in values and values["dataset"] not in DATASETS:
             problems.append(f"{book.name}: dataset {values['dataset']!r} is not one of {', '.join(DATASETS)}")
+        elif values.get("dataset", run_dataset) != run_dataset:
+            # the run's dataset decides where the executed notebooks, results and figures go: a file that says
+            # otherwise would overwrite the committed MNIST notebooks with another dataset's run, or file one
+            # dataset's outputs under the other's name
+            problems.append(
+                f"{book.name}: the parameter file sets dataset {values['dataset']!r}, but this run is on "
+                f"{run_dataset!r} ({'--dataset' if dataset else 'the default, no --dataset'}). The dataset of a run "
+                f"is chosen by --dataset alone (`make run DATASET={values['dataset']}`): pass that, or remove "
+                f"`dataset:` from the file")
         for name, value in values.items():
             try:
                 default = ast.literal_eval(cell[name]["default"] or "None")

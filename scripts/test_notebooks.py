@@ -104,9 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artifacts", type=Path, help="keep what the tier trains in this folder (no checkpoints in it yet)")
     args, pytest_args = parser.parse_known_args(argv)
     root = Path(tempfile.mkdtemp(prefix="reversenet-nbval-"))
-    if args.artifacts:
-        share_artifacts(root, args.artifacts)
-    copies = prepare(args.params, args.nb, root, args.dataset)
+    try:
+        if args.artifacts:
+            share_artifacts(root, args.artifacts)
+        copies = prepare(args.params, args.nb, root, args.dataset)
+    except BaseException:  # a refused selection or parameter file: nothing ran, nothing to inspect
+        shutil.rmtree(root, ignore_errors=True)
+        raise
     env = {**os.environ, "REVERSENET_ROOT": str(root), BATCH_ENV: "1"}  # no widget front end under nbval
     print(f"nbval: {len(copies)} notebooks on {args.dataset or 'mnist'} with {args.params or 'default parameters'} in {root}",
           flush=True)

@@ -59,6 +59,12 @@ def test_results_json_schema(tmp_root: Path) -> None:
     assert read_results("99_demo") == data
     with pytest.raises(ValueError, match="non-finite"):
         write_results("99_demo", {}, {"psnr": math.nan}, 1.0)
+    path.write_text(path.read_text()[:20])  # truncated
+    with pytest.raises(ValueError, match=r"99_demo.json is not valid JSON .*re-run notebooks/99_demo.ipynb"):
+        read_results("99_demo")
+    path.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="99_demo.json is not a results file"):
+        read_results("99_demo")
 
 
 def test_project_root_finds_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -548,7 +549,7 @@ def test_the_readme_generator_exits_non_zero_instead_of_publishing(tmp_path: Pat
     readme = _script("readme_results")
     (tmp_path / "01_train_targets.json").write_text('{"metrics": {"targets": {}}}')  # min() of nothing
     monkeypatch.setattr(readme, "RESULTS", tmp_path)
-    monkeypatch.setattr(readme.render, "__defaults__", (tmp_path,))
+    monkeypatch.setattr(readme.render, "__defaults__", (tmp_path, None))
     assert readme.main(["--check"]) == 2
 
 
@@ -564,3 +565,279 @@ def test_find_row_and_markdown_table() -> None:
         markdown_table(["a", "b"], [[1, 2]], align="c")
 
 
+
+
+@pytest.mark.parametrize("ci, other, match", [
+    ([float("nan"), 1.0], 0.5, "must be finite"),
+    ([0.0, 1.0], float("nan"), "must be finite"),
+    ([0.0, float("inf")], 0.5, "must be finite"),
+    ([2.0, 1.0], 0.5, "upside down"),
+    ([1.0], 0.5, "two numbers"),
+    ("ab", 0.5, "two numbers"),
+])
+def test_a_verdict_needs_a_finite_interval_the_right_way_up(ci, other, match: str) -> None:
+    from reversenet_utils.metrics import verdict
+
+    with pytest.raises(ValueError, match=match):
+        verdict(ci, other)
+
+
+@pytest.mark.parametrize("value, type_name, default", [
+    (float("nan"), "float", 1e-3),
+    (float("inf"), "float", 1e-3),
+    ([1.0, float("nan")], "list", [1.0, 2.0]),
+    ({"class_cycle": float("nan")}, "dict", {}),
+])
+def test_a_non_finite_parameter_is_refused(value, type_name: str, default) -> None:
+    from reversenet_utils.notebook import ParameterError, check_value
+
+    with pytest.raises(ParameterError, match="give finite numbers"):
+        check_value("lr", value, type_name, default)
+
+
+def test_the_runner_refuses_a_nan_learning_rate(tmp_path: Path) -> None:
+    spec = importlib.util.spec_from_file_location("run_notebooks", Path(__file__).resolve().parents[1] / "scripts" / "run_notebooks.py")
+    runner = importlib.util.module_from_spec(spec)
+    sys.modules["run_notebooks"] = runner
+    spec.loader.exec_module(runner)
+    path = tmp_path / "p.yaml"
+    path.write_text("lr: .nan\n")
+    with pytest.raises(SystemExit, match=r"'lr' = nan holds nan: give finite numbers"):
+        runner.load_params(str(path), runner.select("04"))
+
+
+def test_a_nan_stroke_is_refused_and_the_drawing_kept() -> None:
+    from reversenet_utils.explore import Sketch
+
+    sketch = Sketch()
+    sketch.line(50, 50, 200, 200)
+    before = sketch.pixels.copy()
+    for bad in ((float("nan"), 1, 2, 3), (1, 2, float("inf"), 3), (1, 2, None, 3), (True, 1, 2, 3)):
+        with pytest.raises(ValueError, match="finite pixel coordinates"):
+            sketch.line(*bad)
+    assert np.array_equal(sketch.pixels, before) and np.isfinite(sketch.pixels).all()
+    sketch.line(np.float32(10), 10, 20, 20)  # numpy numbers (a canvas event's) are fine
+
+
+def test_ssim_refuses_images_smaller_than_its_window() -> None:
+    from reversenet_utils.metrics import reconstruction_report, ssim
+
+    small = torch.rand(4, 1, 8, 8)
+    with pytest.raises(ValueError, match="window is 11 pixels"):
+        ssim(small, small)
+    with pytest.raises(ValueError, match="window is 11 pixels"):
+        reconstruction_report(small, small)
+
+
+def test_re_classifying_no_images_is_refused() -> None:
+    from reversenet_utils.metrics import reclassification_accuracy
+
+    with pytest.raises(ValueError, match="no images to re-classify"):
+        reclassification_accuracy(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), torch.zeros(0, 1, 28, 28),
+                                  torch.zeros(0, dtype=torch.long))
+
+
+def test_constant_features_cannot_calibrate_a_defence() -> None:
+    from reversenet_utils.defences import make_defence
+
+    for kind in ("gaussian", "laplace", "quantise"):
+        with pytest.raises(ValueError, match="features are constant"):
+            make_defence(kind, 0.5, torch.ones(8, 16))
+    make_defence("dropout", 0.5, torch.ones(8, 16))  # dropout needs no scale
+
+
+@pytest.mark.parametrize("delta", [0.0, 1.0, -1e-5, 2.0, float("nan"), 1])
+def test_dp_accounting_needs_a_delta_in_0_1(delta) -> None:
+    from reversenet_utils.defences import train_defended
+
+    from reversenet_utils.data import MNISTSplit
+
+    data = MNISTSplit(torch.rand(8, 1, 28, 28), torch.arange(8) % 10)
+    with pytest.raises(ValueError, match=r"delta must be a probability in \(0, 1\)"):
+        train_defended("mlp_relu", data, data, epochs=1, defence="dp", strength=1.0, split_end=2, delta=delta)
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda p: {**p, "meta": ["not", "a", "mapping"]}, "its 'meta' is a list, not a mapping"),
+    (lambda p: {**p, "state_dict": [1, 2]}, "its 'state_dict' is a list, not a mapping"),
+    (lambda p: {**p, "state_dict": {**p["state_dict"], "1.weight": "zeros"}}, r"entries \['1.weight'\] are not tensors"),
+    (lambda p: {**p, "state_dict": {**p["state_dict"], "1.bias": torch.full_like(p["state_dict"]["1.bias"], float("nan"))}},
+     r"weights \['1.bias'\] hold NaN or inf"),
+])
+def test_a_damaged_checkpoint_is_refused_by_name(tmp_path: Path, damage, match: str) -> None:
+    model = build_target("mlp_leaky")
+    path = save_checkpoint(model, tmp_path / "net.pt", {"target": "mlp_leaky"})
+    torch.save(damage(torch.load(path, weights_only=True)), path)
+    fresh = build_target("mlp_leaky")
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    with pytest.raises(CheckpointMismatchError, match=rf"net\.pt is damaged: {match}.*Fix: delete"):
+        load_checkpoint(fresh, path)
+    assert all(torch.equal(before[k], v) for k, v in fresh.state_dict().items())  # the model is left untouched
+
+
+def test_a_linear_with_its_own_forward_is_not_inverted_as_a_linear() -> None:
+    from reversenet_utils.analytic import UnsupportedLayerError
+
+    class Scaled(nn.Linear):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return 2 * super().forward(x)
+
+    class Plain(nn.Linear):  # a subclass that keeps Linear's map is a Linear
+        pass
+
+    with pytest.raises(UnsupportedLayerError, match="Layer 1 \\(Scaled\\) is a Linear with its own forward"):
+        invert(nn.Sequential(nn.Flatten(), Scaled(784, 10)))
+    net = nn.Sequential(nn.Flatten(), Plain(784, 784))
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(invert(net)(net(x)), x, atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 32), (3, 28, 28), (784,)])
+def test_an_input_shape_the_model_cannot_take_is_refused(shape: tuple) -> None:
+    with pytest.raises(ValueError, match=rf"input_shape={re.escape(str(shape))}: layer \d .*cannot take inputs"):
+        invert(build_target("cnn_nopool"), input_shape=shape)
+    with pytest.raises(ValueError, match="cannot take inputs"):
+        invert(build_target("mlp_leaky"), input_shape=(1, 32, 32))
+    invert(nn.Sequential(nn.Linear(784, 64), nn.LeakyReLU(0.1)))  # a dense chain given the image shape: it takes vectors
+
+
+def test_a_prior_holding_nan_is_refused() -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 64))
+    mean, cov = torch.zeros(784), torch.eye(784)
+    with pytest.raises(ValueError, match="prior of Linear\\(784, 64\\) holds NaN"):
+        invert(net, priors={1: (mean.clone().fill_(float("nan")), cov)})
+    with pytest.raises(TypeError, match="pair of tensors"):
+        invert(net, priors={1: (mean,)})
+
+
+def test_image_batches_are_checked_at_the_door() -> None:
+    from reversenet_utils.checks import image_batch, vector_batch, whole_number
+
+    with pytest.raises(ValueError, match=r"x must be an image batch \(N, C, H, W\), got shape \(1, 28, 28\): one image is x\[None\]"):
+        image_batch(torch.zeros(1, 28, 28))
+    with pytest.raises(ValueError, match="holds no image"):
+        image_batch(torch.zeros(0, 1, 28, 28))
+    with pytest.raises(TypeError, match="floating-point"):
+        image_batch(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="got a list"):
+        image_batch([[0.0]])
+    with pytest.raises(ValueError, match="3 channels, but 1"):
+        image_batch(torch.zeros(2, 3, 28, 28), channels=1)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        image_batch(torch.full((1, 1, 28, 28), float("nan")))
+    with pytest.raises(ValueError, match=r"h must be hidden units, shape \(N, 100\)"):
+        vector_batch(torch.zeros(3, 10), "h", 100, "hidden units")
+    with pytest.raises(ValueError, match="steps must be a whole number >= 1"):
+        whole_number(True, "steps")
+
+
+def test_the_attack_helpers_refuse_a_single_image_and_a_split_past_the_last_block() -> None:
+    from reversenet_utils.progressive import InverseChain, split_blocks
+    from reversenet_utils.split import attack_by_optimisation, attack_with_chain, defended_accuracy, transmit
+
+    from reversenet_utils.data import MNISTSplit
+    from reversenet_utils.models import TARGETS
+
+    net = build_target("cnn_nopool").eval()
+    blocks = split_blocks(net, TARGETS["cnn_nopool"].block_ends)[:2]
+    one = torch.rand(1, 28, 28)
+    for attack in (lambda: transmit(blocks, one), lambda: attack_with_chain(InverseChain(blocks), blocks, one),
+                   lambda: attack_by_optimisation(blocks, one, steps=1)):
+        with pytest.raises(ValueError, match=r"one image is x\[None\]"):
+            attack()
+    with pytest.raises(ValueError, match=r"splits after blocks \[1, 2, 3\], not 9"):
+        defended_accuracy("cnn_nopool", net, 9, None, MNISTSplit(torch.rand(2, 1, 28, 28), torch.zeros(2, dtype=torch.long)))
+    with pytest.raises(ValueError, match="the chain inverts 2 blocks but 1 blocks were given"):
+        attack_with_chain(InverseChain(blocks), blocks[:1], torch.rand(2, 1, 28, 28))
+
+
+def test_inverse_weights_refuse_the_logits() -> None:
+    from reversenet_utils.inverse_weights import InverseWeights
+
+    target = build_target("mlp_sigmoid")
+    inverse = InverseWeights(target)
+    with pytest.raises(ValueError, match=r"h2 must be the target's last hidden layer.*not the logits, shape \(N, 100\).*got shape \(4, 10\)"):
+        inverse(target(torch.rand(4, 1, 28, 28)))
+    assert inverse(target[:5](torch.rand(4, 1, 28, 28))).shape == (4, 784)
+
+
+def test_the_inversion_trace_refuses_an_empty_batch() -> None:
+    from reversenet_utils.analytic import inversion_trace
+
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.LeakyReLU(0.1))
+    inverse = invert(net)
+    with pytest.raises(ValueError, match=r"non-empty batch .*got \(0, 64\)"):
+        inversion_trace(net, inverse, torch.zeros(0, 64))
+    with pytest.raises(ValueError, match="one step per layer"):
+        inversion_trace(net, inverse[1:], torch.zeros(2, 64))
+
+
+def _ink_picture(top: float, dtype) -> np.ndarray:
+    """Dark ink (a bar) on white paper at white level ``top``."""
+    a = np.full((60, 40), top, dtype=np.float64)
+    a[10:50, 15:25] = 0
+    return a.astype(dtype)
+
+
+@pytest.mark.parametrize("top, dtype", [(255, np.uint8), (65535, np.uint16), (65535, np.int32), (255, np.int32),
+                                        (1.0, np.float32), (255.0, np.float64)])
+def test_a_pictures_white_level_comes_from_its_type(top, dtype) -> None:
+    from reversenet_utils.explore import mnist_like
+
+    reference = mnist_like(_ink_picture(255, np.uint8))
+    assert torch.allclose(mnist_like(_ink_picture(top, dtype)), reference, atol=1e-6), (top, dtype)
+
+
+def test_a_pixel_a_hair_above_one_keeps_the_digit() -> None:
+    from reversenet_utils.explore import mnist_like
+
+    picture = _ink_picture(1.0, np.float64)
+    picture[0, 0] = 1.0 + 1e-4  # resampling overshoot
+    assert torch.allclose(mnist_like(picture), mnist_like(_ink_picture(255, np.uint8)), atol=1e-3)
+
+
+@pytest.mark.parametrize("picture, match", [
+    (np.full((30, 30), 300.0), "give it in \\[0, 1\\] or \\[0, 255\\]"),
+    (np.full((30, 30), 70000, dtype=np.int64), "convert it to 8 or 16 bits"),
+    (np.full((30, 30), -1.0), "negative pixels"),
+])
+def test_a_picture_in_no_known_range_is_refused(picture: np.ndarray, match: str) -> None:
+    from reversenet_utils.explore import mnist_like
+
+    with pytest.raises(ValueError, match=match):
+        mnist_like(picture)
+
+
+def test_a_list_of_str_parameter_checks_its_items_and_a_missing_value_is_named() -> None:
+    with pytest.raises(ParameterError, match=r"'targets': items \[3\] are not str \(declared list\[str\]\)"):
+        check_value("targets", ["cnn_pool", 3], "list[str]")
+    check_value("targets", ["cnn_pool"], "list[str]")
+    with pytest.raises(ParameterError, match="is not str|declares it"):
+        check_value("targets", "cnn_pool", "list[str]")
+    with pytest.raises(ParameterError, match=r"'epochs' is declared \(int\) but has no value"):
+        parameters({"__annotations__": {"epochs": int, "seed": int}, "seed": 0})
+
+
+def test_a_misspelled_recipe_override_is_an_error_even_with_a_saved_chain(tmp_root: Path) -> None:
+    from reversenet_utils.models import TARGETS
+    from reversenet_utils.progressive import load_or_train_chain, regime_sampler, split_blocks
+
+    net = build_target("mlp_relu").eval()
+    blocks = split_blocks(net, TARGETS["mlp_relu"].block_ends)
+    sample = regime_sampler("noise", torch.Generator().manual_seed(0))
+    load_or_train_chain("mlp_relu", net, blocks, "noise", 2, sample)  # trained and saved
+    with pytest.raises(TypeError, match=r"has no setting \['batchsize'\]"):
+        load_or_train_chain("mlp_relu", net, blocks, "noise", 2, sample, batchsize=8)
+
+
+def test_a_refused_selection_leaves_no_temporary_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    spec = importlib.util.spec_from_file_location("test_notebooks", Path(__file__).resolve().parents[1] / "scripts" / "test_notebooks.py")
+    tn = importlib.util.module_from_spec(spec)
+    sys.modules["test_notebooks"] = tn
+    spec.loader.exec_module(tn)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    with pytest.raises(SystemExit, match="No notebook numbered 42"):
+        tn.main(["--nb", "42"])
+    assert not list(tmp_path.glob("reversenet-nbval-*"))

@@ -29,6 +29,39 @@ def test_colab_links_match_pyproject() -> None:
         assert sync.colab_url(book.name) in book.read_text(), f"{book.name} lacks its own Colab badge"
 
 
+@pytest.mark.parametrize("url, slug", [
+    ("https://github.com/alice/reversenet.git", "alice/reversenet"),
+    ("https://github.com/alice/reversenet", "alice/reversenet"),
+    ("https://token@github.com/alice/rev.net/", "alice/rev.net"),
+    ("git@github.com:alice/reversenet.git", "alice/reversenet"),
+    ("ssh://git@github.com/alice/reversenet.git\n", "alice/reversenet"),
+    ("https://gitlab.com/alice/reversenet.git", None),
+    ("/work/main", None),
+    ("https://github.com/alice", None),
+])
+def test_the_colab_repository_comes_from_a_github_origin(url: str, slug: str | None) -> None:
+    assert _load("sync_links").github_slug(url) == slug
+
+
+def test_links_follow_the_origin_and_fall_back_to_pyproject(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    sync = _load("sync_links")
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    github, branch = sync.config(tmp_path)
+    assert sync.repo_config(tmp_path) == (github, branch)  # not a git checkout: pyproject's
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "add", "origin", "/somewhere/local"], check=True)
+    assert sync.repo_config(tmp_path) == (github, branch)  # origin not on GitHub: pyproject's
+    subprocess.run(["git", "-C", str(tmp_path), "remote", "set-url", "origin", "git@github.com:fork/study.git"], check=True)
+    assert sync.repo_config(tmp_path) == ("fork/study", branch)
+    assert sync.colab_url("01_x.ipynb", tmp_path).startswith("https://colab.research.google.com/github/fork/study/blob/")
+    (tmp_path / "pyproject.toml").write_text("[tool.reversenet]\ngithub = \"a/b\"\n")
+    with pytest.raises(SystemExit, match=r"lacks 'branch'"):
+        sync.config(tmp_path)
+
+
 def test_rewrite_keeps_notebook_json_valid() -> None:
     sync = _load("sync_links")
     text = '"%pip install -q \\"pkg @ git+https://github.com/old/name@dev\\"\\n"'
@@ -232,6 +265,40 @@ def test_an_unknown_dataset_in_a_parameter_file_is_refused(tmp_path: Path) -> No
         runner.load_params(str(path), runner.select("01"))
 
 
+@pytest.mark.parametrize("values, dataset", [
+    ({"dataset": "fashion_mnist"}, None),  # without --dataset the run would go in place over the MNIST notebooks
+    ({"dataset": "mnist"}, "fashion_mnist"),  # one dataset run, filed as the other
+    ({"01": {"dataset": "fashion_mnist"}}, None),  # the same in a notebook's own section
+    ({"mnist": {"dataset": "fashion_mnist"}}, None),  # and in the section of the run's dataset
+])
+def test_a_parameter_file_cannot_contradict_the_runs_dataset(tmp_path: Path, values: dict, dataset: str | None) -> None:
+    runner = _load("run_notebooks")
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(SystemExit, match=r"sets dataset .* but this run is on .*--dataset alone"):
+        runner.load_params(str(path), runner.select("01"), dataset)
+    before = {b: b.stat().st_mtime_ns for b in runner.select(None)}
+    with pytest.raises(SystemExit, match="--dataset alone"):  # refused before anything runs: no notebook touched
+        runner.main(["--nb", "01", "--params", str(path)] + (["--dataset", dataset] if dataset else []))
+    assert {b: b.stat().st_mtime_ns for b in runner.select(None)} == before
+
+
+def test_a_parameter_file_may_repeat_the_runs_dataset(tmp_path: Path) -> None:
+    runner = _load("run_notebooks")
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump({"dataset": "fashion_mnist"}))
+    books = runner.select("01")
+    assert runner.load_params(str(path), books, "fashion_mnist")[books[0]]["dataset"] == "fashion_mnist"
+    path.write_text(yaml.safe_dump({"dataset": "mnist"}))
+    assert runner.load_params(str(path), books)[books[0]] == {"dataset": "mnist"}
+
+
+@pytest.mark.parametrize("numbers", [",", " ", ", ,", "4a", "123"])
+def test_an_empty_or_malformed_selection_is_refused(numbers: str) -> None:
+    with pytest.raises(SystemExit, match="names no notebook|is not a notebook number"):
+        _load("run_notebooks").select(numbers)
+
+
 def test_a_tier_keeps_its_artifacts_only_in_a_folder_without_checkpoints(tmp_path: Path) -> None:
     tn = _load("test_notebooks")
     kept = tmp_path / "kept"
@@ -321,3 +388,55 @@ def test_a_dataset_tier_runs_the_current_code_with_that_datasets_checked_outputs
     changed = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(f"# {tn.CHECKED}\nprint(2)")])
     with pytest.raises(SystemExit, match="re-run it"):
         tn.with_checked_outputs(changed, executed, tmp_path / "copy.ipynb")
+
+
+@pytest.mark.parametrize("book, name, constant", [
+    ("04_zero_shot_progressive_inversion", "max_zero_shot_gap", "ZERO_SHOT_GAP_DB"),
+    ("07_inversion_benchmark", "min_block1_matching_db", "RECOVERED_DB"),
+])
+def test_a_gate_parameter_defaults_to_its_threshold(book: str, name: str, constant: str) -> None:
+    """A parameter that moves a gate starts at the threshold that the claims and README use (thresholds.py)."""
+    import ast
+
+    import papermill as pm
+
+    from reversenet_utils import thresholds
+
+    declared = pm.inspect_notebook(str(REPO / "notebooks" / f"{book}.ipynb"))
+    assert ast.literal_eval(declared[name]["default"]) == getattr(thresholds, constant), (book, name)
+
+
+def test_anchors_name_their_source_and_are_found_by_key() -> None:
+    from reversenet_utils.anchors import HE_2019_SPLIT_PSNR, LOGIT_RECLASS, TARGET_ACCURACY, Anchor, anchor_value
+
+    assert anchor_value(TARGET_ACCURACY, "mnist", "mlp_sigmoid") == 0.9521
+    assert anchor_value(TARGET_ACCURACY, "fashion_mnist", "mlp_sigmoid") is None  # none published
+    assert anchor_value(LOGIT_RECLASS, "no_such_dataset", "cnn_pool") is None
+    assert anchor_value(HE_2019_SPLIT_PSNR, ("inverse net, data-free", 1)) == 14.76
+    for table in (TARGET_ACCURACY["mnist"], TARGET_ACCURACY["fashion_mnist"], LOGIT_RECLASS["mnist"], HE_2019_SPLIT_PSNR):
+        assert all(a.citation for a in table.values())
+    with pytest.raises(TypeError, match="give every key"):
+        anchor_value(TARGET_ACCURACY, "mnist")
+    with pytest.raises(ValueError, match="not one of"):
+        Anchor(1.0, "x", "nowhere")
+
+
+def test_readme_errors_name_the_results_file_and_the_key(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    readme = _load("readme_results")
+    shutil.copytree(REPO / "results", tmp_path, dirs_exist_ok=True)
+    text = (REPO / "README.md").read_text()
+    for stem, drop in (("07_inversion_benchmark", "rows"), ("09_split_computing_privacy", "settings")):
+        path = tmp_path / f"{stem}.json"
+        kept = path.read_text()
+        data = json.loads(kept)
+        del data["metrics"][drop]
+        path.write_text(json.dumps(data))
+        with pytest.raises(readme.ResultsError, match=rf"{stem}\.json.*lacks what README reads.*{drop}"):
+            readme.render(text, tmp_path)
+        path.write_text(kept)
+    (tmp_path / "07_inversion_benchmark.json").write_text("{truncated")
+    with pytest.raises(readme.ResultsError, match=r"07_inversion_benchmark\.json: not valid JSON"):
+        readme.render(text, tmp_path)
