@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -29,6 +30,7 @@ __all__ = [
     "reclassification_accuracy",
     "reconstruction_report",
     "bootstrap_ci",
+    "paired_differences",
     "verdict",
     "Timer",
 ]
@@ -190,6 +192,25 @@ def bootstrap_ci(values: torch.Tensor, level: float = 0.95, n_boot: int = 1000, 
     means = means.clamp(values.min(), values.max())  # a mean lies within its values: no rounding beyond them
     lo, hi = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
     return [lo.item(), hi.item()]
+
+
+def paired_differences(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], level: float = 0.95) -> dict:
+    """Per training seed, the mean per-image difference ``a[s] - b[s]`` of two methods scored on the same images,
+    with its bootstrap interval: ``{"seeds": n, "means": [...], "cis": [[lo, hi], ...]}`` over the seeds both have.
+
+    Raises:
+        ValueError: no seed in common, or the two scored different numbers of images.
+    """
+    seeds = min(len(a), len(b))
+    if seeds == 0:
+        raise ValueError("paired_differences needs at least one seed scored by both methods")
+    diffs = []
+    for s in range(seeds):
+        x, y = torch.as_tensor(a[s]).double().flatten(), torch.as_tensor(b[s]).double().flatten()
+        if x.shape != y.shape:
+            raise ValueError(f"seed {s}: {len(x)} images against {len(y)}: a paired difference needs the same images")
+        diffs.append(x - y)
+    return {"seeds": seeds, "means": [d.mean().item() for d in diffs], "cis": [bootstrap_ci(d, level) for d in diffs]}
 
 
 @functools.lru_cache(maxsize=2)

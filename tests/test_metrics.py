@@ -93,3 +93,18 @@ def test_timer_measures_a_rate() -> None:
     with Timer() as t:
         sum(range(10_000))
     assert t.seconds > 0 and t.rate(100) == pytest.approx(100 / t.seconds)
+
+
+def test_paired_differences_per_seed() -> None:
+    import torch
+
+    from reversenet_utils.metrics import paired_differences
+
+    a = [torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0, 2.0, 2.0])]
+    b = [torch.tensor([0.0, 1.0, 2.0])]
+    found = paired_differences(a, b)  # the seeds both have: one
+    assert found["seeds"] == 1 and found["means"] == [1.0] and found["cis"] == [[1.0, 1.0]]
+    with pytest.raises(ValueError, match="at least one seed"):
+        paired_differences([], b)
+    with pytest.raises(ValueError, match="3 images against 2"):
+        paired_differences(a, [torch.tensor([0.0, 1.0])])
