@@ -116,7 +116,8 @@ class InverseLinear(nn.Module):
             a = pinv_and_rank(w, rcond)[0]
             c = -a @ b
         else:
-            if not (isinstance(prior, (tuple, list)) and len(prior) == 2 and all(isinstance(t, torch.Tensor) for t in prior)):
+            pair = isinstance(prior, (tuple, list)) and len(prior) == 2
+            if not (pair and all(isinstance(t, torch.Tensor) for t in prior)):
                 raise TypeError(f"a prior is a pair of tensors (mean, cov), e.g. from linear_input_stats; got "
                                 f"{type(prior).__name__}")
             mean, cov = (t.detach().double().to(w.device) for t in prior)
@@ -617,9 +618,10 @@ def inversion_trace(model: nn.Sequential, inverse: nn.Sequential, y: torch.Tenso
                          f"{len(model) if hasattr(model, '__len__') else '?'} and "
                          f"{len(inverse) if hasattr(inverse, '__len__') else '?'} layers")
     if not isinstance(y, torch.Tensor) or y.dim() < 2 or len(y) == 0 or not torch.isfinite(y).all():
+        nonfinite = isinstance(y, torch.Tensor) and y.numel() and not torch.isfinite(y).all()
         raise ValueError(f"y must be a non-empty batch of finite outputs of the model (N, ...), got "
                          f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}"
-                         + (" holding NaN/inf" if isinstance(y, torch.Tensor) and y.numel() and not torch.isfinite(y).all() else ""))
+                         + (" holding NaN/inf" if nonfinite else ""))
     rows: list[dict] = []
     h = y
     for i, inv in enumerate(inverse):

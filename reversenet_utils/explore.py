@@ -36,7 +36,8 @@ from .progressive import forward_features, load_or_train_chain, regime_sampler, 
 from .train import load_target
 
 __all__ = [
-    "DEFAULT_TARGETS", "FAST_METHODS", "OPTIMISATION", "Grid", "Explorer", "single_thread", "as_digit", "mnist_like", "picture_scale", "Sketch",
+    "DEFAULT_TARGETS", "FAST_METHODS", "OPTIMISATION", "Grid", "Explorer", "single_thread", "as_digit", "mnist_like",
+    "picture_scale", "Sketch",
     "feature_image", "png", "grid_figure", "depth_labels",
 ]
 

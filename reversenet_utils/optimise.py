@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from .checks import whole_number
 from .progress import progress_bar
 
 __all__ = ["optimise_preimage", "invert_by_optimisation", "match_features", "FeatureMatch", "smooth_total_variation",
@@ -43,9 +44,17 @@ def optimise_preimage(
     penalty); batches of ``batch_size`` rows are optimised independently for ``steps`` steps each,
     with one progress bar. ``fn`` is frozen.
     """
-    for name, value in (("steps", steps), ("batch_size", batch_size)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    whole_number(steps, "steps")
+    whole_number(batch_size, "batch_size")
+    if not isinstance(init, torch.Tensor) or not init.is_floating_point():
+        raise TypeError(f"init must be a floating-point tensor (the starting inputs), got {type(init).__name__}"
+                        + (f" of {init.dtype}" if isinstance(init, torch.Tensor) else ""))
+    if not isinstance(target, torch.Tensor):  # features, or class labels for a classification loss
+        raise TypeError(f"target must be a tensor, got {type(target).__name__}")
+    for name, value in (("target", target), ("init", init)):
+        if value.dim() == 0 or (value.is_floating_point() and not torch.isfinite(value).all()):
+            raise ValueError(f"{name} must be a batch (N, ...) of finite values; got shape {tuple(value.shape)}"
+                             + (" holding NaN/inf" if value.dim() else ""))
     if init.shape[0] != target.shape[0]:
         raise ValueError(f"init has {init.shape[0]} rows but target has {target.shape[0]}")
     if len(target) == 0:

@@ -18,8 +18,11 @@ __all__ = ["image_grid", "show_images", "show_rows", "show_row_panels", "plot_cu
 
 def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2) -> np.ndarray:
     """Tile a batch (N, C, H, W) in [0, 1] into one (H', W') or (H', W', 3) array for ``imshow``."""
-    if images.dim() != 4:
-        raise ValueError(f"Expected a batch (N, C, H, W), got shape {tuple(images.shape)}")
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) == 0:
+        raise ValueError(f"Expected a non-empty batch (N, C, H, W), got "
+                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+    if images.shape[1] not in (1, 3):
+        raise ValueError(f"Expected grey (C = 1) or colour (C = 3) images, got {images.shape[1]} channels")
     gray = images.shape[1] == 1
     # gaps: light grey on the inverted grayscale colour map used for digits, white for colour images
     pad_value = 0.15 if gray else 1.0

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import whole_number
 from .optimise import optimise_preimage, total_variation
 
 __all__ = ["random_strokes", "structured_noise", "synthesize_inputs"]
@@ -22,6 +23,8 @@ def random_strokes(n: int, generator: torch.Generator | None = None, size: int =
     Every curve is sampled at 24 points; a pixel's ink falls off as a Gaussian of its distance to the
     nearest point (random pen width), clipped to 1. A generic prior of line drawings, learned from no data.
     """
+    whole_number(n, "n", 0)  # none is an empty batch (structured_noise may draw no strokes)
+    whole_number(size, "size", 2)
     n_curves, n_points = 3, 24
     ctrl = torch.rand(n, n_curves, 3, 2, generator=generator) * 0.8 + 0.1  # control points in the central 80 %
     t = torch.linspace(0, 1, n_points)[:, None]
@@ -44,6 +47,7 @@ def structured_noise(n: int, generator: torch.Generator | None = None, device: t
     passed through a sigmoid with a random threshold and contrast (soft blobs, sharp-edged shapes
     and thin ridges on a dark background); the other half are :func:`random_strokes`.
     """
+    whole_number(n, "n")
     sizes = torch.tensor([4, 7, 14])[torch.randint(0, 3, (n,), generator=generator)]
     smooth = torch.empty(n, 1, 28, 28)
     for size in (4, 7, 14):

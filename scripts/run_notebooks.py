@@ -16,7 +16,7 @@
   refused before anything runs (it would overwrite the committed MNIST notebooks, or file one dataset's outputs as
   the other's).
 - A notebook is executed into a temporary file and replaces the committed one only when it ran to the
-  end: a failed run never overwrites a good notebook. It names the notebook and the cell, and keeps
+  end: a failed run never overwrites a good notebook, and its results file and figures are put back as they were. It names the notebook and the cell, and keeps
   the failed copy under ``artifacts/failed/`` to read. Later notebooks are not run (they build on
   earlier ones).
 - At the end a summary lists each notebook, its wall time, its key metric (its one-line finding,
@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import os
 import shutil
 import sys
@@ -50,6 +51,7 @@ from reversenet_utils.progress import BATCH_ENV  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 RESULTS = ROOT / "results"
+ASSETS = ROOT / "assets"
 FAILED = ROOT / "artifacts" / "failed"
 RUNS = NOTEBOOKS / "runs"  # executed copies of the series on a dataset other than MNIST
 PARAMS = ROOT / "params"
@@ -248,10 +250,40 @@ def without_injected(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     return nb
 
 
-def run(book: Path, params: dict, target: Path | None = None) -> tuple[bool, str]:
-    """Execute one notebook into ``target`` (default: in place); replace ``target`` only if it ran to the end.
-    Return (ok, message naming the failing cell)."""
+def outputs_of(book: Path, dataset: str | None) -> list[Path]:
+    """The files a run of ``book`` writes besides the notebook: its results JSON and its figures (``NN_*``)."""
+    assets = ASSETS if dataset in (None, DEFAULT_DATASET) else ASSETS / dataset
+    return [results_folder(dataset) / f"{book.stem}.json", *sorted(assets.glob(f"{book.name[:2]}_*"))]
+
+
+@contextlib.contextmanager
+def kept_on_failure(book: Path, dataset: str | None, ok: list[bool]):
+    """Copy the notebook's results file and figures aside; unless ``ok[0]`` is set by the end, put them back (and
+    remove the figures the failed run added), so that a failed run leaves the committed outputs as they were."""
+    before = {path: path.read_bytes() for path in outputs_of(book, dataset) if path.is_file()}
+    try:
+        yield
+    finally:
+        if not ok[0]:
+            for path in outputs_of(book, dataset):
+                if path not in before and path.is_file():
+                    path.unlink()
+            for path, data in before.items():
+                path.write_bytes(data)
+
+
+def run(book: Path, params: dict, target: Path | None = None, dataset: str | None = None) -> tuple[bool, str]:
+    """Execute one notebook into ``target`` (default: in place); replace ``target`` only if it ran to the end, and
+    on failure put back the results file and figures it had. Return (ok, message naming the failing cell)."""
     target = target or book
+    ok = [False]
+    with kept_on_failure(book, dataset, ok):
+        found = _run(book, params, target)
+        ok[0] = found[0]
+    return found
+
+
+def _run(book: Path, params: dict, target: Path) -> tuple[bool, str]:
     with tempfile.TemporaryDirectory() as tmp:
         source, out = Path(tmp) / f"input_{book.name}", Path(tmp) / book.name
         nbformat.write(without_injected(nbformat.read(book, as_version=4)), source)
@@ -263,7 +295,8 @@ def run(book: Path, params: dict, target: Path | None = None) -> tuple[bool, str
             failed.mkdir(parents=True, exist_ok=True)
             kept = failed / book.name
             shutil.copyfile(out, kept)
-            return False, f"{message}\n  {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target} is unchanged; the failed run is in {kept}"
+            return False, (f"{message}\n  {target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}, its "
+                           f"results file and its figures are unchanged; the failed run is in {kept}")
         _relative_metadata(out, book, target if target != book else None)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(out, target)
@@ -286,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         target = output_path(book, args.dataset)
         print(f"== {target.relative_to(ROOT)}  {params[book] or '(default parameters)'}", flush=True)
         start = time.perf_counter()
-        ok, message = run(book, params[book], target)
+        ok, message = run(book, params[book], target, args.dataset)
         metric = ""
         if ok:
             try:

@@ -841,3 +841,18 @@ def test_a_refused_selection_leaves_no_temporary_folder(tmp_path: Path, monkeypa
     with pytest.raises(SystemExit, match="No notebook numbered 42"):
         tn.main(["--nb", "42"])
     assert not list(tmp_path.glob("reversenet-nbval-*"))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: __import__("reversenet_utils.synthetic", fromlist=["x"]).structured_noise(0), "n must be a whole number >= 1"),
+    (lambda: __import__("reversenet_utils.synthetic", fromlist=["x"]).structured_noise(2.5), "n must be a whole number"),
+    (lambda: __import__("reversenet_utils.synthetic", fromlist=["x"]).random_strokes(-1), "n must be a whole number >= 0"),
+    (lambda: __import__("reversenet_utils.train", fromlist=["x"]).predict(nn.Linear(4, 2), torch.zeros(0, 4)), "non-empty batch"),
+    (lambda: __import__("reversenet_utils.plotting", fromlist=["x"]).image_grid(torch.zeros(0, 1, 28, 28)), "non-empty batch"),
+    (lambda: __import__("reversenet_utils.plotting", fromlist=["x"]).image_grid(torch.zeros(2, 4, 28, 28)), "4 channels"),
+    (lambda: invert_by_optimisation(nn.Flatten(), torch.full((2, 784), float("nan")), steps=1), "NaN/inf"),
+    (lambda: invert_by_optimisation(nn.Flatten(), torch.zeros(2, 784), steps=0), "steps must be a whole number"),
+])
+def test_more_entry_points_name_what_was_wrong(call, match: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=match):
+        call()

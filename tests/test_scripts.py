@@ -102,6 +102,33 @@ def test_a_failing_notebook_is_named_with_its_cell(tmp_path: Path, monkeypatch: 
     assert any(o["output_type"] == "error" for c in kept if c.cell_type == "code" for o in c.outputs)
 
 
+def test_a_failing_notebook_leaves_its_results_and_figures_as_they_were(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nbformat
+
+    runner = _load("run_notebooks")
+    results, assets = tmp_path / "results", tmp_path / "assets"
+    results.mkdir(), assets.mkdir()
+    (results / "99_broken.json").write_text('{"metrics": {"psnr": 20.0}}')
+    (assets / "99_figure.png").write_bytes(b"committed")
+    (assets / "98_other.png").write_bytes(b"another notebook's")
+    book = tmp_path / "99_broken.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        f"from pathlib import Path\nPath({str(results)!r}, '99_broken.json').write_text('half written')\n"
+        f"Path({str(assets)!r}, '99_figure.png').write_bytes(b'new')\nPath({str(assets)!r}, '99_added.png').write_bytes(b'x')"),
+        nbformat.v4.new_code_cell("1 / 0")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, book)
+    monkeypatch.setattr(runner, "RESULTS", results)
+    monkeypatch.setattr(runner, "ASSETS", assets)
+    monkeypatch.setattr(runner, "FAILED", tmp_path / "failed")
+    ok, message = runner.run(book, {})
+    assert not ok and "its results file and its figures are unchanged" in message
+    assert (results / "99_broken.json").read_text() == '{"metrics": {"psnr": 20.0}}'
+    assert (assets / "99_figure.png").read_bytes() == b"committed" and not (assets / "99_added.png").exists()
+    assert (assets / "98_other.png").read_bytes() == b"another notebook's"
+
+
 def test_every_notebook_has_a_key_metric_from_its_committed_results() -> None:
     runner = _load("run_notebooks")
     for book in runner.select(None):
