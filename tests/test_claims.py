@@ -143,10 +143,13 @@ def test_the_conclusion_takes_each_branch() -> None:
     m["optimisation_sweep"] = [r for r in m["optimisation_sweep"] if r["start"] == "grey"]
     m["injectivity"] = [{**m["injectivity"][1], "recovered": False, "rank": 700, "features": 3136}]  # cnn_pool only
     m["anchors"], m["speed"]["equal_psnr_speedup"] = {}, None
-    text = "\n".join(zs.conclusion(m, {**PARAMS, "max_zero_shot_gap": 0.1}))
+    m["paired"] = [{**p, "cis": [[lo - 5, hi - 5] for lo, hi in p["cis"]]} if p["target"] == "cnn_pool" else p
+                   for p in m["paired"]]  # cnn_pool's zero-shot 5 dB further behind: beyond the claim's 2 dB
+    text = "\n".join(zs.conclusion(m, {**PARAMS, "max_zero_shot_gap": 10.0}))  # whatever the gate allows
     assert "`cnn_nopool`, block 1" not in text  # not in the map: no statement
     assert "`cnn_pool`, block 1 loses information" in text and "upsampling at k = 1." in text
-    assert "does not come within 0.1 dB" in text and "No public anchor exists for MNIST" in text
+    assert "(`cnn_pool`): the best zero-shot chain does not come within 2 dB" in text
+    assert "No public anchor exists for MNIST" in text
     assert "L-BFGS does not reach it within the sweep" in text and "behind real images at k = 1." in text
 
 
