@@ -334,9 +334,9 @@ def invert_from_every_depth(
     maps do not fit in cache); the target's features of a chunk serve every depth.
     """
     image_batch(x, "x")
-    if len(blocks) != len(chain):
+    if len(blocks) > len(chain):  # fewer is fine: the chain inverts from the boundaries the blocks reach
         raise ValueError(f"the chain inverts {len(chain)} blocks but {len(blocks)} blocks were given: pass the blocks "
-                         f"it was built for (split_blocks of its target)")
+                         f"it was built for (split_blocks of its target), or their first {len(chain)}")
     outputs: dict[int, list[torch.Tensor]] = {k: [] for k in range(1, len(blocks) + 1)}
     for chunk in x.split(batch_size):
         feats, indices = forward_features(blocks, chunk, with_indices=any(chain.uses_indices))

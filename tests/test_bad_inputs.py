@@ -747,8 +747,9 @@ def test_the_attack_helpers_refuse_a_single_image_and_a_split_past_the_last_bloc
             attack()
     with pytest.raises(ValueError, match=r"splits after blocks \[1, 2, 3\], not 9"):
         defended_accuracy("cnn_nopool", net, 9, None, MNISTSplit(torch.rand(2, 1, 28, 28), torch.zeros(2, dtype=torch.long)))
-    with pytest.raises(ValueError, match="the chain inverts 2 blocks but 1 blocks were given"):
-        attack_with_chain(InverseChain(blocks), blocks[:1], torch.rand(2, 1, 28, 28))
+    with pytest.raises(ValueError, match="the chain inverts 1 blocks but 2 blocks were given"):
+        attack_with_chain(InverseChain(blocks[:1]), blocks, torch.rand(2, 1, 28, 28))
+    assert set(attack_with_chain(InverseChain(blocks), blocks[:1], torch.rand(2, 1, 28, 28))) == {1}  # a deeper chain
 
 
 def test_inverse_weights_refuse_the_logits() -> None:
