@@ -22,6 +22,7 @@ from reversenet_utils.progressive import (
     schedule_depths,
     split_blocks,
     train_inverse_chain,
+    transposed_conv_design,
 )
 from reversenet_utils.synthetic import random_strokes, structured_noise, synthesize_inputs
 
@@ -282,3 +283,19 @@ def test_forward_features_in_chunks_equals_one_batch(monkeypatch: pytest.MonkeyP
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, parts)) and len(parts) == 4
     assert [i is None for i in parts_idx] == [True, False, True] and torch.equal(whole_idx[1], parts_idx[1])
     assert len(forward_features(blocks, x, upto=1)[0]) == 2
+
+
+@pytest.mark.parametrize("kernel, stride, padding, output_padding, size", [
+    (4, 2, 1, 0, 7), (3, 1, 1, 0, 5), (5, 2, 2, 1, 6), ((3, 2), (2, 1), (1, 0), (1, 0), 4), (2, 3, 0, 2, 3),
+])
+def test_transposed_conv_design_is_the_convolution_as_a_matrix(kernel, stride, padding, output_padding, size) -> None:
+    """Every output channel of the transposed convolution is the design matrix times that channel's weights."""
+    torch.manual_seed(0)
+    conv = nn.ConvTranspose2d(3, 2, kernel, stride, padding, output_padding, bias=False).double()
+    z = torch.randn(2, 3, size, size + 1, dtype=torch.float64)
+    out = conv(z).detach()
+    design = transposed_conv_design(z, conv)
+    assert design.shape == (2 * out.shape[2] * out.shape[3], conv.weight[:, 0].numel())
+    for ci in range(2):
+        got = (design @ conv.weight[:, ci].detach().flatten()).reshape(2, *out.shape[2:])
+        torch.testing.assert_close(got, out[:, ci], rtol=0, atol=1e-12)
