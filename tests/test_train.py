@@ -99,3 +99,43 @@ def test_the_targets_max_pooling_is_torch_s_with_and_without_gradients() -> None
     z = y.detach().clone().requires_grad_()
     torch.nn.functional.max_pool2d(z, 2).sum().backward()
     assert torch.equal(y.grad, z.grad)
+
+
+def _train_tiny(seed: int) -> torch.Tensor:
+    """A seeded model (initialised under GLOBAL_RNG) trained on its own batches; its weights."""
+    with train.GLOBAL_RNG:
+        torch.manual_seed(seed)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(784, 16), nn.ReLU(), nn.Linear(16, 2))
+    train.fit(model, _toy_split(256, seed), epochs=2, lr=1e-2, batch_size=32, seed=seed)
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_run_side_by_side_gives_what_one_after_another_gives() -> None:
+    from functools import partial
+
+    threads = torch.get_num_threads()
+    tasks = [partial(_train_tiny, s) for s in range(4)]
+    torch.set_num_threads(1)  # the side-by-side tasks' intra-op threads, for bitwise equal sums
+    try:
+        alone = [task() for task in tasks]
+    finally:
+        torch.set_num_threads(threads)
+    together = train.run_side_by_side(tasks, "cpu", workers=2)
+    assert torch.get_num_threads() == threads  # restored
+    for a, b in zip(alone, together):
+        assert torch.equal(a, b)
+    assert train.run_side_by_side([], "cpu") == []
+
+
+def test_run_side_by_side_raises_a_tasks_error_and_refuses_bad_workers() -> None:
+    def fails() -> None:
+        raise FloatingPointError("loss became non-finite")
+
+    threads = torch.get_num_threads()
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        train.run_side_by_side([lambda: 1, fails], "cpu", workers=2)
+    assert torch.get_num_threads() == threads
+    for bad in (0, 1.5, True):
+        with pytest.raises(ValueError, match="workers must be a whole number"):
+            train.run_side_by_side([lambda: 1], "cpu", workers=bad)
+    assert train.run_side_by_side([lambda: 1, lambda: 2], "cpu", workers=1) == [1, 2]
