@@ -20,8 +20,10 @@ from __future__ import annotations
 import math
 import time
 import warnings
+import zlib
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,16 +57,34 @@ def _finite(name: str, value: Any, low: float, high: float = math.inf, closed_hi
 
 
 class FeatureDefence(nn.Module):
-    """A defence on the transmitted features: ``kind`` and ``strength`` name it in tables and results."""
+    """A defence on the transmitted features: ``kind`` and ``strength`` name it in tables and results.
+
+    A random defence draws from its own generator, derived from ``seed`` and its kind (one per device the features
+    live on), never from torch's global one, nor the stream of another generator seeded ``seed``: the same defence gives the same features on every run, also while attackers train
+    side by side (``train.run_side_by_side``)."""
 
     kind = ""
 
-    def __init__(self, strength: float) -> None:
+    def __init__(self, strength: float, seed: int = 0) -> None:
         super().__init__()
-        self.strength = float(strength)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise ValueError(f"seed must be a whole number, got {seed!r}")
+        self.strength, self.seed = float(strength), seed
+        self._generators: dict[torch.device, torch.Generator] = {}
 
-    def extra_repr(self) -> str:
-        return f"strength={self.strength:g}"
+    def _generator(self, device: torch.device) -> torch.Generator:
+        if device not in self._generators:  # a stream of its own: not the one another generator seeded `seed` draws
+            state = np.random.SeedSequence([self.seed, zlib.crc32(self.kind.encode())]).generate_state(1)[0]
+            self._generators[device] = torch.Generator(device=device).manual_seed(int(state))
+        return self._generators[device]
+
+    def uniform(self, f: torch.Tensor) -> torch.Tensor:
+        """Uniform draws in [0, 1), shaped and placed like ``f``, from this defence's generator."""
+        return torch.rand(f.shape, generator=self._generator(f.device), device=f.device, dtype=f.dtype)
+
+    def normal(self, f: torch.Tensor) -> torch.Tensor:
+        """Standard normal draws shaped and placed like ``f``, from this defence's generator."""
+        return torch.randn(f.shape, generator=self._generator(f.device), device=f.device, dtype=f.dtype)
 
 
 class GaussianNoise(FeatureDefence):
@@ -72,12 +92,12 @@ class GaussianNoise(FeatureDefence):
 
     kind = "gaussian"
 
-    def __init__(self, strength: float, scale: float) -> None:
-        super().__init__(_finite("noise strength", strength, 0.0))
+    def __init__(self, strength: float, scale: float, seed: int = 0) -> None:
+        super().__init__(_finite("noise strength", strength, 0.0), seed)
         self.sigma = _finite("scale", scale, 0.0) * self.strength
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return f + self.sigma * torch.randn_like(f)
+        return f + self.sigma * self.normal(f)
 
 
 class LaplaceNoise(FeatureDefence):
@@ -86,14 +106,14 @@ class LaplaceNoise(FeatureDefence):
 
     kind = "laplace"
 
-    def __init__(self, strength: float, scale: float) -> None:
-        super().__init__(_finite("noise strength", strength, 0.0))
+    def __init__(self, strength: float, scale: float, seed: int = 0) -> None:
+        super().__init__(_finite("noise strength", strength, 0.0), seed)
         self.b = _finite("scale", scale, 0.0) * self.strength / math.sqrt(2.0)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         if self.b == 0:
             return f
-        u = torch.rand_like(f).clamp(1e-7, 1 - 1e-7) - 0.5  # inverse CDF of the Laplace distribution
+        u = self.uniform(f).clamp(1e-7, 1 - 1e-7) - 0.5  # inverse CDF of the Laplace distribution
         return f - self.b * u.sign() * torch.log1p(-2 * u.abs())
 
 
@@ -102,11 +122,13 @@ class SplitDropout(FeatureDefence):
 
     kind = "dropout"
 
-    def __init__(self, strength: float) -> None:
-        super().__init__(_finite("dropout rate", strength, 0.0, 1.0, closed_high=False))
+    def __init__(self, strength: float, seed: int = 0) -> None:
+        super().__init__(_finite("dropout rate", strength, 0.0, 1.0, closed_high=False), seed)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        return F.dropout(f, self.strength, training=True)
+        if self.strength == 0:
+            return f
+        return f * (self.uniform(f) >= self.strength) / (1 - self.strength)
 
 
 class Quantise(FeatureDefence):
@@ -133,9 +155,10 @@ FEATURE_DEFENCES = ("gaussian", "laplace", "dropout", "quantise")
 TRAINING_DEFENCES = ("nopeek", "dp")
 
 
-def make_defence(kind: str, strength: float, features: torch.Tensor) -> FeatureDefence:
+def make_defence(kind: str, strength: float, features: torch.Tensor, seed: int = 0) -> FeatureDefence:
     """The feature defence ``kind`` at ``strength``, calibrated on undefended ``features`` of the device owner's data
-    (the noise's scale: their standard deviation; the quantiser's range: their minimum and maximum)."""
+    (the noise's scale: their standard deviation; the quantiser's range: their minimum and maximum); a random one
+    draws from its own generator, seeded ``seed``."""
     if kind not in FEATURE_DEFENCES:
         raise ValueError(f"unknown feature defence {kind!r}; known: {', '.join(FEATURE_DEFENCES)} "
                          f"(training-time defences {', '.join(TRAINING_DEFENCES)}: train_defended)")
@@ -146,11 +169,11 @@ def make_defence(kind: str, strength: float, features: torch.Tensor) -> FeatureD
                          f"its scale would be 0 and it would do nothing; calibrate on the device's features of real "
                          f"inputs (several images)")
     if kind == "gaussian":
-        return GaussianNoise(strength, features.std().item())
+        return GaussianNoise(strength, features.std().item(), seed)
     if kind == "laplace":
-        return LaplaceNoise(strength, features.std().item())
+        return LaplaceNoise(strength, features.std().item(), seed)
     if kind == "dropout":
-        return SplitDropout(strength)
+        return SplitDropout(strength, seed)
     return Quantise(strength, features.min().item(), features.max().item())
 
 

@@ -32,7 +32,7 @@ from .metrics import clip_images, reconstruction_report
 from .models import get_spec
 from .optimise import match_features
 from .progressive import InverseChain, invert_from_every_depth, regime_sampler, split_blocks, train_inverse_chain
-from .train import predict
+from .train import GLOBAL_RNG, predict
 
 __all__ = [
     "THREATS",
@@ -105,8 +105,9 @@ def train_attacker(
     device = next(p for b in blocks for p in b.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     sample = regime_sampler(regime, generator, device, real=images)
-    torch.manual_seed(seed)
-    chain = InverseChain(list(blocks)).to(device)
+    with GLOBAL_RNG:  # seeded and initialised at once, also when attackers train side by side
+        torch.manual_seed(seed)
+        chain = InverseChain(list(blocks)).to(device)
     train_inverse_chain(chain, list(blocks), sample, steps, seed=seed, desc=desc, logits=False, **recipe)
     return chain.eval()
 

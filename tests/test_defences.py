@@ -187,3 +187,18 @@ def test_dp_with_ghost_clipping_takes_the_per_sample_hooks_steps(name: str, spli
     _dp_with_per_sample_hooks(nets[1], split_end, train, 1e-3, 64, 1.0, 0)
     for (key, a), b in zip(nets[0].state_dict().items(), nets[1].state_dict().values()):
         assert torch.allclose(a, b, atol=1e-5), (key, (a - b).abs().max().item())
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "laplace", "dropout"])
+def test_random_defences_draw_from_their_own_seeded_stream(kind: str) -> None:
+    f = _features()
+    state = torch.get_rng_state()
+    first, again = make_defence(kind, 0.5, f, seed=3), make_defence(kind, 0.5, f, seed=3)
+    assert torch.equal(first(f), again(f))  # reproducible, whatever ran before
+    assert not torch.equal(make_defence(kind, 0.5, f, seed=4)(f), make_defence(kind, 0.5, f, seed=3)(f))
+    assert torch.equal(torch.get_rng_state(), state)  # torch's global generator untouched
+    assert not torch.equal(first(f), first(f))  # a fresh draw each call
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        make_defence(kind, 0.5, f, seed=1.5)
+    if kind == "dropout":
+        assert torch.equal(make_defence(kind, 0.0, f)(f), f)
