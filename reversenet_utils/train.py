@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import ctypes
-import ctypes.util
 import random
 import threading
 import time
@@ -24,7 +22,6 @@ from .progress import progress_bar
 
 __all__ = [
     "get_device",
-    "keep_freed_memory",
     "GLOBAL_RNG",
     "seed_everything",
     "run_side_by_side",
@@ -41,8 +38,7 @@ __all__ = [
 
 
 def get_device(prefer: str | None = None) -> torch.device:
-    """CUDA when present, else CPU (``prefer`` forces one, e.g. ``"cpu"``, ``"cuda:1"``); on the CPU, with the
-    allocator set to keep freed memory (:func:`keep_freed_memory`).
+    """CUDA when present, else CPU (``prefer`` forces one, e.g. ``"cpu"``, ``"cuda:1"``).
 
     Raises:
         ValueError: ``prefer`` is not a device name, or names a CUDA device this machine does not have.
@@ -56,36 +52,8 @@ def get_device(prefer: str | None = None) -> torch.device:
             have = torch.cuda.device_count() if torch.cuda.is_available() else 0
             raise ValueError(f"device {prefer!r} asked for, but this machine has {have} CUDA device(s): "
                              f"use 'cpu' (or leave device empty to pick CUDA when present)")
-    else:
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.type == "cpu":
-        keep_freed_memory()
-    return device
-
-
-#: glibc's ``mallopt`` settings of :func:`keep_freed_memory`: blocks up to 32 MiB (glibc's largest mmap threshold)
-#: come from the heap, and up to 1 GiB of freed heap stays mapped for reuse.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_MALLOC_SETTINGS = ((_M_MMAP_THRESHOLD, 32 * 2**20), (_M_TRIM_THRESHOLD, 2**30))
-
-
-def keep_freed_memory() -> bool:
-    """Let the C allocator keep freed memory for reuse (glibc only; :func:`get_device` calls it for the CPU).
-
-    A CPU training step frees and reallocates tensors of a few MiB each; glibc's defaults hand them back to the
-    system and fault them in again on every step. Keeping them (PyTorch's CPU tuning guide swaps in jemalloc
-    for the same reason) trained a ``cnn_pool`` inverse chain 1.4x faster and scored 10 000 reconstructions
-    1.3x faster on 2 cores, for 0.1 % more peak memory. Returns whether the settings took; elsewhere (macOS,
-    Windows, musl) it does nothing and returns False.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        mallopt = None
-    if mallopt is None:
-        return False
-    return all(mallopt(option, value) == 1 for option, value in _MALLOC_SETTINGS)
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 #: Held while torch's global generator is seeded and drawn from (:func:`seed_everything`; a seeded initialisation

@@ -139,22 +139,3 @@ def test_run_side_by_side_raises_a_tasks_error_and_refuses_bad_workers() -> None
         with pytest.raises(ValueError, match="workers must be a whole number"):
             train.run_side_by_side([lambda: 1], "cpu", workers=bad)
     assert train.run_side_by_side([lambda: 1, lambda: 2], "cpu", workers=1) == [1, 2]
-
-
-def test_keep_freed_memory_takes_on_glibc_and_does_nothing_where_there_is_no_mallopt(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ctypes.util
-    import platform
-
-    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
-        assert train.keep_freed_memory() and train.keep_freed_memory()  # idempotent
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
-    assert train.keep_freed_memory() is False
-
-    class NoMallopt:  # a C library without mallopt (macOS, musl)
-        def __init__(self, name: str) -> None:
-            pass
-
-    monkeypatch.setattr(ctypes.util, "find_library", lambda name: "libc.dylib")
-    monkeypatch.setattr(train.ctypes, "CDLL", NoMallopt)
-    assert train.keep_freed_memory() is False
-    assert train.get_device("cpu").type == "cpu"
