@@ -86,17 +86,25 @@ def total_variation(x: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
+#: images per batch of :func:`invert_by_optimisation`. Every image's loss and Adam's update are its own, so batching
+#: changes no result but float rounding (measured: the same images bit for bit, 500 images of ``cnn_pool``); on a 2-core CPU 500
+#: images in one batch took 3.8 s for 40 steps from block 1 against 1.9 s in batches of 256 (logits: 3.6 against
+#: 3.0 s): large batches' freed activations are returned to the system and faulted in again at every step.
+OPTIMISATION_BATCH = 256
+
+
 def invert_by_optimisation(
     feature_fn: nn.Module, features: torch.Tensor, steps: int = 200, lr: float = 0.05, tv_weight: float = 0.01,
-    shape: tuple[int, ...] = (1, 28, 28),
+    shape: tuple[int, ...] = (1, 28, 28), batch_size: int = OPTIMISATION_BATCH,
 ) -> torch.Tensor:
     """Optimisation-based inversion: Adam on the input (``x = sigmoid(z)``, from mid-grey), minimising the
-    relative squared error ``||feature_fn(x) - f||^2 / ||f||^2`` plus a total-variation prior."""
+    relative squared error ``||feature_fn(x) - f||^2 / ||f||^2`` plus a total-variation prior; ``batch_size``
+    images at a time (each image's optimisation is independent of the others: the same result for any batch)."""
     init = torch.zeros(len(features), *shape, device=features.device)
     z = optimise_preimage(
         lambda z: feature_fn(torch.sigmoid(z)), features, init,
         lambda out, f: (out - f).pow(2).flatten(1).sum(1) / f.pow(2).flatten(1).sum(1).clamp_min(1e-12),
-        steps=steps, lr=lr, batch_size=len(features), prior=lambda z: tv_weight * total_variation(torch.sigmoid(z)),
+        steps=steps, lr=lr, batch_size=batch_size, prior=lambda z: tv_weight * total_variation(torch.sigmoid(z)),
         desc="optimisation-based inversion",
     )
     return torch.sigmoid(z)

@@ -160,6 +160,10 @@ def test_synthesis_and_optimisation_inversion() -> None:
     x_hat = invert_by_optimisation(block, target, steps=150, lr=0.1, tv_weight=0.0)
     with torch.no_grad():
         assert ((block(x_hat) - target).norm() / target.norm()) < 0.3
+    # each image is optimised on its own: batches of 3 give the images of one batch of 8 (to float rounding)
+    in_threes = invert_by_optimisation(block, target, steps=20, lr=0.1, batch_size=3)
+    torch.testing.assert_close(in_threes, invert_by_optimisation(block, target, steps=20, lr=0.1, batch_size=8),
+                               atol=1e-3, rtol=0)
 
 
 def test_total_variation() -> None:
