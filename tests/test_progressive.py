@@ -142,9 +142,10 @@ def test_random_strokes_are_thin_lines() -> None:
 
 def test_a_seed_draws_the_same_noise_as_before() -> None:
     """The zero-shot chains' training stream is fixed by its seed: a faster sampler must draw the same images
-    (sums taken from the sampler of 2026-12-02, before unused curves moved to infinity)."""
-    assert structured_noise(32, torch.Generator().manual_seed(0)).double().sum().item() == pytest.approx(3758.809689705623, abs=1e-9)
-    assert random_strokes(32, torch.Generator().manual_seed(0)).double().sum().item() == pytest.approx(3446.159947745639, abs=1e-9)
+    (sums taken from the sampler of 2026-12-02, before unused curves moved to infinity). The tolerance is float32
+    rounding, which differs between CPUs' vector units (CI saw 2.5e-7 on 3758); another draw moves the sum by units."""
+    assert structured_noise(32, torch.Generator().manual_seed(0)).double().sum().item() == pytest.approx(3758.809689705623, abs=1e-3)
+    assert random_strokes(32, torch.Generator().manual_seed(0)).double().sum().item() == pytest.approx(3446.159947745639, abs=1e-3)
 
 
 def test_synthesis_and_optimisation_inversion() -> None:
