@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .artifacts import current_dataset
 from .data import MNISTSplit
 from .models import build_target, get_spec
 from .progress import progress_bar
@@ -206,9 +207,9 @@ def train_defended(
     delta: float = 1e-5,
     device: torch.device | str | None = None,
 ) -> tuple[nn.Sequential, dict[str, Any]]:
-    """Train target ``name`` (its architecture, learning rate and batch size) on ``train`` for ``epochs``, with a
-    training-time defence of the features after layer ``split_end``, or none (``defence=None`` or strength 0: the
-    plain recipe, the baseline).
+    """Train target ``name`` (its architecture, and its learning rate and batch size on the current dataset) on
+    ``train`` for ``epochs``, with a training-time defence of the features after layer ``split_end``, or none
+    (``defence=None`` or strength 0: the plain recipe, the baseline).
 
     - ``"nopeek"``: cross-entropy plus ``strength * distance_correlation(x, features)`` per batch;
     - ``"dp"``: DP-SGD with opacus on the device's layers ``net[:split_end]`` (Poisson sampling, per-sample clipping
@@ -227,7 +228,7 @@ def train_defended(
                          f"1 / training images, e.g. 1e-5), got {delta!r}")
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
-    spec = get_spec(name)
+    spec = get_spec(name).on(current_dataset())  # its recipe on the dataset of this run
     if not isinstance(split_end, int) or not 1 <= split_end < len(build_target(name)):
         raise ValueError(f"split_end must be a layer index inside {name!r} (1..{len(build_target(name)) - 1}), got {split_end!r}")
     device = get_device(None if device is None else str(device))

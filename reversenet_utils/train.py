@@ -250,12 +250,12 @@ def _fit_recipe(
     model: nn.Module, name: str, epochs: int | None, seed: int, train: MNISTSplit | None, test: MNISTSplit | None
 ) -> dict[str, Any]:
     """Train ``model`` (a freshly built target ``name``) with its recipe in place; return its metadata."""
-    spec = get_spec(name)
+    spec = get_spec(name).on(current_dataset())
     seed = spec.seed + seed
     device = next(model.parameters()).device
     train = train if train is not None else load_dataset("train")
     test = test if test is not None else load_dataset("test")
-    epochs = spec.epochs_on(current_dataset()) if epochs is None else epochs
+    epochs = spec.epochs if epochs is None else epochs
     start = time.perf_counter()
     history = fit(model, train, test, epochs=epochs, lr=spec.lr, batch_size=spec.batch_size, seed=seed, desc=name)
     return {
@@ -292,7 +292,7 @@ def train_target(
     (0 for every target but the independent judge, so the judge never shares an initialisation).
     """
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
-        raise ValueError(f"epochs must be a whole number >= 1 (or None for the recipe's {get_spec(name).epochs_on(current_dataset())}), got {epochs!r}")
+        raise ValueError(f"epochs must be a whole number >= 1 (or None for the recipe's {get_spec(name).on(current_dataset()).epochs}), got {epochs!r}")
     device = get_device(None if device is None else str(device))
     model = _build_seeded(name, seed, device)
     meta = {"name": name, "dataset": current_dataset(), **_fit_recipe(model, name, epochs, seed, train, test)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,25 @@ def test_every_target_maps_images_to_ten_logits(name: str) -> None:
 def test_unknown_target_names_the_known_ones() -> None:
     with pytest.raises(KeyError, match="mlp_leaky"):
         build_target("mlp_typo")
+
+
+def test_a_dataset_recipe_changes_only_its_own_dataset(tmp_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``TargetSpec.on`` applies a dataset's recipe; training on that dataset uses it, on another the default."""
+    from reversenet_utils import artifacts
+
+    monkeypatch.setitem(artifacts._current, "dataset", "mnist")  # restored afterwards
+    tiny = TargetSpec(lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "tiny", epochs=1, lr=1e-2,
+                      dataset_recipes={"fashion_mnist": {"epochs": 2, "batch_size": 32}})
+    assert (tiny.on("fashion_mnist").epochs, tiny.on("fashion_mnist").batch_size, tiny.on("fashion_mnist").lr) == (2, 32, 1e-2)
+    assert tiny.on("mnist") == replace(tiny, dataset_recipes={}) and tiny.on("fashion_mnist").dataset_recipes == {}
+    monkeypatch.setitem(models.TARGETS, "tiny", tiny)
+    split = _toy_split(64, 0)
+    for dataset, (epochs, batch_size) in (("fashion_mnist", (2, 32)), ("mnist", (1, 128))):
+        artifacts.use_dataset(dataset)
+        _, meta = train.train_target("tiny", device="cpu", train=split, test=split)
+        assert (meta["epochs"], meta["batch_size"], meta["dataset"]) == (epochs, batch_size, dataset)
+    with pytest.raises(ValueError, match="may change epochs, lr, batch_size, not seed"):
+        TargetSpec(tiny.build, "tiny", epochs=1, dataset_recipes={"fashion_mnist": {"seed": 3}})
 
 
 def test_fit_learns_and_reports_every_epoch() -> None:
