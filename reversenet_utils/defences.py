@@ -249,7 +249,8 @@ def train_defended(
         train_loop(net.parameters(), loss_fn, len(train), epochs, spec.batch_size, spec.lr, seed=seed + spec.seed,
                    desc=f"{name}: nopeek {strength:g}")
     else:  # the plain recipe
-        fit(net, train, None, epochs, spec.lr, spec.batch_size, seed=seed + spec.seed, desc=f"{name}: no defence")
+        fit(net, train, None, epochs, spec.lr, spec.batch_size, seed=seed + spec.seed, desc=f"{name}: no defence",
+            channels_last=spec.channels_last)
     net.eval().requires_grad_(False)
     meta.update({"accuracy": evaluate(net, test), "train_s": time.perf_counter() - start})
     return net, meta

@@ -132,8 +132,11 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> to
     return torch.cat(out)
 
 
-def evaluate(model: nn.Module, split: MNISTSplit, batch_size: int = 2048) -> float:
-    """Classification accuracy (a fraction) of ``model`` on ``split``."""
+def evaluate(model: nn.Module, split: MNISTSplit, batch_size: int = 256) -> float:
+    """Classification accuracy (a fraction) of ``model`` on ``split``.
+
+    Batches of 256 keep a CNN's feature maps in cache: on this 2-core CPU the judge scores the 10,000 test images
+    in 0.62 s against 1.47 s in batches of 2,048 (``cnn_pool`` 0.30 against 0.69 s), with the same accuracy."""
     logits = predict(model, split.images, batch_size)
     return (logits.argmax(1) == split.labels.cpu()).double().mean().item()
 
@@ -213,11 +216,14 @@ def fit(
     batch_size: int = 128,
     seed: int = 0,
     desc: str = "train",
+    channels_last: bool = False,
 ) -> list[dict[str, float]]:
     """Train a classifier with Adam, cross-entropy and a cosine learning-rate decay (:func:`train_loop`).
 
     After every epoch the mean loss, train accuracy (on the batches seen) and, if ``test`` is
-    given, test accuracy are recorded and shown.
+    given, test accuracy are recorded and shown. ``channels_last``: the model and its batches in the channels-last
+    memory layout while training (the judge's recipe on Fashion-MNIST: 1.22x faster per step on a 2-core CPU); the
+    model is returned in the standard layout.
 
     Returns:
         One dict per epoch: ``epoch``, ``loss``, ``train_accuracy``, ``test_accuracy``, ``seconds``.
@@ -225,10 +231,12 @@ def fit(
     device = next(model.parameters()).device
     correct = torch.zeros((), device=device)
 
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+
     def loss_fn(idx: torch.Tensor) -> torch.Tensor:
         nonlocal correct
         x, y = train.images[idx].to(device), train.labels[idx].to(device)
-        logits = model(x)
+        logits = model(x.contiguous(memory_format=layout) if x.dim() == 4 else x)
         correct += (logits.argmax(1) == y).sum()
         return F.cross_entropy(logits, y)
 
@@ -240,9 +248,9 @@ def fit(
             row["test_accuracy"] = evaluate(model, test)  # restores train mode afterwards
         return row
 
-    model.train()
+    model.to(memory_format=layout).train()
     history = train_loop(model.parameters(), loss_fn, len(train), epochs, batch_size, lr, seed=seed, desc=desc, on_epoch=on_epoch)
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     return history
 
 
@@ -257,12 +265,14 @@ def _fit_recipe(
     test = test if test is not None else load_dataset("test")
     epochs = spec.epochs if epochs is None else epochs
     start = time.perf_counter()
-    history = fit(model, train, test, epochs=epochs, lr=spec.lr, batch_size=spec.batch_size, seed=seed, desc=name)
+    history = fit(model, train, test, epochs=epochs, lr=spec.lr, batch_size=spec.batch_size, seed=seed, desc=name,
+                  channels_last=spec.channels_last)
     return {
         "description": spec.description,
         "epochs": epochs,
         "lr": spec.lr,
         "batch_size": spec.batch_size,
+        "channels_last": spec.channels_last,
         "seed": seed,
         "test_accuracy": history[-1]["test_accuracy"],
         "train_s": time.perf_counter() - start,

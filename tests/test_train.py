@@ -49,8 +49,23 @@ def test_a_dataset_recipe_changes_only_its_own_dataset(tmp_root: Path, monkeypat
         artifacts.use_dataset(dataset)
         _, meta = train.train_target("tiny", device="cpu", train=split, test=split)
         assert (meta["epochs"], meta["batch_size"], meta["dataset"]) == (epochs, batch_size, dataset)
-    with pytest.raises(ValueError, match="may change epochs, lr, batch_size, not seed"):
+    with pytest.raises(ValueError, match="may change epochs, lr, batch_size, channels_last, not seed"):
         TargetSpec(tiny.build, "tiny", epochs=1, dataset_recipes={"fashion_mnist": {"seed": 3}})
+
+
+def test_a_channels_last_fit_learns_the_same_model_and_returns_it_in_the_standard_layout() -> None:
+    """The layout changes only the rounding: the same initialisation and batches give the same model to float error."""
+    def conv() -> nn.Sequential:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 2))
+
+    models_ = {layout: conv() for layout in (False, True)}
+    for layout, model in models_.items():
+        train.fit(model, _toy_split(256, 0), None, epochs=1, lr=1e-3, batch_size=64, channels_last=layout)
+    plain, channels_last = models_[False], models_[True]
+    assert channels_last[0].weight.is_contiguous() and not channels_last.training
+    assert all(torch.allclose(p, q, atol=1e-4) for p, q in zip(plain.parameters(), channels_last.parameters()))
+    assert not all(torch.equal(p, q) for p, q in zip(plain.parameters(), conv().parameters()))  # it did train
 
 
 def test_fit_learns_and_reports_every_epoch() -> None:
