@@ -164,8 +164,8 @@ TARGETS: dict[str, TargetSpec] = {
     "judge_cnn": TargetSpec(
         _judge_cnn, "independent judge (never inverted): CNN 3x(conv3-ReLU), 2 max-pools, 1 dense", epochs=3,
         lr=2e-3, seed=1,
-        # Fashion-MNIST: 3 epochs reach 90.3 %, 7 (batches of 128) 92.2 %; 6 in batches of 64, channels-last, as much in
-        # 40 % of the time (docs/design.md, "Time budgets")
+        # Fashion-MNIST: 3 epochs reach 90.3 %, 7 in batches of 128 92.2 %; 6 in batches of 64, channels-last, 92.4 % in
+        # half the time (78 against 160 s; docs/design.md, "Time budgets")
         dataset_recipes={"fashion_mnist": {"epochs": 6, "batch_size": 64, "channels_last": True}},
     ),
 }
