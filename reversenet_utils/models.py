@@ -8,6 +8,8 @@ training recipe that ``train.load_target`` uses when a checkpoint is missing.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -119,11 +121,18 @@ class TargetSpec:
     dataset_recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for dataset, changes in self.dataset_recipes.items():
+        recipes = {"the default recipe": {f: getattr(self, f) for f in RECIPE_FIELDS}, **{
+            f"the recipe on {dataset!r}": changes for dataset, changes in self.dataset_recipes.items()}}
+        for where, changes in recipes.items():
             unknown = set(changes) - set(RECIPE_FIELDS)
             if unknown:
-                raise ValueError(f"{self.description}: the recipe on {dataset!r} may change {', '.join(RECIPE_FIELDS)}, "
+                raise ValueError(f"{self.description}: {where} may change {', '.join(RECIPE_FIELDS)}, "
                                  f"not {', '.join(sorted(unknown))}")
+            for name, value in changes.items():  # whole numbers >= 1, a finite positive rate, a flag
+                ok = (isinstance(value, bool) if name == "channels_last" else not isinstance(value, bool) and (
+                    isinstance(value, int) and value >= 1 if name != "lr" else isinstance(value, (int, float)) and 0 < value < math.inf))
+                if not ok:
+                    raise ValueError(f"{self.description}: {where} sets {name}={value!r}; {RECIPE_RULES[name]}")
         object.__setattr__(self, "dataset_recipes", MappingProxyType({d: MappingProxyType(dict(c)) for d, c in self.dataset_recipes.items()}))
 
     def on(self, dataset: str) -> TargetSpec:
@@ -133,6 +142,9 @@ class TargetSpec:
 
 #: what a target's recipe on another dataset may change (:attr:`TargetSpec.dataset_recipes`)
 RECIPE_FIELDS = ("epochs", "lr", "batch_size", "channels_last")
+#: what each recipe field must be
+RECIPE_RULES = {"epochs": "epochs must be a whole number >= 1", "lr": "lr must be a finite number > 0",
+                "batch_size": "batch_size must be a whole number >= 1", "channels_last": "channels_last must be True or False"}
 
 
 TARGETS: dict[str, TargetSpec] = {

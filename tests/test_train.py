@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,6 +53,22 @@ def test_a_dataset_recipe_changes_only_its_own_dataset(tmp_root: Path, monkeypat
         assert (meta["epochs"], meta["batch_size"], meta["dataset"]) == (epochs, batch_size, dataset)
     with pytest.raises(ValueError, match="may change epochs, lr, batch_size, channels_last, not seed"):
         TargetSpec(tiny.build, "tiny", epochs=1, dataset_recipes={"fashion_mnist": {"seed": 3}})
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"epochs": 0}, "epochs=0; epochs must be a whole number >= 1"),
+    ({"epochs": 2.5}, "epochs=2.5; epochs must be"),
+    ({"batch_size": True}, "batch_size=True; batch_size must be"),
+    ({"lr": float("nan")}, "lr=nan; lr must be a finite number > 0"),
+    ({"lr": -1e-3}, "lr=-0.001"),
+    ({"channels_last": "yes"}, "channels_last='yes'; channels_last must be True or False"),
+])
+def test_a_recipe_refuses_values_it_cannot_train_with(change: dict, message: str) -> None:
+    build = lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10))  # noqa: E731
+    with pytest.raises(ValueError, match=f"the recipe on 'fashion_mnist' sets {re.escape(message)}"):
+        TargetSpec(build, "tiny", epochs=1, dataset_recipes={"fashion_mnist": change})
+    with pytest.raises(ValueError, match=f"the default recipe sets {re.escape(message)}"):
+        TargetSpec(build, "tiny", **{"epochs": 1, **change})
 
 
 def test_a_channels_last_fit_learns_the_same_model_and_returns_it_in_the_standard_layout() -> None:
