@@ -65,10 +65,13 @@ def test_ssim_is_one_for_identical_images_and_lower_otherwise() -> None:
 @pytest.mark.parametrize("metric", [mse, psnr, ssim])
 def test_metrics_refuse_nan_and_shape_mismatch(metric) -> None:
     x = torch.rand(2, 1, 28, 28)
-    bad = x.clone()
-    bad[0, 0, 0, 0] = math.nan
-    with pytest.raises(ValueError, match="non-finite"):
-        metric(bad, x)
+    for value in (math.nan, math.inf, -math.inf):  # a NaN spoils both ends of the range, an inf one of them
+        bad = x.clone()
+        bad[0, 0, 0, 0] = bad[1, 0, 5, 5] = value
+        with pytest.raises(ValueError, match="reconstruction holds 2 non-finite"):
+            metric(bad, x)
+        with pytest.raises(ValueError, match="original holds 2 non-finite"):
+            metric(x, bad)
     with pytest.raises(ValueError, match="Shapes differ"):
         metric(x[:1], x)
 
