@@ -341,22 +341,30 @@ class InverseChain(nn.Module):
 
 @torch.inference_mode()
 def invert_from_every_depth(
-    chain: InverseChain, blocks: Sequence[nn.Sequential], x: torch.Tensor, batch_size: int = 500
+    chain: InverseChain, blocks: Sequence[nn.Sequential], x: torch.Tensor, batch_size: int = 500,
+    seconds: dict[int, float] | None = None,
 ) -> dict[int, torch.Tensor]:
     """Reconstructions of ``x`` from the output of every block: ``{k: chain(f_k)}`` for k = 1..K.
 
     Runs in chunks of ``batch_size`` images (on a CPU faster than one batch of 10 000, whose feature
-    maps do not fit in cache); the target's features of a chunk serve every depth.
+    maps do not fit in cache); the target's features of a chunk serve every depth. ``seconds``, if given,
+    is filled with each depth's time in the chain (the target's features excluded): what inverting
+    ``len(x)`` feature vectors from block ``k`` costs, so that a rate needs no second pass.
     """
     image_batch(x, "x")
     if len(blocks) > len(chain):  # fewer is fine: the chain inverts from the boundaries the blocks reach
         raise ValueError(f"the chain inverts {len(chain)} blocks but {len(blocks)} blocks were given: pass the blocks "
                          f"it was built for (split_blocks of its target), or their first {len(chain)}")
     outputs: dict[int, list[torch.Tensor]] = {k: [] for k in range(1, len(blocks) + 1)}
+    timed = dict.fromkeys(outputs, 0.0)
     for chunk in x.split(batch_size):
         feats, indices = forward_features(blocks, chunk, with_indices=any(chain.uses_indices))
         for k, out in outputs.items():
+            start = time.perf_counter()
             out.append(chain(feats[k], k, indices))
+            timed[k] += time.perf_counter() - start
+    if seconds is not None:
+        seconds.update(timed)
     return {k: torch.cat(out) for k, out in outputs.items()}
 
 

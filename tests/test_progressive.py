@@ -68,8 +68,10 @@ def test_invert_from_every_depth_matches_the_chain_in_any_chunking() -> None:
     chain = InverseChain(blocks, unpool=True).eval()
     x = torch.rand(7, 1, 28, 28)
     feats, indices = forward_features(blocks, x, with_indices=True)
-    out = invert_from_every_depth(chain, blocks, x, batch_size=3)  # chunks of 3, 3, 1
+    seconds: dict[int, float] = {}
+    out = invert_from_every_depth(chain, blocks, x, batch_size=3, seconds=seconds)  # chunks of 3, 3, 1
     assert sorted(out) == [1, 2, 3]
+    assert sorted(seconds) == [1, 2, 3] and all(s > 0 for s in seconds.values())  # each depth's chain time
     with torch.no_grad():
         for k, x_hat in out.items():
             assert torch.allclose(x_hat, chain(feats[k], k, indices), atol=1e-6)
