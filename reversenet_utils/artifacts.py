@@ -19,6 +19,7 @@ import inspect
 import json
 import math
 import os
+import platform
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -38,6 +39,7 @@ __all__ = [
     "load_or_train",
     "inverse_checkpoint",
     "inverse_identity",
+    "machine",
     "effective_recipe",
     "project_root",
     "data_dir",
@@ -363,10 +365,12 @@ def write_results(
     """Write ``results/<notebook>.json`` in the schema of docs/design.md (results files) and return its path.
 
     ``stage_seconds`` records the seconds of each cell the notebook ran before this call
-    (:func:`notebook.stage_seconds`): where its time went, measured in the run that computed its numbers."""
+    (:func:`notebook.stage_seconds`): where its time went, measured in the run that computed its numbers.
+    ``machine`` (:func:`machine`) says what ran it: times, and the last digits of trained numbers, depend on it."""
     payload = {
         "notebook": notebook,
         "runtime_s": round(float(runtime_s), 2),
+        "machine": machine(),
         "stage_seconds": stage_seconds(),
         "params": _jsonable(params),
         "metrics": _jsonable(metrics),
@@ -374,6 +378,20 @@ def write_results(
     path = results_dir() / f"{notebook}.json"
     path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return path
+
+
+def machine() -> dict[str, Any]:
+    """What a run ran on: ``{cpu, cores, threads, torch, accelerator}``. The same code took 1.4-1.5x longer on one
+    host than on another of this project's 2-core machines, and trained to different last digits (docs/design.md,
+    time budgets), so a results file's times and numbers are read with its machine."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():  # Linux names the model here; platform.processor() gives only the architecture
+        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(errors="replace"), flags=re.MULTILINE)
+        cpu = names[0].strip() if names else cpu
+    accelerator = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "accelerator": accelerator}
 
 
 def read_results(notebook: str, missing_ok: bool = False) -> dict[str, Any]:

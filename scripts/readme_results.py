@@ -195,15 +195,26 @@ TIMED = ((SPECS["mnist"].title, "", "`make run`"),
 
 
 def runtime_table(results: Path = RESULTS) -> str:
-    """Markdown table of each dataset's series: the sum of its notebooks' ``runtime_s`` and the slowest notebook."""
-    lines = ["| series | notebooks | total | slowest notebook |", "|---|---:|---:|---|"]
+    """Markdown table of each dataset's series: the sum of its notebooks' ``runtime_s``, the slowest notebook, and the
+    machine(s) its results files name (``artifacts.machine``; files written before it was recorded name none)."""
+    lines = ["| series | notebooks | total | slowest notebook | machine |", "|---|---:|---:|---|---|"]
     for title, folder, command in TIMED:
-        times = {b.name[:2]: data["runtime_s"] for b in notebooks() if (data := read(b.stem, results / folder))}
-        if times:
+        found = {b.name[:2]: data for b in notebooks() if (data := read(b.stem, results / folder))}
+        if found:
+            times = {nb: data["runtime_s"] for nb, data in found.items()}
             slowest = max(times, key=times.get)
             lines.append(f"| {title}: {command} | {len(times)} | {sum(times.values()) / 60:.1f} min | "
-                         f"{slowest} ({times[slowest]:.0f} s) |")
+                         f"{slowest} ({times[slowest]:.0f} s) | {_machines(found.values())} |")
     return "\n".join(lines)
+
+
+def _machines(files) -> str:
+    """The machines named by results files (CPU, cores and accelerator), or that none is recorded."""
+    named = {f"{m['cpu']}, {m['cores']} cores" + (f", {m['accelerator']}" if m.get("accelerator") else "")
+             for data in files if (m := data.get("machine"))}
+    unnamed = sum(1 for data in files if not data.get("machine"))
+    parts = sorted(named) + ([f"not recorded ({unnamed} files)"] if unnamed else [])
+    return "; ".join(parts)
 
 
 def _cell(r: dict | None, judge: bool = True) -> str:

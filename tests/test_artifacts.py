@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from reversenet_utils.artifacts import (
     CheckpointMismatchError,
     checkpoint_path,
     load_checkpoint,
+    machine,
     project_root,
     read_peer,
     read_results,
@@ -54,8 +56,9 @@ def test_results_json_schema(tmp_root: Path) -> None:
     path = write_results("99_demo", {"epochs": 2}, {"acc": torch.tensor(0.25), "curve": [1, 2]}, 1.234)
     assert path == tmp_root / "results" / "99_demo.json"
     data = json.loads(path.read_text())
-    assert data == {"notebook": "99_demo", "runtime_s": 1.23, "stage_seconds": [], "params": {"epochs": 2},
-                    "metrics": {"acc": 0.25, "curve": [1, 2]}}  # no IPython kernel here: no cells timed
+    assert data == {"notebook": "99_demo", "runtime_s": 1.23, "machine": machine(), "stage_seconds": [],
+                    "params": {"epochs": 2}, "metrics": {"acc": 0.25, "curve": [1, 2]}}  # no IPython kernel: no cells timed
+    assert data["machine"]["cores"] == os.cpu_count() and data["machine"]["cpu"]  # what ran it, named
     assert read_results("99_demo") == data
     with pytest.raises(ValueError, match="non-finite"):
         write_results("99_demo", {}, {"psnr": math.nan}, 1.0)

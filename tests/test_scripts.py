@@ -467,3 +467,22 @@ def test_readme_errors_name_the_results_file_and_the_key(tmp_path: Path) -> None
     (tmp_path / "07_inversion_benchmark.json").write_text("{truncated")
     with pytest.raises(readme.ResultsError, match=r"07_inversion_benchmark\.json: not valid JSON"):
         readme.render(text, tmp_path)
+
+
+def test_the_runtime_table_names_the_machine_of_each_series(tmp_path: Path) -> None:
+    readme = _load("readme_results")
+    import json
+
+    def write(folder: Path, notebook: str, seconds: float, machine: dict | None) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        data = {"notebook": notebook, "runtime_s": seconds, "params": {}, "metrics": {}}
+        (folder / f"{notebook}.json").write_text(json.dumps(data | ({"machine": machine} if machine else {})))
+
+    cpu = {"cpu": "AMD EPYC", "cores": 2, "threads": 2, "torch": "2.x", "accelerator": None}
+    write(tmp_path, "01_train_targets", 60.0, cpu)
+    write(tmp_path, "04_zero_shot_progressive_inversion", 240.0, None)  # written before machines were recorded
+    write(tmp_path / "fashion_mnist", "01_train_targets", 90.0, cpu | {"accelerator": "NVIDIA H100"})
+    rows = readme.runtime_table(tmp_path).splitlines()
+    mnist, fashion = (next(r for r in rows if r.startswith(f"| {t}")) for t in ("MNIST", "Fashion-MNIST"))
+    assert "| 2 | 5.0 min | 04 (240 s) | AMD EPYC, 2 cores; not recorded (1 files) |" in mnist
+    assert "| 1 | 1.5 min | 01 (90 s) | AMD EPYC, 2 cores, NVIDIA H100 |" in fashion
