@@ -30,7 +30,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling scripts, also when loaded by a test
@@ -208,12 +208,12 @@ def runtime_table(results: Path = RESULTS) -> str:
     return "\n".join(lines)
 
 
-def _machines(files) -> str:
+def _machines(files: Iterable[dict]) -> str:
     """The machines named by results files (CPU, cores and accelerator), or that none is recorded."""
     named = {f"{m['cpu']}, {m['cores']} cores" + (f", {m['accelerator']}" if m.get("accelerator") else "")
              for data in files if (m := data.get("machine"))}
     unnamed = sum(1 for data in files if not data.get("machine"))
-    parts = sorted(named) + ([f"not recorded ({unnamed} files)"] if unnamed else [])
+    parts = sorted(named) + ([f"not recorded ({unnamed} file{'s' if unnamed > 1 else ''})"] if unnamed else [])
     return "; ".join(parts)
 
 

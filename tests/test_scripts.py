@@ -484,5 +484,5 @@ def test_the_runtime_table_names_the_machine_of_each_series(tmp_path: Path) -> N
     write(tmp_path / "fashion_mnist", "01_train_targets", 90.0, cpu | {"accelerator": "NVIDIA H100"})
     rows = readme.runtime_table(tmp_path).splitlines()
     mnist, fashion = (next(r for r in rows if r.startswith(f"| {t}")) for t in ("MNIST", "Fashion-MNIST"))
-    assert "| 2 | 5.0 min | 04 (240 s) | AMD EPYC, 2 cores; not recorded (1 files) |" in mnist
+    assert "| 2 | 5.0 min | 04 (240 s) | AMD EPYC, 2 cores; not recorded (1 file) |" in mnist
     assert "| 1 | 1.5 min | 01 (90 s) | AMD EPYC, 2 cores, NVIDIA H100 |" in fashion
