@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .checks import whole_number
+from .lbfgs import make_lbfgs
 from .progress import progress_bar
 
 __all__ = ["optimise_preimage", "invert_by_optimisation", "match_features", "FeatureMatch", "smooth_total_variation",
@@ -203,14 +204,13 @@ def match_features(
             def image() -> torch.Tensor:
                 return torch.sigmoid(z) if bounded else z
 
-            opt = torch.optim.LBFGS([z], lr=1, max_iter=steps, history_size=history, line_search_fn="strong_wolfe",
-                                    tolerance_grad=0.0, tolerance_change=0.0)
+            opt = make_lbfgs(z, history, max_eval=steps * 5 // 4)  # torch.optim.LBFGS's budget of evaluations
 
             def relative_error() -> torch.Tensor:
                 return (fn(image()) - goal).pow(2).flatten(1).sum(1) / scale
 
             def closure() -> torch.Tensor:
-                opt.zero_grad(set_to_none=True)
+                z.grad = None
                 value = relative_error().sum()
                 if prior is not None:
                     value = value + prior(image()).sum()
@@ -220,9 +220,8 @@ def match_features(
             begin, done, stopped, last = time.perf_counter(), 0, False, None
             for mark in checks:
                 if not stopped:
-                    opt.param_groups[0]["max_iter"] = mark - done
-                    opt.step(closure)
-                    ran = opt.state[opt._params[0]].get("n_iter", 0)
+                    opt.step(closure, mark - done)
+                    ran = opt.n_iter
                     with torch.no_grad():  # converged, L-BFGS found no further descent, or stalled
                         error = relative_error()
                         value = (error.sum() + (prior(image()).sum() if prior is not None else 0)).item()
