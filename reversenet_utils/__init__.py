@@ -2,7 +2,8 @@
 
 One concern per module, named after what it does (docs/design.md):
 
-- ``data``: verified offline MNIST and Fashion-MNIST; ``models``: the targets by name (with per-target budgets) and the VAE;
+- ``data``: verified offline MNIST and Fashion-MNIST; ``models``: the targets by name (with
+  per-target budgets) and the VAE;
 - ``train``: the one training loop, evaluation, prediction, load-or-train of targets and the VAE;
 - ``artifacts``: paths, checkpoints (fingerprinted), the one ``load_or_train``, results JSON;
 - ``analytic``: pseudo-inverses and inverse activations, with domain handling (notebook 02);
@@ -11,10 +12,12 @@ One concern per module, named after what it does (docs/design.md):
 - ``synthetic``: data-free training inputs: structured noise, target-only synthesis;
 - ``optimise``: optimisation-based inversion and its image priors (shared with ``featureviz``);
 - ``featureviz``: input optimisation for units, layers and classes (notebook 06);
-- ``metrics``: MSE, PSNR, SSIM, re-classification, timing; ``plotting``: grids, rows, curves, tables;
+- ``metrics``: MSE, PSNR, SSIM, re-classification, timing; ``plotting``: grids, rows, curves,
+  tables;
 - ``notebook``: what the notebooks share: parameter checks, row look-up, markdown tables;
-- one home each for what claims, gates and README share: ``labels`` (method, chain and threat names, display order),
-  ``anchors`` (published numbers with their sources), ``thresholds`` (float precision, the zero-shot gap).
+- one home each for what claims, gates and README share: ``labels`` (method, chain and threat names,
+  display order), ``anchors`` (published numbers with their sources), ``thresholds`` (float
+  precision, the zero-shot gap).
 
 Import the modules you need; importing the package itself loads nothing heavy.
 """

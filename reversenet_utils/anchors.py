@@ -1,29 +1,43 @@
-"""Published numbers this study compares itself with, each with where it was reported: their one home.
+"""Published numbers this study compares itself with, each with where it was reported: their one
+home.
 
-Notebooks, their conclusions and README read the anchors here; none is typed anywhere else. An anchor is compared
-on the same ground where one exists (the same architecture, split and data), and the comparison says how close the
-ground is. Verdicts against an anchor come from :func:`reversenet_utils.metrics.verdict`.
+Notebooks, their conclusions and README read the anchors here; none is typed anywhere else. An
+anchor is compared on the same ground where one exists (the same architecture, split and data), and
+the comparison says how close the ground is. Verdicts against an anchor come from
+:func:`reversenet_utils.metrics.verdict`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Anchor", "TARGET_ACCURACY", "LOGIT_RECLASS", "HE_2019_SPLIT_PSNR", "anchor_value", "SOURCES"]
+__all__ = [
+    "Anchor",
+    "TARGET_ACCURACY",
+    "LOGIT_RECLASS",
+    "HE_2019_SPLIT_PSNR",
+    "anchor_value",
+    "SOURCES",
+]
 
 #: the works cited, by short key
 SOURCES = {
     "seed_writeups": "the original write-ups this study reproduces (../shared/seeds/)",
-    "zero_shot_reimpl": "a public MNIST re-implementation of 'Deep Neural Networks are Surprisingly Reversible'",
+    "zero_shot_reimpl": (
+        "a public MNIST re-implementation of 'Deep Neural Networks are Surprisingly Reversible'"
+    ),
     "fashion_readme": "Fashion-MNIST's README, benchmark list (Xiao, Rasul and Vollgraf, 2017)",
-    "he_2019": "He, Zhang and Lee, 'Model inversion attacks against collaborative inference', ACSAC 2019 (MNIST LeNet)",
+    "he_2019": (
+        "He, Zhang and Lee, 'Model inversion attacks against collaborative inference', ACSAC 2019 "
+        "(MNIST LeNet)"
+    ),
 }
 
 
 @dataclass(frozen=True)
 class Anchor:
-    """One published number: its ``value``, the setting in a few words (``what``) and its ``source`` (a key of
-    :data:`SOURCES`)."""
+    """One published number: its ``value``, the setting in a few words (``what``) and its ``source``
+    (a key of :data:`SOURCES`)."""
 
     value: float
     what: str
@@ -50,37 +64,54 @@ TARGET_ACCURACY: dict[str, dict[str, Anchor]] = {
     },
 }
 
-#: share of reconstructions from the logits that the target re-classifies as the original (notebook 04): a learned
-#: inverse trained on real digits
+#: share of reconstructions from the logits that the target re-classifies as the original (notebook
+#: 04): a learned inverse trained on real digits
 LOGIT_RECLASS: dict[str, dict[str, Anchor]] = {
     "mnist": {
-        "mlp_relu": Anchor(0.9769, "784-500-10, learned 10-500-784 inverse, real digits", "zero_shot_reimpl"),
-        "cnn_pool": Anchor(0.9856, "CNN with max-pooling, learned inverse, real digits", "zero_shot_reimpl"),
+        "mlp_relu": Anchor(
+            0.9769, "784-500-10, learned 10-500-784 inverse, real digits", "zero_shot_reimpl"
+        ),
+        "cnn_pool": Anchor(
+            0.9856, "CNN with max-pooling, learned inverse, real digits", "zero_shot_reimpl"
+        ),
     },
 }
 
-#: PSNR (dB) of He et al.'s attacks on their MNIST LeNet, by (threat, split) as notebook 09 names them: split 1 is
-#: their first convolution, split 2 their second ReLU (notebook 09)
+#: PSNR (dB) of He et al.'s attacks on their MNIST LeNet, by (threat, split) as notebook 09 names
+#: them: split 1 is their first convolution, split 2 their second ReLU (notebook 09)
 HE_2019_SPLIT_PSNR: dict[tuple[str, int], Anchor] = {
     ("optimisation", 1): Anchor(39.69, "rMLE (feature loss + TV) from grey, first conv", "he_2019"),
     ("inverse net, same data", 1): Anchor(39.64, "inverse net, same data, first conv", "he_2019"),
-    ("inverse net, other data", 1): Anchor(40.72, "inverse net, same distribution, first conv", "he_2019"),
-    ("inverse net, data-free", 1): Anchor(14.76, "inverse net trained on N(0, 1) noise, first conv", "he_2019"),
-    ("optimisation", 2): Anchor(15.10, "rMLE (feature loss + TV) from grey, second ReLU", "he_2019"),
+    ("inverse net, other data", 1): Anchor(
+        40.72, "inverse net, same distribution, first conv", "he_2019"
+    ),
+    ("inverse net, data-free", 1): Anchor(
+        14.76, "inverse net trained on N(0, 1) noise, first conv", "he_2019"
+    ),
+    ("optimisation", 2): Anchor(
+        15.10, "rMLE (feature loss + TV) from grey, second ReLU", "he_2019"
+    ),
     ("inverse net, same data", 2): Anchor(20.35, "inverse net, same data, second ReLU", "he_2019"),
-    ("inverse net, other data", 2): Anchor(20.81, "inverse net, same distribution, second ReLU", "he_2019"),
-    ("inverse net, data-free", 2): Anchor(7.72, "inverse net trained on N(0, 1) noise, second ReLU", "he_2019"),
+    ("inverse net, other data", 2): Anchor(
+        20.81, "inverse net, same distribution, second ReLU", "he_2019"
+    ),
+    ("inverse net, data-free", 2): Anchor(
+        7.72, "inverse net trained on N(0, 1) noise, second ReLU", "he_2019"
+    ),
 }
 
 
 def anchor_value(table: dict, *keys) -> float | None:
-    """The value at ``table[key1][key2]...``, or None where no anchor was published (another dataset, target or
-    split)."""
+    """The value at ``table[key1][key2]...``, or None where no anchor was published (another
+    dataset, target or split)."""
     found = table
     for key in keys:
         if not isinstance(found, dict) or key not in found:
             return None
         found = found[key]
     if not isinstance(found, Anchor):
-        raise TypeError(f"anchor_value: keys {keys} lead to a {type(found).__name__}, not an Anchor: give every key")
+        raise TypeError(
+            f"anchor_value: keys {keys} lead to a {type(found).__name__}, not an Anchor: give "
+            f"every key"
+        )
     return found.value

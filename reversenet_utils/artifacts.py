@@ -70,14 +70,16 @@ def use_dataset(name: str) -> str:
 
     Every notebook calls it with its ``dataset`` parameter. MNIST keeps the top-level folders
     (``artifacts/``, ``assets/``, ``results/``); another dataset gets its own sub-folder of each
-    (``results/fashion_mnist/``), so one never loads or overwrites the other's. Each checkpoint also records
-    its dataset, checked on load.
+    (``results/fashion_mnist/``), so one never loads or overwrites the other's. Each checkpoint also
+    records its dataset, checked on load.
 
     Raises:
         ValueError: ``name`` is not one of :data:`DATASETS` (names them).
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(map(repr, DATASETS))}")
+        raise ValueError(
+            f"unknown dataset {name!r}: choose one of {', '.join(map(repr, DATASETS))}"
+        )
     _current["dataset"] = name
     return name
 
@@ -114,17 +116,20 @@ def data_dir() -> Path:
 
 
 def artifacts_dir() -> Path:
-    """``<root>/artifacts``: checkpoints (git-ignored); ``<root>/artifacts/<dataset>`` for a dataset other than MNIST."""
+    """``<root>/artifacts``: checkpoints (git-ignored); ``<root>/artifacts/<dataset>`` for a
+    dataset other than MNIST."""
     return _subdir("artifacts", per_dataset=True)
 
 
 def assets_dir() -> Path:
-    """``<root>/assets``: figures and GIFs shown in the README (``assets/<dataset>`` for a dataset other than MNIST)."""
+    """``<root>/assets``: figures and GIFs shown in the README (``assets/<dataset>`` for a dataset
+    other than MNIST)."""
     return _subdir("assets", per_dataset=True)
 
 
 def results_dir() -> Path:
-    """``<root>/results``: one metrics JSON per notebook (``results/<dataset>`` for a dataset other than MNIST)."""
+    """``<root>/results``: one metrics JSON per notebook (``results/<dataset>`` for a dataset other
+    than MNIST)."""
     return _subdir("results", per_dataset=True)
 
 
@@ -143,18 +148,25 @@ def fingerprint(model: nn.Module) -> str:
     """
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous().reshape(-1)  # 0-dim buffers too (e.g. BatchNorm counters)
+        # 0-dim buffers too (e.g. BatchNorm counters)
+        t = tensor.detach().cpu().contiguous().reshape(-1)
         digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return digest.hexdigest()[:16]
 
 
 def effective_recipe(fn: Callable[..., Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The keyword defaults of ``fn`` (its recipe: the one source of those values) updated with ``overrides``.
+    """The keyword defaults of ``fn`` (its recipe: the one source of those values) updated with
+    ``overrides``.
 
-    Only parameters with a default count; an override that ``fn`` does not take is an error naming the known ones.
+    Only parameters with a default count; an override that ``fn`` does not take is an error naming
+    the known ones.
     """
-    defaults = {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
+    defaults = {
+        k: p.default
+        for k, p in inspect.signature(fn).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
     unknown = sorted(set(overrides) - set(defaults))
     if unknown:
         raise TypeError(f"{fn.__name__} has no setting {unknown}; its recipe is {sorted(defaults)}")
@@ -162,8 +174,9 @@ def effective_recipe(fn: Callable[..., Any], overrides: Mapping[str, Any]) -> di
 
 
 def inverse_checkpoint(target: str, label: str) -> Path:
-    """``artifacts/inverses/<target>__<label>.pt``: where a learned inverse of ``target`` is saved, so that
-    later notebooks reuse it (label e.g. ``"progressive, real"`` for a chain, ``"inverse weights"``)."""
+    """``artifacts/inverses/<target>__<label>.pt``: where a learned inverse of ``target`` is saved,
+    so that later notebooks reuse it (label e.g. ``"progressive, real"`` for a chain, ``"inverse
+    weights"``)."""
     slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
     if not slug:
         raise ValueError(f"an inverse needs a label with letters or digits, got {label!r}")
@@ -171,13 +184,19 @@ def inverse_checkpoint(target: str, label: str) -> Path:
 
 
 def inverse_identity(target: str, net: nn.Module, label: str) -> dict[str, Any]:
-    """What a saved inverse inverts: its label, the target's name and weights' :func:`fingerprint`, the dataset.
-    Saved with the inverse and checked when it is loaded (``load_or_train``)."""
-    return {"label": label, "target": target, "target_fingerprint": fingerprint(net), "dataset": current_dataset()}
+    """What a saved inverse inverts: its label, the target's name and weights' :func:`fingerprint`,
+    the dataset. Saved with the inverse and checked when it is loaded (``load_or_train``)."""
+    return {
+        "label": label,
+        "target": target,
+        "target_fingerprint": fingerprint(net),
+        "dataset": current_dataset(),
+    }
 
 
 def _plain_meta(meta: Mapping[str, Any] | None) -> dict[str, Any]:
-    """``meta`` as plain JSON-able values (what a checkpoint stores); a value that is not plain data is refused."""
+    """``meta`` as plain JSON-able values (what a checkpoint stores); a value that is not plain
+    data is refused."""
     plain = {}
     for key, value in dict(meta or {}).items():
         try:
@@ -191,10 +210,10 @@ def save_checkpoint(model: nn.Module, path: Path, meta: Mapping[str, Any] | None
     """Save ``model``'s weights and a small JSON-able ``meta`` dict to ``path``.
 
     The file holds only tensors and plain Python values, so it loads with
-    ``torch.load(weights_only=True)`` (no arbitrary code runs on load). ``meta`` is converted to plain
-    values first (numpy scalars, paths, tensors) and anything else is refused *here*, with the key
-    named, rather than saved into a file that cannot be loaded; the written file is read back before it
-    replaces an existing one.
+    ``torch.load(weights_only=True)`` (no arbitrary code runs on load). ``meta`` is converted to
+    plain values first (numpy scalars, paths, tensors) and anything else is refused *here*, with the
+    key named, rather than saved into a file that cannot be loaded; the written file is read back
+    before it replaces an existing one.
 
     Raises:
         TypeError / ValueError: ``meta`` holds a value that is not plain data (names the key).
@@ -209,24 +228,30 @@ def save_checkpoint(model: nn.Module, path: Path, meta: Mapping[str, Any] | None
         torch.load(tmp, map_location="cpu", weights_only=True)  # what load_checkpoint will do
     except Exception as exc:
         tmp.unlink(missing_ok=True)
-        raise TypeError(f"the checkpoint for {path} would not load with weights_only=True ({exc})") from exc
+        raise TypeError(
+            f"the checkpoint for {path} would not load with weights_only=True ({exc})"
+        ) from exc
     tmp.replace(path)  # never leave a half-written checkpoint behind
     return path
 
 
-def load_checkpoint(model: nn.Module, path: Path, expect: Mapping[str, Any] | None = None,
-                    fix: str = "re-run the notebook that trains it") -> dict[str, Any]:
+def load_checkpoint(
+    model: nn.Module,
+    path: Path,
+    expect: Mapping[str, Any] | None = None,
+    fix: str = "re-run the notebook that trains it",
+) -> dict[str, Any]:
     """Load weights saved by :func:`save_checkpoint` into ``model``; return its ``meta``.
 
     ``expect`` names what the checkpoint must have been saved for (e.g. ``{"target": "cnn_pool",
-    "target_fingerprint": ..., "dataset": "mnist"}``): every key must be in its meta with that value.
+    "target_fingerprint": ..., "dataset": "mnist"}``): every key must be in its meta with that
+    value.
 
     Raises:
-        FileNotFoundError: no file at ``path``.
-        CheckpointMismatchError: the file is not a checkpoint of this project, was saved for
-            something else than ``expect`` says, or its tensors do not fit ``model`` (other
-            architecture or shapes). The message names the file, what differs, and ``fix``. The
-            model is left untouched.
+        FileNotFoundError: no file at ``path``. CheckpointMismatchError: the file is not a
+            checkpoint of this project, was saved for something else than ``expect`` says, or its
+            tensors do not fit ``model`` (other architecture or shapes). The message names the file,
+            what differs, and ``fix``. The model is left untouched.
     """
     path = Path(path)
     if not path.is_file():
@@ -244,24 +269,41 @@ def load_checkpoint(model: nn.Module, path: Path, expect: Mapping[str, Any] | No
             f"Delete it and re-run the notebook that trains it."
         )
     meta, state = payload.get("meta", {}), payload["state_dict"]
-    damaged = ("its 'meta' is a " + type(meta).__name__ + ", not a mapping") if not isinstance(meta, Mapping) else \
-        ("its 'state_dict' is a " + type(state).__name__ + ", not a mapping") if not isinstance(state, Mapping) else ""
+    damaged = (
+        ("its 'meta' is a " + type(meta).__name__ + ", not a mapping")
+        if not isinstance(meta, Mapping)
+        else ("its 'state_dict' is a " + type(state).__name__ + ", not a mapping")
+        if not isinstance(state, Mapping)
+        else ""
+    )
     if not damaged:
         not_tensors = sorted(str(k) for k, v in state.items() if not isinstance(v, torch.Tensor))
-        non_finite = sorted(str(k) for k, v in state.items()
-                            if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all())
-        damaged = (f"entries {not_tensors} are not tensors" if not_tensors else
-                   f"weights {non_finite} hold NaN or inf" if non_finite else "")
+        non_finite = sorted(
+            str(k)
+            for k, v in state.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not torch.isfinite(v).all()
+        )
+        damaged = (
+            f"entries {not_tensors} are not tensors"
+            if not_tensors
+            else f"weights {non_finite} hold NaN or inf"
+            if non_finite
+            else ""
+        )
     if damaged:
         raise CheckpointMismatchError(
-            f"{path} is damaged: {damaged}. Loading it would give a broken network or a silently wrong one. "
-            f"Fix: delete {path} and {fix}."
+            f"{path} is damaged: {damaged}. Loading it would give a broken network or a silently "
+            f"wrong one. Fix: delete {path} and {fix}."
         )
-    differs = [f"{k}: saved for {meta.get(k, '(not recorded)')!r}, needed {v!r}"
-               for k, v in dict(expect or {}).items() if meta.get(k) != v]
+    differs = [
+        f"{k}: saved for {meta.get(k, '(not recorded)')!r}, needed {v!r}"
+        for k, v in dict(expect or {}).items()
+        if meta.get(k) != v
+    ]
     if differs:
         raise CheckpointMismatchError(
-            f"{path} was not saved for what it is loaded for ({'; '.join(differs)}). Using it would report numbers "
+            f"{path} was not saved for what it is loaded for ({'; '.join(differs)}). Using it "
+            f"would report numbers "
             f"for a mismatched pair. Fix: {fix}, or delete {path} so that it is trained again."
         )
     expected = model.state_dict()
@@ -284,7 +326,8 @@ def load_checkpoint(model: nn.Module, path: Path, expect: Mapping[str, Any] | No
         )
         raise CheckpointMismatchError(
             f"{path} does not fit {type(model).__name__}: {details}. The architecture changed "
-            f"since the checkpoint was saved. Fix: {fix}, or delete {path} so that it is trained again."
+            f"since the checkpoint was saved. Fix: {fix}, or delete {path} so that it is trained "
+            f"again."
         )
     model.load_state_dict(state)
     return dict(meta)
@@ -302,34 +345,43 @@ def load_or_train(
 ) -> nn.Module:
     """The project's one load-or-train: targets, the VAE, inverse weights and inverse chains use it.
 
-    ``build()`` makes the untrained module. If ``path`` exists, its weights are loaded, after checking
-    that the checkpoint was saved for ``identity`` (what it is: target name, the fingerprint of the
-    target it inverts, dataset, ...). Otherwise ``train(model)`` trains the module in place and returns
-    its metadata, and the module is saved with ``{**identity, **metadata}``, so every notebook also
-    runs standalone. A checkpoint saved for something else is never overwritten: that is an error
-    that says how to fix it. ``retrain=True`` always trains (the notebook that owns the checkpoint) and
-    replaces the file only once training succeeded. ``budget`` names the training budget the caller asks
-    for (``{"steps": 1200}``): a checkpoint of the right identity trained with less (a smoke run's, say)
-    is trained again when ``train_if_missing`` (the reason printed), never used silently. The metadata is
-    attached as ``model.meta``; the module is returned in eval mode.
+    ``build()`` makes the untrained module. If ``path`` exists, its weights are loaded, after
+    checking that the checkpoint was saved for ``identity`` (what it is: target name, the
+    fingerprint of the target it inverts, dataset, ...). Otherwise ``train(model)`` trains the
+    module in place and returns its metadata, and the module is saved with ``{**identity,
+    **metadata}``, so every notebook also runs standalone. A checkpoint saved for something else is
+    never overwritten: that is an error that says how to fix it. ``retrain=True`` always trains (the
+    notebook that owns the checkpoint) and replaces the file only once training succeeded.
+    ``budget`` names the training budget the caller asks for (``{"steps": 1200}``): a checkpoint of
+    the right identity trained with less (a smoke run's, say) is trained again when
+    ``train_if_missing`` (the reason printed), never used silently. The metadata is attached as
+    ``model.meta``; the module is returned in eval mode.
 
     Raises:
-        CheckpointMismatchError: the file was saved for another identity or architecture, or with a smaller
-            budget while ``train_if_missing=False``.
-        FileNotFoundError: no checkpoint and ``train_if_missing=False``.
+        CheckpointMismatchError: the file was saved for another identity or architecture, or with a
+            smaller budget while ``train_if_missing=False``. FileNotFoundError: no checkpoint and
+            ``train_if_missing=False``.
     """
     model = build()
     path = Path(path)
     meta = None
     if path.is_file() and not retrain:
         meta = load_checkpoint(model, path, expect=identity, fix=fix)
-        short = [f"{k} {meta.get(k, '(not recorded)')} < {v}" for k, v in dict(budget or {}).items()
-                 if not isinstance(meta.get(k), (int, float)) or meta[k] < v]
+        short = [
+            f"{k} {meta.get(k, '(not recorded)')} < {v}"
+            for k, v in dict(budget or {}).items()
+            if not isinstance(meta.get(k), (int, float)) or meta[k] < v
+        ]
         if short and not train_if_missing:
-            raise CheckpointMismatchError(f"{path} was trained with a smaller budget than asked for ({'; '.join(short)}). "
-                                          f"Fix: {fix}, or delete {path} so that it is trained again.")
+            raise CheckpointMismatchError(
+                f"{path} was trained with a smaller budget than asked for ({'; '.join(short)}). "
+                f"Fix: {fix}, or delete {path} so that it is trained again."
+            )
         if short:
-            print(f"{path.name} was trained with a smaller budget than asked for ({'; '.join(short)}): training it again.")
+            print(
+                f"{path.name} was trained with a smaller budget than asked for "
+                f"({'; '.join(short)}): training it again."
+            )
             model, meta = build(), None
     if meta is None:
         if not (train_if_missing or retrain):
@@ -346,7 +398,8 @@ def _jsonable(value: Any) -> Any:
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor) or type(value).__module__ == "numpy":  # tensors, numpy arrays and scalars
+    # tensors, numpy arrays and scalars
+    if isinstance(value, torch.Tensor) or type(value).__module__ == "numpy":
         return _jsonable(value.tolist())
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -362,11 +415,13 @@ def _jsonable(value: Any) -> Any:
 def write_results(
     notebook: str, params: Mapping[str, Any], metrics: Mapping[str, Any], runtime_s: float
 ) -> Path:
-    """Write ``results/<notebook>.json`` in the schema of docs/design.md (results files) and return its path.
+    """Write ``results/<notebook>.json`` in the schema of docs/design.md (results files) and return
+    its path.
 
     ``stage_seconds`` records the seconds of each cell the notebook ran before this call
-    (:func:`notebook.stage_seconds`): where its time went, measured in the run that computed its numbers.
-    ``machine`` (:func:`machine`) says what ran it: times, and the last digits of trained numbers, depend on it."""
+    (:func:`notebook.stage_seconds`): where its time went, measured in the run that computed its
+    numbers. ``machine`` (:func:`machine`) says what ran it: times, and the last digits of trained
+    numbers, depend on it."""
     payload = {
         "notebook": notebook,
         "runtime_s": round(float(runtime_s), 2),
@@ -381,21 +436,31 @@ def write_results(
 
 
 def machine() -> dict[str, Any]:
-    """What a run ran on: ``{cpu, cores, threads, torch, accelerator}``. The same code took 1.4-1.5x longer on one
-    host than on another of this project's 2-core machines, and trained to different last digits (docs/design.md,
-    time budgets), so a results file's times and numbers are read with its machine."""
+    """What a run ran on: ``{cpu, cores, threads, torch, accelerator}``. The same code took 1.4-1.5x
+    longer on one host than on another of this project's 2-core machines, and trained to different
+    last digits (docs/design.md, time budgets), so a results file's times and numbers are read with
+    its machine."""
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():  # Linux names the model here; platform.processor() gives only the architecture
-        names = re.findall(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(errors="replace"), flags=re.MULTILINE)
+    # Linux names the model here; platform.processor() gives only the architecture
+    if cpuinfo.is_file():
+        names = re.findall(
+            r"^model name\s*:\s*(.+)$", cpuinfo.read_text(errors="replace"), flags=re.MULTILINE
+        )
         cpu = names[0].strip() if names else cpu
     accelerator = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "accelerator": accelerator}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "accelerator": accelerator,
+    }
 
 
 def read_results(notebook: str, missing_ok: bool = False) -> dict[str, Any]:
-    """Read ``results/<notebook>.json`` written by :func:`write_results` (``{}`` if it is missing and ``missing_ok``)."""
+    """Read ``results/<notebook>.json`` written by :func:`write_results` (``{}`` if it is missing
+    and ``missing_ok``)."""
     path = results_dir() / f"{notebook}.json"
     if not path.is_file():
         if missing_ok:
@@ -404,16 +469,22 @@ def read_results(notebook: str, missing_ok: bool = False) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}): re-run notebooks/{notebook}.ipynb to rewrite it, or restore "
-                         f"the committed file with `git checkout -- {path.name}` in its folder") from None
+        raise ValueError(
+            f"{path} is not valid JSON ({exc}): re-run notebooks/{notebook}.ipynb to rewrite it, "
+            f"or restore the committed file with `git checkout -- {path.name}` in its folder"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
-        raise ValueError(f"{path} is not a results file (no 'metrics' mapping): re-run notebooks/{notebook}.ipynb")
+        raise ValueError(
+            f"{path} is not a results file (no 'metrics' mapping): re-run "
+            f"notebooks/{notebook}.ipynb"
+        )
     return data
 
 
 def read_peer(name: str) -> dict[str, Any]:
-    """``results/peer/<name>.json``: a side-by-side run against another library (``make compare-lucent`` writes
-    ``lucent``), or ``{}`` where it was not run in this root. A file that is not JSON is an error naming it."""
+    """``results/peer/<name>.json``: a side-by-side run against another library (``make
+    compare-lucent`` writes ``lucent``), or ``{}`` where it was not run in this root. A file that is
+    not JSON is an error naming it."""
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a peer's name such as 'lucent', got {name!r}")
     path = _subdir("results", create=False) / "peer" / f"{name}.json"
@@ -422,4 +493,6 @@ def read_peer(name: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON ({exc}); run `make compare-{name}` again to rewrite it") from None
+        raise ValueError(
+            f"{path} is not valid JSON ({exc}); run `make compare-{name}` again to rewrite it"
+        ) from None

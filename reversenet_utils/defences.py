@@ -1,18 +1,20 @@
-"""Split-computing defences (notebook 09): what a device can do to the features it sends so that a server
-cannot run them backwards, and what each costs in accuracy.
+"""Split-computing defences (notebook 09): what a device can do to the features it sends so that a
+server cannot run them backwards, and what each costs in accuracy.
 
 Two kinds:
 
 - applied to the transmitted features at inference, on a trained network (:func:`make_defence`):
-  Gaussian and Laplace noise (standard deviation ``strength`` times the features' own standard deviation),
-  dropout on the split layer (rate ``strength``; kept active at inference, rescaled by ``1 / (1 - p)``),
-  quantisation to ``strength`` bits over the features' range;
-- applied while training (:func:`train_defended`): NoPeek's distance-correlation penalty between the input and
-  the transmitted features (Vepakomma et al., 2020; weight ``strength``), and differentially private SGD
-  of the device's layers (opacus; ``strength`` is the noise multiplier, the privacy budget epsilon is reported).
+  Gaussian and Laplace noise (standard deviation ``strength`` times the features' own standard
+  deviation), dropout on the split layer (rate ``strength``; kept active at inference, rescaled by
+  ``1 / (1 - p)``), quantisation to ``strength`` bits over the features' range;
+- applied while training (:func:`train_defended`): NoPeek's distance-correlation penalty between the
+  input and the transmitted features (Vepakomma et al., 2020; weight ``strength``), and
+  differentially private SGD of the device's layers (opacus; ``strength`` is the noise multiplier,
+  the privacy budget epsilon is reported).
 
-Each feature defence is an ``nn.Module`` applied after the device's last block, in training and evaluation
-alike (a deployed defence runs on every query), so an attacker can train on defended features.
+Each feature defence is an ``nn.Module`` applied after the device's last block, in training and
+evaluation alike (a deployed defence runs on every query), so an attacker can train on defended
+features.
 """
 
 from __future__ import annotations
@@ -48,21 +50,33 @@ __all__ = [
 ]
 
 
-def _finite(name: str, value: Any, low: float, high: float = math.inf, closed_high: bool = True) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= low
+def _finite(
+    name: str, value: Any, low: float, high: float = math.inf, closed_high: bool = True
+) -> float:
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= low
+    )
     ok = ok and (value <= high if closed_high else value < high)
     if not ok:
         bound = f"<= {high}" if closed_high else f"< {high}"
-        raise ValueError(f"{name} must be a finite number >= {low}{'' if high == math.inf else ' and ' + bound}, got {value!r}")
+        raise ValueError(
+            f"{name} must be a finite number >= "
+            f"{low}{'' if high == math.inf else ' and ' + bound}, got {value!r}"
+        )
     return float(value)
 
 
 class FeatureDefence(nn.Module):
-    """A defence on the transmitted features: ``kind`` and ``strength`` name it in tables and results.
+    """A defence on the transmitted features: ``kind`` and ``strength`` name it in tables and
+    results.
 
-    A random defence draws from its own generator, derived from ``seed`` and its kind (one per device the features
-    live on), never from torch's global one, nor the stream of another generator seeded ``seed``: the same defence gives the same features on every run, also while attackers train
-    side by side (``train.run_side_by_side``)."""
+    A random defence draws from its own generator, derived from ``seed`` and its kind (one per
+    device the features live on), never from torch's global one, nor the stream of another generator
+    seeded ``seed``: the same defence gives the same features on every run, also while attackers
+    train side by side (``train.run_side_by_side``)."""
 
     kind = ""
 
@@ -74,22 +88,30 @@ class FeatureDefence(nn.Module):
         self._generators: dict[torch.device, torch.Generator] = {}
 
     def _generator(self, device: torch.device) -> torch.Generator:
-        if device not in self._generators:  # a stream of its own: not the one another generator seeded `seed` draws
-            state = np.random.SeedSequence([self.seed, zlib.crc32(self.kind.encode())]).generate_state(1)[0]
+        # a stream of its own: not the one another generator seeded `seed` draws
+        if device not in self._generators:
+            state = np.random.SeedSequence(
+                [self.seed, zlib.crc32(self.kind.encode())]
+            ).generate_state(1)[0]
             self._generators[device] = torch.Generator(device=device).manual_seed(int(state))
         return self._generators[device]
 
     def uniform(self, f: torch.Tensor) -> torch.Tensor:
         """Uniform draws in [0, 1), shaped and placed like ``f``, from this defence's generator."""
-        return torch.rand(f.shape, generator=self._generator(f.device), device=f.device, dtype=f.dtype)
+        return torch.rand(
+            f.shape, generator=self._generator(f.device), device=f.device, dtype=f.dtype
+        )
 
     def normal(self, f: torch.Tensor) -> torch.Tensor:
         """Standard normal draws shaped and placed like ``f``, from this defence's generator."""
-        return torch.randn(f.shape, generator=self._generator(f.device), device=f.device, dtype=f.dtype)
+        return torch.randn(
+            f.shape, generator=self._generator(f.device), device=f.device, dtype=f.dtype
+        )
 
 
 class GaussianNoise(FeatureDefence):
-    """``f + N(0, (strength * scale)^2)``: ``scale`` is the standard deviation of the undefended features."""
+    """``f + N(0, (strength * scale)^2)``: ``scale`` is the standard deviation of the undefended
+    features."""
 
     kind = "gaussian"
 
@@ -119,7 +141,8 @@ class LaplaceNoise(FeatureDefence):
 
 
 class SplitDropout(FeatureDefence):
-    """Dropout of the transmitted features at rate ``strength``, active at inference too (rescaled by 1/(1-p))."""
+    """Dropout of the transmitted features at rate ``strength``, active at inference too (rescaled
+    by 1/(1-p))."""
 
     kind = "dropout"
 
@@ -133,12 +156,17 @@ class SplitDropout(FeatureDefence):
 
 
 class Quantise(FeatureDefence):
-    """Uniform quantisation of the features to ``strength`` bits over ``[low, high]`` (values outside are clipped)."""
+    """Uniform quantisation of the features to ``strength`` bits over ``[low, high]`` (values
+    outside are clipped)."""
 
     kind = "quantise"
 
     def __init__(self, strength: float, low: float, high: float) -> None:
-        if not (isinstance(strength, (int, float)) and float(strength).is_integer() and 1 <= strength <= 16):
+        if not (
+            isinstance(strength, (int, float))
+            and float(strength).is_integer()
+            and 1 <= strength <= 16
+        ):
             raise ValueError(f"quantisation bits must be a whole number in 1..16, got {strength!r}")
         super().__init__(strength)
         if not (math.isfinite(low) and math.isfinite(high) and high > low):
@@ -156,19 +184,31 @@ FEATURE_DEFENCES = ("gaussian", "laplace", "dropout", "quantise")
 TRAINING_DEFENCES = ("nopeek", "dp")
 
 
-def make_defence(kind: str, strength: float, features: torch.Tensor, seed: int = 0) -> FeatureDefence:
-    """The feature defence ``kind`` at ``strength``, calibrated on undefended ``features`` of the device owner's data
-    (the noise's scale: their standard deviation; the quantiser's range: their minimum and maximum); a random one
-    draws from its own generator, seeded ``seed``."""
+def make_defence(
+    kind: str, strength: float, features: torch.Tensor, seed: int = 0
+) -> FeatureDefence:
+    """The feature defence ``kind`` at ``strength``, calibrated on undefended ``features`` of the
+    device owner's data (the noise's scale: their standard deviation; the quantiser's range: their
+    minimum and maximum); a random one draws from its own generator, seeded ``seed``."""
     if kind not in FEATURE_DEFENCES:
-        raise ValueError(f"unknown feature defence {kind!r}; known: {', '.join(FEATURE_DEFENCES)} "
-                         f"(training-time defences {', '.join(TRAINING_DEFENCES)}: train_defended)")
-    if not isinstance(features, torch.Tensor) or features.numel() < 2 or not torch.isfinite(features).all():
-        raise ValueError("calibrating a defence needs a tensor of at least two finite feature values")
+        raise ValueError(
+            f"unknown feature defence {kind!r}; known: {', '.join(FEATURE_DEFENCES)} "
+            f"(training-time defences {', '.join(TRAINING_DEFENCES)}: train_defended)"
+        )
+    if (
+        not isinstance(features, torch.Tensor)
+        or features.numel() < 2
+        or not torch.isfinite(features).all()
+    ):
+        raise ValueError(
+            "calibrating a defence needs a tensor of at least two finite feature values"
+        )
     if kind in ("gaussian", "laplace", "quantise") and features.max() == features.min():
-        raise ValueError(f"calibrating the {kind} defence: the features are constant ({features.min().item():g}), so "
-                         f"its scale would be 0 and it would do nothing; calibrate on the device's features of real "
-                         f"inputs (several images)")
+        raise ValueError(
+            f"calibrating the {kind} defence: the features are constant "
+            f"({features.min().item():g}), so its scale would be 0 and it would do nothing; "
+            f"calibrate on the device's features of real inputs (several images)"
+        )
     if kind == "gaussian":
         return GaussianNoise(strength, features.std().item(), seed)
     if kind == "laplace":
@@ -184,11 +224,15 @@ def _centred_distances(x: torch.Tensor) -> torch.Tensor:
 
 
 def distance_correlation(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-    """Sample distance correlation (Szekely et al., 2007) between the rows of ``x`` and of ``z`` (any shapes with the
-    same batch size; each row flattened): 0 for independent samples, 1 for a similarity transform. Differentiable:
-    NoPeek's penalty. Needs at least two rows."""
+    """Sample distance correlation (Szekely et al., 2007) between the rows of ``x`` and of ``z``
+    (any shapes with the same batch size; each row flattened): 0 for independent samples, 1 for a
+    similarity transform.
+    Differentiable: NoPeek's penalty. Needs at least two rows."""
     if len(x) != len(z) or len(x) < 2:
-        raise ValueError(f"distance correlation needs two batches of the same size >= 2, got {len(x)} and {len(z)}")
+        raise ValueError(
+            f"distance correlation needs two batches of the same size >= 2, got {len(x)} and "
+            f"{len(z)}"
+        )
     a, b = _centred_distances(x.flatten(1).float()), _centred_distances(z.flatten(1).float())
     dcov_xy, dcov_xx, dcov_yy = (a * b).mean(), (a * a).mean(), (b * b).mean()
     return (dcov_xy.clamp_min(0) / (dcov_xx * dcov_yy).sqrt().clamp_min(1e-12)).sqrt()
@@ -207,59 +251,99 @@ def train_defended(
     delta: float = 1e-5,
     device: torch.device | str | None = None,
 ) -> tuple[nn.Sequential, dict[str, Any]]:
-    """Train target ``name`` (its architecture, and its learning rate and batch size on the current dataset) on
-    ``train`` for ``epochs``, with a training-time defence of the features after layer ``split_end``, or none
-    (``defence=None`` or strength 0: the plain recipe, the baseline).
+    """Train target ``name`` (its architecture, and its learning rate and batch size on the current
+    dataset) on ``train`` for ``epochs``, with a training-time defence of the features after layer
+    ``split_end``, or none (``defence=None`` or strength 0: the plain recipe, the baseline).
 
     - ``"nopeek"``: cross-entropy plus ``strength * distance_correlation(x, features)`` per batch;
-    - ``"dp"``: DP-SGD with opacus on the device's layers ``net[:split_end]`` (Poisson sampling, per-sample clipping
-      to ``max_grad_norm``, Gaussian noise of ``strength * max_grad_norm``), the server's layers trained with plain
-      Adam on the same batches; the device weights' epsilon at ``delta`` reported.
+    - ``"dp"``: DP-SGD with opacus on the device's layers ``net[:split_end]`` (Poisson sampling,
+      per-sample clipping to ``max_grad_norm``, Gaussian noise of ``strength * max_grad_norm``), the
+      server's layers trained with plain Adam on the same batches; the device weights' epsilon at
+      ``delta`` reported.
 
     Returns the frozen network in eval mode and ``{"accuracy", "epsilon" (dp only), "train_s"}``.
     """
     if defence is None:
         defence, strength, split_end = "nopeek", 0.0, split_end or 1
     if defence not in TRAINING_DEFENCES:
-        raise ValueError(f"unknown training-time defence {defence!r}; known: {', '.join(TRAINING_DEFENCES)}")
+        raise ValueError(
+            f"unknown training-time defence {defence!r}; known: {', '.join(TRAINING_DEFENCES)}"
+        )
     _finite(f"{defence} strength", strength, 0.0)
     if defence == "dp" and not (isinstance(delta, float) and 0 < delta < 1):
-        raise ValueError(f"delta must be a probability in (0, 1) (DP's failure probability; typically below "
-                         f"1 / training images, e.g. 1e-5), got {delta!r}")
+        raise ValueError(
+            f"delta must be a probability in (0, 1) (DP's failure probability; typically below "
+            f"1 / training images, e.g. 1e-5), got {delta!r}"
+        )
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
     spec = get_spec(name).on(current_dataset())  # its recipe on the dataset of this run
     if not isinstance(split_end, int) or not 1 <= split_end < len(build_target(name)):
-        raise ValueError(f"split_end must be a layer index inside {name!r} (1..{len(build_target(name)) - 1}), got {split_end!r}")
+        raise ValueError(
+            f"split_end must be a layer index inside {name!r} (1..{len(build_target(name)) - 1}), "
+            f"got {split_end!r}"
+        )
     device = get_device(None if device is None else str(device))
     torch.manual_seed(spec.seed + seed)
     net = build_target(name).to(device)
     start = time.perf_counter()
     meta: dict[str, Any] = {}
     if defence == "dp" and strength > 0:
-        meta["epsilon"] = _train_dp(net, split_end, train, epochs, spec.lr, spec.batch_size, strength, max_grad_norm, delta,
-                                    seed, name)
+        meta["epsilon"] = _train_dp(
+            net,
+            split_end,
+            train,
+            epochs,
+            spec.lr,
+            spec.batch_size,
+            strength,
+            max_grad_norm,
+            delta,
+            seed,
+            name,
+        )
     elif defence == "nopeek" and strength > 0:
+
         def loss_fn(idx: torch.Tensor) -> torch.Tensor:
             x, y = train.images[idx].to(device), train.labels[idx].to(device)
             features = net[:split_end](x)
-            return F.cross_entropy(net[split_end:](features), y) + strength * distance_correlation(x, features)
+            return F.cross_entropy(net[split_end:](features), y) + strength * distance_correlation(
+                x, features
+            )
 
         net.train()
-        train_loop(net.parameters(), loss_fn, len(train), epochs, spec.batch_size, spec.lr, seed=seed + spec.seed,
-                   desc=f"{name}: nopeek {strength:g}")
+        train_loop(
+            net.parameters(),
+            loss_fn,
+            len(train),
+            epochs,
+            spec.batch_size,
+            spec.lr,
+            seed=seed + spec.seed,
+            desc=f"{name}: nopeek {strength:g}",
+        )
     else:  # the plain recipe
-        fit(net, train, None, epochs, spec.lr, spec.batch_size, seed=seed + spec.seed, desc=f"{name}: no defence",
-            channels_last=spec.channels_last)
+        fit(
+            net,
+            train,
+            None,
+            epochs,
+            spec.lr,
+            spec.batch_size,
+            seed=seed + spec.seed,
+            desc=f"{name}: no defence",
+            channels_last=spec.channels_last,
+        )
     net.eval().requires_grad_(False)
     meta.update({"accuracy": evaluate(net, test), "train_s": time.perf_counter() - start})
     return net, meta
 
 
 class _UpstreamLoss(nn.Module):
-    """Per-sample surrogate loss ``<h_i, g_i>`` of the device's features ``h`` and the server's gradient ``g`` of each
-    sample's loss with respect to them (a constant): its gradient in the device's weights is that sample's gradient.
-    opacus' ghost clipping differentiates it twice (per-sample norms, then the clipped sum)."""
+    """Per-sample surrogate loss ``<h_i, g_i>`` of the device's features ``h`` and the server's
+    gradient ``g`` of each sample's loss with respect to them (a constant): its gradient in the
+    device's weights is that sample's gradient. opacus' ghost clipping differentiates it twice
+    (per-sample norms, then the clipped sum)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -270,17 +354,30 @@ class _UpstreamLoss(nn.Module):
         return per_sample if self.reduction == "none" else getattr(per_sample, self.reduction)()
 
 
-def _train_dp(net: nn.Sequential, split_end: int, train: MNISTSplit, epochs: int, lr: float, batch_size: int,
-              noise: float, max_grad_norm: float, delta: float, seed: int, name: str) -> float:
-    """DP-SGD (opacus) on the device's layers ``net[:split_end]``, in place, the server's layers trained alongside
-    with plain Adam on the same batches; returns the device weights' epsilon at ``delta``.
+def _train_dp(
+    net: nn.Sequential,
+    split_end: int,
+    train: MNISTSplit,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    noise: float,
+    max_grad_norm: float,
+    delta: float,
+    seed: int,
+    name: str,
+) -> float:
+    """DP-SGD (opacus) on the device's layers ``net[:split_end]``, in place, the server's layers
+    trained alongside with plain Adam on the same batches; returns the device weights' epsilon at
+    ``delta``.
 
-    Per-sample gradients the cheap way: opacus' ghost clipping gets each sample's gradient norm without forming the
-    gradient (for ``Linear(784, 500)`` a per-sample gradient is 392 000 numbers: one DP epoch of ``mlp_relu`` on 30 000
-    images took 47 s with per-sample hooks and 1.6 s with ghost clipping, on a 2-core CPU; the steps agree to 1e-5,
-    tests/test_defences.py). The server's step takes the plain gradient: its
-    input is the device's output detached, and the server's gradient with respect to that input is what the device's
-    per-sample losses are built from (:class:`_UpstreamLoss`)."""
+    Per-sample gradients the cheap way: opacus' ghost clipping gets each sample's gradient norm
+    without forming the gradient (for ``Linear(784, 500)`` a per-sample gradient is 392 000 numbers:
+    one DP epoch of ``mlp_relu`` on 30 000 images took 47 s with per-sample hooks and 1.6 s with
+    ghost clipping, on a 2-core CPU; the steps agree to 1e-5, tests/test_defences.py). The server's
+    step takes the plain gradient: its input is the device's output detached, and the server's
+    gradient with respect to that input is what the device's per-sample losses are built from
+    (:class:`_UpstreamLoss`)."""
     from opacus import PrivacyEngine  # imported here: only this defence needs it
 
     _finite("max_grad_norm", max_grad_norm, 1e-12)
@@ -291,16 +388,27 @@ def _train_dp(net: nn.Sequential, split_end: int, train: MNISTSplit, epochs: int
     optimizer = torch.optim.Adam(device_part.parameters(), lr=lr)
     server_optimizer = torch.optim.Adam(server_part.parameters(), lr=lr)
     device = next(net.parameters()).device
-    with warnings.catch_warnings():  # "secure RNG turned off": a study, not a deployment (seeded, reproducible noise)
+    # "secure RNG turned off": a study, not a deployment (seeded, reproducible noise)
+    with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Secure RNG turned off")
         engine = PrivacyEngine(accountant="rdp")
         private, optimizer, criterion, loader = engine.make_private(
-            module=device_part, optimizer=optimizer, data_loader=loader, criterion=_UpstreamLoss(),
-            noise_multiplier=noise, max_grad_norm=max_grad_norm, grad_sample_mode="ghost",
-            noise_generator=torch.Generator(device=device).manual_seed(seed))
+            module=device_part,
+            optimizer=optimizer,
+            data_loader=loader,
+            criterion=_UpstreamLoss(),
+            noise_multiplier=noise,
+            max_grad_norm=max_grad_norm,
+            grad_sample_mode="ghost",
+            noise_generator=torch.Generator(device=device).manual_seed(seed),
+        )
     net.train()
-    with progress_bar(total=epochs * len(loader), desc=f"{name}: dp {noise:g}", unit="step", mininterval=1.0) as bar, \
-            warnings.catch_warnings():  # opacus' hooks on the first layer, whose input needs no gradient: expected
+    with (
+        progress_bar(
+            total=epochs * len(loader), desc=f"{name}: dp {noise:g}", unit="step", mininterval=1.0
+        ) as bar,
+        warnings.catch_warnings(),
+    ):  # opacus' hooks on the first layer, whose input needs no gradient: expected
         warnings.filterwarnings("ignore", message="Full backward hook is firing")
         for _ in range(epochs):
             for x, y in loader:
@@ -309,11 +417,16 @@ def _train_dp(net: nn.Sequential, split_end: int, train: MNISTSplit, epochs: int
                 h = private(x.to(device))
                 h_server = h.detach().requires_grad_()
                 server_optimizer.zero_grad(set_to_none=True)
-                F.cross_entropy(server_part(h_server), y.to(device)).backward()  # the batch mean, as before
+                F.cross_entropy(
+                    server_part(h_server), y.to(device)
+                ).backward()  # the batch mean, as before
                 optimizer.zero_grad(set_to_none=True)
-                criterion(h, h_server.grad * len(x)).backward()  # each sample's own loss gradient, clipped
+                criterion(
+                    h, h_server.grad * len(x)
+                ).backward()  # each sample's own loss gradient, clipped
                 optimizer.step()
                 server_optimizer.step()
                 bar.update()
-    private.remove_hooks()  # the trained weights are the device's own; no per-sample hooks left on them
+    # the trained weights are the device's own; no per-sample hooks left on them
+    private.remove_hooks()
     return float(engine.get_epsilon(delta))

@@ -1,14 +1,15 @@
-"""How much does each block destroy? The injectivity map of a target, block boundary by block boundary.
+"""How much does each block destroy? The injectivity map of a target, block boundary by block
+boundary.
 
 Two measurements for the map ``x -> f_k(x)`` (the first ``k`` blocks) on test digits:
 
 - **Local rank**: the numerical rank of its Jacobian at each digit (float64; singular values above
   ``max(m, n) * eps * sigma_max``, numpy's rule). Rank 784 means no direction of pixel space is lost
   to first order at that digit; fewer features than pixels caps the rank below 784.
-- **Recovery**: plain feature matching (``optimise.match_features``: L-BFGS in float64, no prior, from grey)
-  of the digits' features. Reaching float precision (>= :data:`RECOVERED_DB`) shows the map is injective
-  there in practice, not only to first order; stalling far below with the features matched means other
-  inputs give the same features, and that information is gone.
+- **Recovery**: plain feature matching (``optimise.match_features``: L-BFGS in float64, no prior,
+  from grey) of the digits' features. Reaching float precision (>= :data:`RECOVERED_DB`) shows the
+  map is injective there in practice, not only to first order; stalling far below with the features
+  matched means other inputs give the same features, and that information is gone.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from .thresholds import RECOVERED_DB
 
 __all__ = ["RECOVERED_DB", "jacobian_ranks", "injectivity_map"]
 
-#: where the Jacobian's rank proves the image lost, feature matching stops once its loss fell by less than this
-#: fraction over 100 iterations (``optimise.match_features``' ``stall``)
+#: where the Jacobian's rank proves the image lost, feature matching stops once its loss fell by
+#: less than this fraction over 100 iterations (``optimise.match_features``' ``stall``)
 STALL = 1e-3
 
 
 def jacobian_ranks(fn: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The numerical rank of ``fn``'s Jacobian at each image (float64; numpy's tolerance), one value per image."""
+    """The numerical rank of ``fn``'s Jacobian at each image (float64; numpy's tolerance), one
+    value per image."""
     if len(images) == 0:
         raise ValueError("no images: the rank of the Jacobian is measured at given inputs")
     fn = _float64_copy(fn)
@@ -45,22 +47,31 @@ def jacobian_ranks(fn: nn.Module, images: torch.Tensor) -> torch.Tensor:
         features = fn(x[:1]).numel()
     # forward mode costs one pass per pixel, reverse mode one per feature: the cheaper of the two
     jacobian = torch.func.jacfwd if features > x[0].numel() else torch.func.jacrev
-    with warnings.catch_warnings():  # torch scripts forward mode's decompositions once, warning of its own deprecation
-        warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning)
+    # torch scripts forward mode's decompositions once, warning of its own deprecation
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`torch.jit.script` is deprecated", category=FutureWarning
+        )
         jac = torch.func.vmap(jacobian(one))(x)  # (N, features, pixels)
     return torch.linalg.matrix_rank(jac.flatten(2))
 
 
 def injectivity_map(
-    name: str, blocks: Sequence[nn.Module], images: torch.Tensor, steps: int = 1000, batch_size: int = 16
+    name: str,
+    blocks: Sequence[nn.Module],
+    images: torch.Tensor,
+    steps: int = 1000,
+    batch_size: int = 16,
 ) -> list[dict]:
-    """One row per block boundary ``k`` of target ``name`` (``blocks`` from ``progressive.split_blocks``):
-    ``{target, depth, features, pixels, rank, rank_max, recovered_psnr, recovered, iterations, seconds, residual}``.
+    """One row per block boundary ``k`` of target ``name`` (``blocks`` from
+    ``progressive.split_blocks``): ``{target, depth, features, pixels, rank, rank_max,
+    recovered_psnr, recovered, iterations, seconds, residual}``.
 
-    ``rank`` is the smallest Jacobian rank over ``images`` (``rank_max`` the largest); the recovery is feature
-    matching of the same images for at most ``steps`` L-BFGS iterations. ``recovered`` is
-    ``recovered_psnr >= RECOVERED_DB``. Where every image's rank is below the pixel count, the recovery stops
-    at a plateau (:data:`STALL`); elsewhere it runs until converged or out of ``steps``.
+    ``rank`` is the smallest Jacobian rank over ``images`` (``rank_max`` the largest); the recovery
+    is feature matching of the same images for at most ``steps`` L-BFGS iterations. ``recovered`` is
+    ``recovered_psnr >= RECOVERED_DB``. Where every image's rank is below the pixel count, the
+    recovery stops at a plateau (:data:`STALL`); elsewhere it runs until converged or out of
+    ``steps``.
     """
     rows = []
     pixels = math.prod(images.shape[1:])
@@ -69,18 +80,34 @@ def injectivity_map(
         with torch.no_grad():
             features = fn(images)
         ranks = jacobian_ranks(fn, images)
-        # where the rank is below the pixel count at every image, no input is recovered: the search may stop at a
-        # plateau (its PSNR is that of some pre-image); elsewhere a plateau can precede recovery, so it runs on
+        # where the rank is below the pixel count at every image, no input is recovered: the search
+        # may stop at a plateau (its PSNR is that of some pre-image); elsewhere a plateau can
+        # precede recovery, so it runs on
         lost = int(ranks.max()) < pixels
-        found = match_features(fn, features, steps=steps, batch_size=batch_size, shape=tuple(images.shape[1:]),
-                               stall=STALL if lost else 0.0)
+        found = match_features(
+            fn,
+            features,
+            steps=steps,
+            batch_size=batch_size,
+            shape=tuple(images.shape[1:]),
+            stall=STALL if lost else 0.0,
+        )
         quality = psnr(clip_images(found.images.detach().cpu()), images.detach().cpu())
-        rows.append({
-            "target": name, "depth": k, "features": features[0].numel(), "pixels": pixels,
-            "rank": int(ranks.min()), "rank_max": int(ranks.max()),
-            "recovered_psnr": quality, "recovered": quality >= RECOVERED_DB,
-            "iterations": found.iterations, "seconds": found.total_seconds, "residual": found.residual,
-        })
+        rows.append(
+            {
+                "target": name,
+                "depth": k,
+                "features": features[0].numel(),
+                "pixels": pixels,
+                "rank": int(ranks.min()),
+                "rank_max": int(ranks.max()),
+                "recovered_psnr": quality,
+                "recovered": quality >= RECOVERED_DB,
+                "iterations": found.iterations,
+                "seconds": found.total_seconds,
+                "residual": found.residual,
+            }
+        )
     return rows
 
 

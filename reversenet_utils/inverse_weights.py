@@ -1,4 +1,5 @@
-"""Learned inverse weights of a sigmoid MLP (notebook 03), and a small decoder that improves on them.
+"""Learned inverse weights of a sigmoid MLP (notebook 03), and a small decoder that improves on
+them.
 
 ``InverseWeights`` reproduces the "inverse weight matrices trained after the fact" of the
 learned-inverse write-up for a sigmoid MLP ``784 -> h1 -> h2 -> 10``: from the last hidden layer
@@ -47,7 +48,9 @@ def squash(p: torch.Tensor, margin: float = 0.005) -> torch.Tensor:
     """
     lo = p.min(dim=1, keepdim=True).values
     span = p.max(dim=1, keepdim=True).values - lo
-    unit = torch.where(span > 0, (p - lo) / span.clamp_min(torch.finfo(p.dtype).tiny), torch.full_like(p, 0.5))
+    unit = torch.where(
+        span > 0, (p - lo) / span.clamp_min(torch.finfo(p.dtype).tiny), torch.full_like(p, 0.5)
+    )
     return margin + (1 - 2 * margin) * unit
 
 
@@ -56,7 +59,8 @@ SIGMOID_MLP_LAYERS = ["Flatten", "Linear", "Sigmoid", "Linear", "Sigmoid", "Line
 
 
 class InverseWeights(nn.Module):
-    """Learned inverse matrices for a sigmoid MLP ``Flatten, Linear, Sigmoid, Linear, Sigmoid, Linear``.
+    """Learned inverse matrices for a sigmoid MLP ``Flatten, Linear, Sigmoid, Linear, Sigmoid,
+    Linear``.
 
     ``forward(h2)`` maps the last hidden layer (after its sigmoid) to a flat image (N, 784);
     ``from_pre_activation(z2)`` starts from the pre-sigmoid value instead. The target's biases are
@@ -68,7 +72,9 @@ class InverseWeights(nn.Module):
         super().__init__()
         kinds = [type(m).__name__ for m in target]
         if kinds != SIGMOID_MLP_LAYERS:
-            raise TypeError(f"InverseWeights needs a 2-hidden-layer sigmoid MLP, got layers {kinds}")
+            raise TypeError(
+                f"InverseWeights needs a 2-hidden-layer sigmoid MLP, got layers {kinds}"
+            )
         first, second = target[1], target[3]
         self.register_buffer("b1", first.bias.detach().clone())
         self.register_buffer("b2", second.bias.detach().clone())
@@ -81,20 +87,30 @@ class InverseWeights(nn.Module):
 
     def from_pre_activation(self, z2: torch.Tensor) -> torch.Tensor:
         """Flat image from the pre-sigmoid last hidden layer ``z2``."""
-        vector_batch(z2, "z2", self.w2_inv.shape[0], "the target's last hidden layer before its sigmoid")
+        vector_batch(
+            z2, "z2", self.w2_inv.shape[0], "the target's last hidden layer before its sigmoid"
+        )
         h1 = (z2 - self.b2) @ self.w2_inv
         self.last_hidden = h1
         z1 = self.sigmoid_inverse(squash(h1))
         return (z1 - self.b1) @ self.w1_inv
 
     def forward(self, h2: torch.Tensor) -> torch.Tensor:
-        vector_batch(h2, "h2", self.w2_inv.shape[0], "the target's last hidden layer, after its sigmoid "
-                     "(forward_features of its blocks, or target[:5](x)), not the logits")
+        vector_batch(
+            h2,
+            "h2",
+            self.w2_inv.shape[0],
+            "the target's last hidden layer, after its sigmoid "
+            "(forward_features of its blocks, or target[:5](x)), not the logits",
+        )
         return self.from_pre_activation(self.sigmoid_inverse(h2))
 
 
-def inverse_weights_loss(x: torch.Tensor, x_inv: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
-    """The original objective: summed L1 error plus ``(min h1)^2 / 2 + (max h1 - 1)^2 / 2`` over the batch."""
+def inverse_weights_loss(
+    x: torch.Tensor, x_inv: torch.Tensor, hidden: torch.Tensor
+) -> torch.Tensor:
+    """The original objective: summed L1 error plus ``(min h1)^2 / 2 + (max h1 - 1)^2 / 2`` over
+    the batch."""
     l1 = (x.flatten(1) - x_inv.flatten(1)).abs().sum()
     excess = 0.5 * hidden.min().pow(2) + 0.5 * (hidden.max() - 1).pow(2)
     return l1 + excess
@@ -123,8 +139,10 @@ def train_inverse_weights(
     confidence = torch.softmax(predict(target, images), 1).max(1).values
     keep = torch.nonzero(confidence > confidence_threshold)[:, 0].to(device)
     if len(keep) == 0:
-        raise ValueError(f"no image is classified with confidence > {confidence_threshold} "
-                         f"(highest {confidence.max():.3f}): lower confidence_threshold, or train the target first")
+        raise ValueError(
+            f"no image is classified with confidence > {confidence_threshold} (highest "
+            f"{confidence.max():.3f}): lower confidence_threshold, or train the target first"
+        )
     x_keep, h_keep = images[keep].to(device), hidden[keep]
     torch.manual_seed(seed)
     inverse = InverseWeights(target).to(device)
@@ -133,8 +151,16 @@ def train_inverse_weights(
         return inverse_weights_loss(x_keep[idx], inverse(h_keep[idx]), inverse.last_hidden)
 
     history = train_loop(
-        inverse.parameters(), loss_fn, len(keep), epochs=math.ceil(steps * batch_size / len(keep)),
-        batch_size=batch_size, lr=lr, optimizer="adagrad", cosine=False, seed=seed, desc="inverse weights",
+        inverse.parameters(),
+        loss_fn,
+        len(keep),
+        epochs=math.ceil(steps * batch_size / len(keep)),
+        batch_size=batch_size,
+        lr=lr,
+        optimizer="adagrad",
+        cosine=False,
+        seed=seed,
+        desc="inverse weights",
     )
     inverse.sigmoid_inverse.clamped = inverse.sigmoid_inverse.seen = 0
     return inverse.eval(), history, len(keep)
@@ -148,13 +174,14 @@ def load_inverse_weights(
     notebook: str = "",
     **recipe: Any,
 ) -> InverseWeights:
-    """The inverse weights of the sigmoid MLP ``target`` (registered as ``name``), through ``load_or_train``.
+    """The inverse weights of the sigmoid MLP ``target`` (registered as ``name``), through
+    ``load_or_train``.
 
-    Loads ``artifacts/inverses/<name>__inverse-weights.pt`` if it was saved for these very target weights
-    (fingerprint) and dataset; otherwise trains them on ``images`` with :func:`train_inverse_weights`
-    (``recipe`` overrides its defaults) and saves them. ``retrain=True`` always trains, as notebook 03 does.
-    ``inverse.meta`` holds the recipe used (its defaults included), training time and ``n_kept`` (images above
-    the confidence threshold).
+    Loads ``artifacts/inverses/<name>__inverse-weights.pt`` if it was saved for these very target
+    weights (fingerprint) and dataset; otherwise trains them on ``images`` with
+    :func:`train_inverse_weights` (``recipe`` overrides its defaults) and saves them.
+    ``retrain=True`` always trains, as notebook 03 does. ``inverse.meta`` holds the recipe used (its
+    defaults included), training time and ``n_kept`` (images above the confidence threshold).
     """
     path = inverse_checkpoint(name, "inverse weights")
 
@@ -162,14 +189,24 @@ def load_inverse_weights(
         start = time.perf_counter()
         trained, history, n_kept = train_inverse_weights(target, images, **recipe)
         inverse.load_state_dict(trained.state_dict())
-        return {**effective_recipe(train_inverse_weights, recipe), "n_kept": n_kept, "final_loss": history[-1]["loss"],
-                "train_s": time.perf_counter() - start, "notebook": notebook}
+        return {
+            **effective_recipe(train_inverse_weights, recipe),
+            "n_kept": n_kept,
+            "final_loss": history[-1]["loss"],
+            "train_s": time.perf_counter() - start,
+            "notebook": notebook,
+        }
 
     device = next(target.parameters()).device
-    inverse = load_or_train(lambda: InverseWeights(target).to(device), path, train,
-                            inverse_identity(name, target, "inverse weights"),
-                            fix="re-run notebooks/03_learned_inverse_weights.ipynb", retrain=retrain,
-                            budget={"steps": effective_recipe(train_inverse_weights, recipe)["steps"]})
+    inverse = load_or_train(
+        lambda: InverseWeights(target).to(device),
+        path,
+        train,
+        inverse_identity(name, target, "inverse weights"),
+        fix="re-run notebooks/03_learned_inverse_weights.ipynb",
+        retrain=retrain,
+        budget={"steps": effective_recipe(train_inverse_weights, recipe)["steps"]},
+    )
     inverse.sigmoid_inverse.clamped = inverse.sigmoid_inverse.seen = 0
     return inverse
 
@@ -177,20 +214,29 @@ def load_inverse_weights(
 class MLPDecoder(nn.Module):
     """A small nonlinear inverse: features -> hidden (ReLU) -> image in (0, 1) via a sigmoid."""
 
-    def __init__(self, in_features: int, hidden: int = 512, image_shape: tuple[int, ...] = (1, 28, 28)) -> None:
+    def __init__(
+        self, in_features: int, hidden: int = 512, image_shape: tuple[int, ...] = (1, 28, 28)
+    ) -> None:
         super().__init__()
         self.image_shape = image_shape
         n_out = 1
         for d in image_shape:
             n_out *= d
-        self.net = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, n_out), nn.Sigmoid())
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, n_out), nn.Sigmoid()
+        )
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.net(features.flatten(1)).reshape(len(features), *self.image_shape)
 
 
 def optimise_hidden_for_classes(
-    readout: nn.Module, n_hidden: int, classes: list[int], steps: int = 1000, lr: float = 1.0, seed: int = 0
+    readout: nn.Module,
+    n_hidden: int,
+    classes: list[int],
+    steps: int = 1000,
+    lr: float = 1.0,
+    seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Find pre-sigmoid hidden vectors that ``readout(sigmoid(z))`` classifies as ``classes``.
 

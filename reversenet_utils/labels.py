@@ -1,25 +1,40 @@
 """The names of methods, chains and threats, with their display order: their one home.
 
-Tables, results rows, checkpoint files, figures, the explorer and README use these strings; a notebook or script
-imports them rather than typing them, so that a renamed method cannot leave a stale copy behind.
+Tables, results rows, checkpoint files, figures, the explorer and README use these strings; a
+notebook or script imports them rather than typing them, so that a renamed method cannot leave a
+stale copy behind.
 """
 
 from __future__ import annotations
 
 __all__ = [
-    "REGIMES", "SCHEDULES", "chain_label", "PINV", "PINV_INDICES", "PRIOR", "INVERSE_WEIGHTS", "OPTIMISATION",
-    "MATCHING", "REGULARISED", "HYBRID", "CHAIN_REAL", "CHAIN_NOISE", "METHOD_ORDER", "THREATS",
+    "REGIMES",
+    "SCHEDULES",
+    "chain_label",
+    "PINV",
+    "PINV_INDICES",
+    "PRIOR",
+    "INVERSE_WEIGHTS",
+    "OPTIMISATION",
+    "MATCHING",
+    "REGULARISED",
+    "HYBRID",
+    "CHAIN_REAL",
+    "CHAIN_NOISE",
+    "METHOD_ORDER",
+    "THREATS",
 ]
 
-#: the training inputs of an inverse chain: the dataset's images, structured noise, inputs synthesized from the target
+#: the training inputs of an inverse chain: the dataset's images, structured noise, inputs
+#: synthesized from the target
 REGIMES = ("real", "noise", "synthesized")
 #: how a chain's budget is spent: depth by depth, or all blocks from the first step
 SCHEDULES = ("progressive", "joint")
 
 
 def chain_label(regime: str, schedule: str = "progressive", unpool: bool = False) -> str:
-    """The one name of a chain, used in tables, results rows and checkpoint files: ``"progressive, real"``,
-    ``"joint, real"``, ``"progressive, noise"``, ``"progressive, real, unpool"``."""
+    """The one name of a chain, used in tables, results rows and checkpoint files: ``"progressive,
+    real"``, ``"joint, real"``, ``"progressive, noise"``, ``"progressive, real, unpool"``."""
     if regime not in REGIMES:
         raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
     if schedule not in SCHEDULES:
@@ -28,8 +43,11 @@ def chain_label(regime: str, schedule: str = "progressive", unpool: bool = False
 
 
 PINV = "pinv"  #: Moore-Penrose pseudo-inverse, layer by layer (notebook 02)
-PINV_INDICES = "pinv, pooling indices"  #: the same behind max-pooling, given the pooling indices (privileged)
-PRIOR = "prior pre-image"  #: the pre-image closest to the training images' mean under their covariance (ridge)
+PINV_INDICES = (
+    "pinv, pooling indices"  #: the same behind max-pooling, given the pooling indices (privileged)
+)
+#: the pre-image closest to the training images' mean under their covariance (ridge)
+PRIOR = "prior pre-image"
 INVERSE_WEIGHTS = "inverse weights"  #: learned inverse matrices of the sigmoid MLP (notebook 03)
 CHAIN_REAL = chain_label("real")  #: progressive inverse chain trained on real images (notebook 04)
 CHAIN_NOISE = chain_label("noise")  #: the zero-shot chain: trained on structured noise only
@@ -39,8 +57,25 @@ REGULARISED = "feature matching + prior (L-BFGS)"  #: the same with a TV and nor
 HYBRID = "hybrid (learned + L-BFGS)"  #: the real-image chain's output, then a few L-BFGS iterations
 
 #: every inversion method, in the order of notebook 07's and README's tables
-METHOD_ORDER = (PINV, PINV_INDICES, PRIOR, INVERSE_WEIGHTS, CHAIN_REAL, CHAIN_NOISE, OPTIMISATION, MATCHING,
-                REGULARISED, HYBRID)
+METHOD_ORDER = (
+    PINV,
+    PINV_INDICES,
+    PRIOR,
+    INVERSE_WEIGHTS,
+    CHAIN_REAL,
+    CHAIN_NOISE,
+    OPTIMISATION,
+    MATCHING,
+    REGULARISED,
+    HYBRID,
+)
 
-#: the threats of notebook 09, in the order of its tables (the shifted device's threat is these on other inputs)
-THREATS = ("optimisation", "inverse net, same data", "inverse net, other data", "inverse net, data-free", "analytic")
+#: the threats of notebook 09, in the order of its tables (the shifted device's threat is these on
+#: other inputs)
+THREATS = (
+    "optimisation",
+    "inverse net, same data",
+    "inverse net, other data",
+    "inverse net, data-free",
+    "analytic",
+)

@@ -41,32 +41,46 @@ PSNR_CAP_DB = 100.0
 _MSE_FLOOR = 10 ** (-PSNR_CAP_DB / 10)
 
 
-#: how far outside [0, 1] a value may lie and still count as rounding (float32 arithmetic on [0, 1] images)
+#: how far outside [0, 1] a value may lie and still count as rounding (float32 arithmetic on [0, 1]
+#: images)
 _RANGE_TOLERANCE = 1e-4
 
 
 def _check_pair(pred: torch.Tensor, target: torch.Tensor) -> None:
     if not isinstance(pred, torch.Tensor) or not isinstance(target, torch.Tensor):
-        raise TypeError(f"Expected two tensors, got {type(pred).__name__} and {type(target).__name__}.")
+        raise TypeError(
+            f"Expected two tensors, got {type(pred).__name__} and {type(target).__name__}."
+        )
     if pred.shape != target.shape:
-        raise ValueError(f"Shapes differ: reconstruction {tuple(pred.shape)} vs original {tuple(target.shape)}.")
+        raise ValueError(
+            f"Shapes differ: reconstruction {tuple(pred.shape)} vs original {tuple(target.shape)}."
+        )
     if pred.dim() != 4:
         raise ValueError(f"Expected image batches (N, C, H, W), got shape {tuple(pred.shape)}.")
     if pred.numel() == 0:
-        raise ValueError(f"Empty batch {tuple(pred.shape)}: there is nothing to score (a mean over no image is NaN).")
+        raise ValueError(
+            f"Empty batch {tuple(pred.shape)}: there is nothing to score (a mean over no image is "
+            f"NaN)."
+        )
     for label, t in (("reconstruction", pred), ("original", target)):
-        # one pass: a NaN makes both ends NaN and an inf shows at one end (counting non-finite values with
-        # isfinite().sum() took 35 ms per 10 000 images, aminmax 0.5 ms)
+        # one pass: a NaN makes both ends NaN and an inf shows at one end (counting non-finite
+        # values with isfinite().sum() took 35 ms per 10 000 images, aminmax 0.5 ms)
         lo, hi = (v.item() for v in torch.aminmax(t))
         if not (math.isfinite(lo) and math.isfinite(hi)):
             bad = (~torch.isfinite(t)).sum().item()
-            raise ValueError(f"The {label} holds {bad} non-finite values (NaN/inf); fix the inverse upstream.")
+            raise ValueError(
+                f"The {label} holds {bad} non-finite values (NaN/inf); fix the inverse upstream."
+            )
         if lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
             raise ValueError(
-                f"The {label} has values in [{lo:.4g}, {hi:.4g}], but PSNR and SSIM here are defined on images in [0, 1]. "
+                f"The {label} has values in [{lo:.4g}, {hi:.4g}], but PSNR and SSIM here are "
+                f"defined on images in [0, 1]. "
                 + ("Divide 0-255 images by 255. " if hi > 2 else "")
-                + ("Clip reconstructions with metrics.clip_images first (what a viewer sees)." if label == "reconstruction"
-                   else "Pass the original images as loaded (pixel / 255).")
+                + (
+                    "Clip reconstructions with metrics.clip_images first (what a viewer sees)."
+                    if label == "reconstruction"
+                    else "Pass the original images as loaded (pixel / 255)."
+                )
             )
 
 
@@ -93,9 +107,10 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, per_image: bool = False) -> t
 
 
 def _mse_per_image(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image MSE, float64, of a checked pair. The squares are taken in the wider of the two dtypes (float32 at
-    least): [0, 1] images in float32 give the MSE to a relative 1e-5, far inside the floor :data:`PSNR_CAP_DB` sets,
-    and float64 inputs keep their precision. 0.30 -> 0.09 s for 10 000 images against float64 throughout."""
+    """Per-image MSE, float64, of a checked pair. The squares are taken in the wider of the two
+    dtypes (float32 at least): [0, 1] images in float32 give the MSE to a relative 1e-5, far inside
+    the floor :data:`PSNR_CAP_DB` sets, and float64 inputs keep their precision. 0.30 -> 0.09 s for
+    10 000 images against float64 throughout."""
     dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
     return (pred.to(dtype) - target.to(dtype)).pow_(2).flatten(1).mean(1).double()
 
@@ -109,9 +124,9 @@ def ssim(
 ) -> torch.Tensor | float:
     """Structural similarity (pytorch-msssim: Gaussian window 11, sigma 1.5, data range 1).
 
-    Computed in chunks of ``batch_size`` images: on a CPU, chunks fit in cache and are much faster than one
-    large batch (and than torchmetrics' implementation). Clamped to SSIM's range [-1, 1]: for an exact
-    reconstruction, float32 rounding gives values like 1.0000001.
+    Computed in chunks of ``batch_size`` images: on a CPU, chunks fit in cache and are much faster
+    than one large batch (and than torchmetrics' implementation). Clamped to SSIM's range [-1, 1]:
+    for an exact reconstruction, float32 rounding gives values like 1.0000001.
     """
     _check_pair(pred, target)
     values = _ssim_per_image(pred, target, batch_size)
@@ -122,13 +137,23 @@ def ssim(
 SSIM_WINDOW = 11
 
 
-def _ssim_per_image(pred: torch.Tensor, target: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def _ssim_per_image(
+    pred: torch.Tensor, target: torch.Tensor, batch_size: int = 256
+) -> torch.Tensor:
     if min(pred.shape[-2:]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM's Gaussian window is {SSIM_WINDOW} pixels, but the images are {tuple(pred.shape[-2:])}: "
-                         f"score images at least {SSIM_WINDOW} x {SSIM_WINDOW} (or use PSNR)")
+        raise ValueError(
+            f"SSIM's Gaussian window is {SSIM_WINDOW} pixels, but the images are "
+            f"{tuple(pred.shape[-2:])}: "
+            f"score images at least {SSIM_WINDOW} x {SSIM_WINDOW} (or use PSNR)"
+        )
     return torch.cat(
         [
-            _ssim(pred[i : i + batch_size].float(), target[i : i + batch_size].float(), data_range=1.0, size_average=False)
+            _ssim(
+                pred[i : i + batch_size].float(),
+                target[i : i + batch_size].float(),
+                data_range=1.0,
+                size_average=False,
+            )
             for i in range(0, len(pred), batch_size)
         ]
     ).clamp(-1.0, 1.0)
@@ -142,7 +167,9 @@ def reclassification_accuracy(
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels.")
     if len(images) == 0:
-        raise ValueError("no images to re-classify: the share of none is undefined (NaN); pass at least one")
+        raise ValueError(
+            "no images to re-classify: the share of none is undefined (NaN); pass at least one"
+        )
     logits = predict(classifier, images, batch_size)
     return (logits.argmax(1) == labels.cpu()).double().mean().item()
 
@@ -154,9 +181,10 @@ def reconstruction_report(
     classifier: nn.Module | None = None,
     recognisable_ssim: float | None = None,
 ) -> dict[str, float]:
-    """PSNR, SSIM, MSE and (if a classifier is given) re-classification of clipped reconstructions, each with
-    its 95 % bootstrap interval over the images (``psnr_ci``, ``ssim_ci``, ``reclass_ci``: ``[lo, hi]``).
-    ``recognisable_ssim``: also the share of images reconstructed with at least that SSIM (``recognisable``)."""
+    """PSNR, SSIM, MSE and (if a classifier is given) re-classification of clipped reconstructions,
+    each with its 95 % bootstrap interval over the images (``psnr_ci``, ``ssim_ci``, ``reclass_ci``:
+    ``[lo, hi]``). ``recognisable_ssim``: also the share of images reconstructed with at least that
+    SSIM (``recognisable``)."""
     recon = clip_images(reconstructions.detach().cpu())
     orig = originals.detach().cpu()
     _check_pair(recon, orig)  # once: the scores below share it
@@ -177,10 +205,12 @@ def reconstruction_report(
     return report
 
 
-def bootstrap_ci(values: torch.Tensor, level: float = 0.95, n_boot: int = 1000, seed: int = 0) -> list[float]:
-    """Percentile bootstrap interval ``[lo, hi]`` of the mean of ``values`` (one per test image): resample the
-    images with replacement ``n_boot`` times. For a paired comparison of two methods on the same images, pass
-    the per-image differences (the interval of the mean difference)."""
+def bootstrap_ci(
+    values: torch.Tensor, level: float = 0.95, n_boot: int = 1000, seed: int = 0
+) -> list[float]:
+    """Percentile bootstrap interval ``[lo, hi]`` of the mean of ``values`` (one per test image):
+    resample the images with replacement ``n_boot`` times. For a paired comparison of two methods on
+    the same images, pass the per-image differences (the interval of the mean difference)."""
     values = torch.as_tensor(values).detach().double().flatten().cpu()
     if values.numel() == 0:
         raise ValueError("no values: a confidence interval needs at least one measured image")
@@ -190,15 +220,22 @@ def bootstrap_ci(values: torch.Tensor, level: float = 0.95, n_boot: int = 1000, 
         raise ValueError(f"level must be in (0, 1), got {level}")
     if not isinstance(n_boot, int) or isinstance(n_boot, bool) or n_boot < 1:
         raise ValueError(f"n_boot must be a whole number >= 1 (resamples), got {n_boot!r}")
-    means = _resample_counts(len(values), n_boot, seed) @ values / len(values)  # each resample's mean, one product
-    means = means.clamp(values.min(), values.max())  # a mean lies within its values: no rounding beyond them
-    lo, hi = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    # each resample's mean, one product
+    means = _resample_counts(len(values), n_boot, seed) @ values / len(values)
+    # a mean lies within its values: no rounding beyond them
+    means = means.clamp(values.min(), values.max())
+    lo, hi = torch.quantile(
+        means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    )
     return [lo.item(), hi.item()]
 
 
-def paired_differences(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], level: float = 0.95) -> dict:
-    """Per training seed, the mean per-image difference ``a[s] - b[s]`` of two methods scored on the same images,
-    with its bootstrap interval: ``{"seeds": n, "means": [...], "cis": [[lo, hi], ...]}`` over the seeds both have.
+def paired_differences(
+    a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], level: float = 0.95
+) -> dict:
+    """Per training seed, the mean per-image difference ``a[s] - b[s]`` of two methods scored on the
+    same images, with its bootstrap interval: ``{"seeds": n, "means": [...], "cis": [[lo, hi],
+    ...]}`` over the seeds both have.
 
     Raises:
         ValueError: no seed in common, or the two scored different numbers of images.
@@ -210,43 +247,61 @@ def paired_differences(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], lev
     for s in range(seeds):
         x, y = torch.as_tensor(a[s]).double().flatten(), torch.as_tensor(b[s]).double().flatten()
         if x.shape != y.shape:
-            raise ValueError(f"seed {s}: {len(x)} images against {len(y)}: a paired difference needs the same images")
+            raise ValueError(
+                f"seed {s}: {len(x)} images against {len(y)}: a paired difference needs the same "
+                f"images"
+            )
         diffs.append(x - y)
-    return {"seeds": seeds, "means": [d.mean().item() for d in diffs], "cis": [bootstrap_ci(d, level) for d in diffs]}
+    return {
+        "seeds": seeds,
+        "means": [d.mean().item() for d in diffs],
+        "cis": [bootstrap_ci(d, level) for d in diffs],
+    }
 
 
 @functools.lru_cache(maxsize=2)
 def _resample_counts(n: int, n_boot: int, seed: int) -> torch.Tensor:
-    """``(n_boot, n)`` float64: how often each of ``n`` images is drawn in each bootstrap resample, so that
-    ``counts @ values / n`` is every resample's mean. Every interval over the same ``n`` images and ``seed``
-    resamples them the same way, so the draws are made once per test-set size and reused (10 000 images: 80 MB)."""
+    """``(n_boot, n)`` float64: how often each of ``n`` images is drawn in each bootstrap resample,
+    so that ``counts @ values / n`` is every resample's mean. Every interval over the same ``n``
+    images and ``seed`` resamples them the same way, so the draws are made once per test-set size
+    and reused (10 000 images: 80 MB)."""
     gen = torch.Generator().manual_seed(seed)
     counts = torch.zeros(n_boot, n, dtype=torch.float64)
     for start in range(0, n_boot, 200):  # chunks keep the index tensor small for 10 000 images
         idx = torch.randint(n, (min(200, n_boot - start), n), generator=gen)
-        counts[start : start + len(idx)].scatter_add_(1, idx, torch.ones(idx.shape, dtype=torch.float64))
+        counts[start : start + len(idx)].scatter_add_(
+            1, idx, torch.ones(idx.shape, dtype=torch.float64)
+        )
     return counts
 
 
 def verdict(ci: list[float], other: float) -> str:
-    """How a measured mean with interval ``ci`` compares with the number ``other`` (higher is better):
-    ``"beats"`` when the whole interval lies above it, ``"falls short of"`` when below, else ``"matches"``.
+    """How a measured mean with interval ``ci`` compares with the number ``other`` (higher is
+    better): ``"beats"`` when the whole interval lies above it, ``"falls short of"`` when below,
+    else ``"matches"``.
 
     Raises:
-        ValueError: ``ci`` is not two finite numbers with ``lo <= hi``, or ``other`` is not finite (a NaN would
-            answer "matches" and an interval given upside down "beats", both silently wrong).
+        ValueError: ``ci`` is not two finite numbers with ``lo <= hi``, or ``other`` is not finite
+            (a NaN would answer "matches" and an interval given upside down "beats", both silently
+            wrong).
     """
     try:
         lo, hi = (float(v) for v in ci)
         other = float(other)
     except (TypeError, ValueError):
-        raise ValueError(f"verdict: ci must be two numbers [lo, hi] and other a number, got ci={ci!r}, "
-                         f"other={other!r}") from None
+        raise ValueError(
+            f"verdict: ci must be two numbers [lo, hi] and other a number, got ci={ci!r}, "
+            f"other={other!r}"
+        ) from None
     if not all(math.isfinite(v) for v in (lo, hi, other)):
-        raise ValueError(f"verdict: ci={ci!r} and other={other!r} must be finite: an interval with NaN or inf "
-                         f"supports no claim (check the scores it came from)")
+        raise ValueError(
+            f"verdict: ci={ci!r} and other={other!r} must be finite: an interval with NaN or inf "
+            f"supports no claim (check the scores it came from)"
+        )
     if lo > hi:
-        raise ValueError(f"verdict: the interval {ci!r} is upside down (lo > hi): give it as [lo, hi]")
+        raise ValueError(
+            f"verdict: the interval {ci!r} is upside down (lo > hi): give it as [lo, hi]"
+        )
     if lo > other:
         return "beats"
     if hi < other:
@@ -256,7 +311,8 @@ def verdict(ci: list[float], other: float) -> str:
 
 @dataclass
 class Timer:
-    """Wall-clock timer: ``with Timer() as t: ...`` then ``t.seconds``; ``t.rate(n)`` = n / seconds."""
+    """Wall-clock timer: ``with Timer() as t: ...`` then ``t.seconds``; ``t.rate(n)`` = n /
+    seconds."""
 
     seconds: float = math.nan
     _start: float = field(default=0.0, repr=False)

@@ -18,19 +18,32 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["TargetSpec", "TARGETS", "ACCURACY_FLOORS", "LEAKY_SLOPE", "get_spec", "build_target", "target_names", "VAE"]
+__all__ = [
+    "TargetSpec",
+    "TARGETS",
+    "ACCURACY_FLOORS",
+    "LEAKY_SLOPE",
+    "get_spec",
+    "build_target",
+    "target_names",
+    "VAE",
+]
 
 #: Negative slope of every leaky ReLU here. Larger than PyTorch's 0.01 so that the inverse
 #: (a division by the slope) amplifies float error by 10x, not 100x.
 LEAKY_SLOPE = 0.1
 
 
-def _mlp(widths: list[int], act: Callable[[], nn.Module], orthogonal: bool = False) -> nn.Sequential:
-    """``Flatten`` then ``Linear``/activation pairs through ``widths``; no activation after the last.
+def _mlp(
+    widths: list[int], act: Callable[[], nn.Module], orthogonal: bool = False
+) -> nn.Sequential:
+    """``Flatten`` then ``Linear``/activation pairs through ``widths``; no activation after the
+    last.
 
     ``orthogonal=True`` starts every weight as a (semi-)orthogonal matrix with zero bias. PyTorch's
     default uniform init makes a square 784x784 weight's condition number ~10^4, and training keeps
-    most of it; an orthogonal start keeps it ~10^1, so the analytic inverse stays accurate in float32.
+    most of it; an orthogonal start keeps it ~10^1, so the analytic inverse stays accurate in
+    float32.
     """
     layers: list[nn.Module] = [nn.Flatten()]
     for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
@@ -49,16 +62,26 @@ def _leaky() -> nn.Module:
 
 
 class MaxPool2d(nn.MaxPool2d):
-    """``nn.MaxPool2d`` (the same module, state and repr) whose 2x2, stride-2 case runs as two elementwise maxima
-    of strided views when no gradient is recorded: the target's features in every training step of an inverse,
-    and inference. The same values as ``F.max_pool2d``, 7x faster on this CPU for a (64, 16, 28, 28) batch (2.1 to
-    0.3 ms), whose NCHW kernel does not vectorise. With gradients (training, the cycle pass, Jacobians) it is
-    ``nn.MaxPool2d`` itself: its backward routes each window's gradient to the first maximum."""
+    """``nn.MaxPool2d`` (the same module, state and repr) whose 2x2, stride-2 case runs as two
+    elementwise maxima of strided views when no gradient is recorded: the target's features in every
+    training step of an inverse, and inference. The same values as ``F.max_pool2d``, 7x faster on
+    this CPU for a (64, 16, 28, 28) batch (2.1 to 0.3 ms), whose NCHW kernel does not vectorise.
+    With gradients (training, the cycle pass, Jacobians) it is ``nn.MaxPool2d`` itself: its backward
+    routes each window's gradient to the first maximum."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (not torch.is_grad_enabled() and x.dim() == 4 and x.is_contiguous() and not self.return_indices
-                and self.kernel_size in (2, (2, 2)) and self.stride in (2, (2, 2)) and self.padding in (0, (0, 0))
-                and self.dilation in (1, (1, 1)) and x.shape[-2] % 2 == 0 and x.shape[-1] % 2 == 0):
+        if (
+            not torch.is_grad_enabled()
+            and x.dim() == 4
+            and x.is_contiguous()
+            and not self.return_indices
+            and self.kernel_size in (2, (2, 2))
+            and self.stride in (2, (2, 2))
+            and self.padding in (0, (0, 0))
+            and self.dilation in (1, (1, 1))
+            and x.shape[-2] % 2 == 0
+            and x.shape[-1] % 2 == 0
+        ):
             rows = torch.maximum(x[..., 0::2], x[..., 1::2])
             return torch.maximum(rows[..., 0::2, :], rows[..., 1::2, :])
         return super().forward(x)
@@ -74,7 +97,8 @@ def _cnn_pool() -> nn.Sequential:
 
 
 def _judge_cnn() -> nn.Sequential:
-    """Three 3x3 convolution stages (32-64-64 channels, ReLU, max-pooling twice) and one dense layer.
+    """Three 3x3 convolution stages (32-64-64 channels, ReLU, max-pooling twice) and one dense
+    layer.
 
     A different architecture, width and seed from every target: it is never inverted, it only
     judges reconstructions (notebook 07), so that re-classification is not scored by the very
@@ -111,36 +135,55 @@ class TargetSpec:
     block_ends: tuple[int, ...] = ()
     #: seed of the initialisation and batch order when trained by ``train.load_target``
     seed: int = 0
-    #: training batches of each progressive inverse chain of this target (notebooks 04 and 07); 0 if not split
+    #: training batches of each progressive inverse chain of this target (notebooks 04 and 07); 0
+    #: if not split
     chain_steps: int = 0
-    #: train in the channels-last memory layout (``train.fit``): faster for wide convolutions on a CPU, and part of the
-    #: recipe because the layout changes the float rounding, hence the trained weights
+    #: train in the channels-last memory layout (``train.fit``): faster for wide convolutions on a
+    #: CPU, and part of the recipe because the layout changes the float rounding, hence the trained
+    #: weights
     channels_last: bool = False
-    #: the recipe on a dataset other than MNIST where the default is not enough: per dataset, the fields it changes
-    #: among :data:`RECIPE_FIELDS` (``{"fashion_mnist": {"epochs": 12}}``)
+    #: the recipe on a dataset other than MNIST where the default is not enough: per dataset, the
+    #: fields it changes among :data:`RECIPE_FIELDS` (``{"fashion_mnist": {"epochs": 12}}``)
     dataset_recipes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        recipes = {"the default recipe": {f: getattr(self, f) for f in RECIPE_FIELDS}, **{
-            f"the recipe on {dataset!r}": changes for dataset, changes in self.dataset_recipes.items()}}
+        recipes = {
+            "the default recipe": {f: getattr(self, f) for f in RECIPE_FIELDS},
+            **{
+                f"the recipe on {dataset!r}": changes
+                for dataset, changes in self.dataset_recipes.items()
+            },
+        }
         for where, changes in recipes.items():
             unknown = set(changes) - set(RECIPE_FIELDS)
             if unknown:
-                raise ValueError(f"{self.description}: {where} may change {', '.join(RECIPE_FIELDS)}, "
-                                 f"not {', '.join(sorted(unknown))}")
+                raise ValueError(
+                    f"{self.description}: {where} may change {', '.join(RECIPE_FIELDS)}, "
+                    f"not {', '.join(sorted(unknown))}"
+                )
             for name, value in changes.items():
                 valid, rule = RECIPE_RULES[name]
                 if not valid(value):
-                    raise ValueError(f"{self.description}: {where} sets {name}={value!r}; {name} must be {rule}")
-        object.__setattr__(self, "dataset_recipes", MappingProxyType({d: MappingProxyType(dict(c)) for d, c in self.dataset_recipes.items()}))
+                    raise ValueError(
+                        f"{self.description}: {where} sets {name}={value!r}; {name} must be {rule}"
+                    )
+        object.__setattr__(
+            self,
+            "dataset_recipes",
+            MappingProxyType(
+                {d: MappingProxyType(dict(c)) for d, c in self.dataset_recipes.items()}
+            ),
+        )
 
     def on(self, dataset: str) -> TargetSpec:
-        """This target with its recipe (epochs, learning rate, batch size, memory layout) on ``dataset``."""
+        """This target with its recipe (epochs, learning rate, batch size, memory layout) on
+        ``dataset``."""
         return replace(self, **self.dataset_recipes.get(dataset, {}), dataset_recipes={})
 
 
 #: what a target's recipe on another dataset may change (:attr:`TargetSpec.dataset_recipes`)
 RECIPE_FIELDS = ("epochs", "lr", "batch_size", "channels_last")
+
 
 def _whole_positive(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
@@ -150,55 +193,100 @@ def _whole_positive(value: Any) -> bool:
 RECIPE_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "epochs": (_whole_positive, "a whole number >= 1"),
     "batch_size": (_whole_positive, "a whole number >= 1"),
-    "lr": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf, "a finite number > 0"),
+    "lr": (
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf,
+        "a finite number > 0",
+    ),
     "channels_last": (lambda v: isinstance(v, bool), "True or False"),
 }
 
 
 TARGETS: dict[str, TargetSpec] = {
     "mlp_leaky": TargetSpec(
-        lambda: _mlp([784, 64, 64, 10], _leaky, orthogonal=True), "leaky-ReLU MLP 784-64-64-10", epochs=8, lr=3e-3,
-        block_ends=(3, 5, 6), chain_steps=1200,
+        lambda: _mlp([784, 64, 64, 10], _leaky, orthogonal=True),
+        "leaky-ReLU MLP 784-64-64-10",
+        epochs=8,
+        lr=3e-3,
+        block_ends=(3, 5, 6),
+        chain_steps=1200,
     ),
     "mlp_leaky_square": TargetSpec(
         lambda: _mlp([784, 784, 784, 10], _leaky, orthogonal=True),
-        "leaky-ReLU MLP 784-784-784-10 (square hidden weights: invertible up to the last hidden layer)",
+        "leaky-ReLU MLP 784-784-784-10 (square hidden weights: invertible up to the last hidden "
+        "layer)",
         epochs=3,
     ),
     "mlp_sigmoid": TargetSpec(
-        lambda: _mlp([784, 100, 100, 10], nn.Sigmoid), "sigmoid MLP 784-100-100-10", epochs=8, lr=5e-3,
-        block_ends=(3, 5, 6), chain_steps=1200,
+        lambda: _mlp([784, 100, 100, 10], nn.Sigmoid),
+        "sigmoid MLP 784-100-100-10",
+        epochs=8,
+        lr=5e-3,
+        block_ends=(3, 5, 6),
+        chain_steps=1200,
     ),
     "mlp_relu": TargetSpec(
-        lambda: _mlp([784, 500, 10], nn.ReLU), "ReLU MLP 784-500-10", epochs=5, lr=2e-3, block_ends=(3, 4),
+        lambda: _mlp([784, 500, 10], nn.ReLU),
+        "ReLU MLP 784-500-10",
+        epochs=5,
+        lr=2e-3,
+        block_ends=(3, 4),
         chain_steps=1200,
     ),
     "cnn_pool": TargetSpec(
-        _cnn_pool, "CNN: 2x(conv5-ReLU-maxpool) + 2 dense", epochs=3, lr=2e-3, block_ends=(3, 6, 9, 10),
-        chain_steps=600, dataset_recipes={"fashion_mnist": {"epochs": 10}},  # 3 epochs: 89.3 % on Fashion-MNIST, 10: 91.9 %
+        _cnn_pool,
+        "CNN: 2x(conv5-ReLU-maxpool) + 2 dense",
+        epochs=3,
+        lr=2e-3,
+        block_ends=(3, 6, 9, 10),
+        chain_steps=600,
+        # 3 epochs: 89.3 % on Fashion-MNIST, 10: 91.9 %
+        dataset_recipes={"fashion_mnist": {"epochs": 10}},
     ),
     "cnn_nopool": TargetSpec(
-        _cnn_nopool, "CNN: 2x(stride-2 conv4-leakyReLU) + 2 dense, no pooling", epochs=4, lr=2e-3,
-        block_ends=(2, 4, 7, 8), chain_steps=600, dataset_recipes={"fashion_mnist": {"epochs": 15}},  # 4: 89.3 %, 15: 91.2 %
+        _cnn_nopool,
+        "CNN: 2x(stride-2 conv4-leakyReLU) + 2 dense, no pooling",
+        epochs=4,
+        lr=2e-3,
+        block_ends=(2, 4, 7, 8),
+        chain_steps=600,
+        dataset_recipes={"fashion_mnist": {"epochs": 15}},  # 4: 89.3 %, 15: 91.2 %
     ),
     "judge_cnn": TargetSpec(
-        _judge_cnn, "independent judge (never inverted): CNN 3x(conv3-ReLU), 2 max-pools, 1 dense", epochs=3,
-        lr=2e-3, seed=1,
-        # Fashion-MNIST: 3 epochs reach 90.3 %, 7 in batches of 128 92.2 %; 6 in batches of 64, channels-last, 92.4 % in
-        # half the time (78 against 160 s; docs/design.md, "Time budgets")
+        _judge_cnn,
+        "independent judge (never inverted): CNN 3x(conv3-ReLU), 2 max-pools, 1 dense",
+        epochs=3,
+        lr=2e-3,
+        seed=1,
+        # Fashion-MNIST: 3 epochs reach 90.3 %, 7 in batches of 128 92.2 %; 6 in batches of 64,
+        # channels-last, 92.4 % in half the time (78 against 160 s; docs/design.md, "Time budgets")
         dataset_recipes={"fashion_mnist": {"epochs": 6, "batch_size": 64, "channels_last": True}},
     ),
 }
 
 
-#: Least test accuracy of each target per dataset (notebook 01's gate; 07 holds the judge to it). MNIST: what the
-#: recipes reach, with a margin. Fashion-MNIST: its README's benchmarks (an MLP 256-128-100 reaches 88.3 %, two conv
-#: layers with pooling 91.6 %), a point below for the MLPs, and 91 % for the CNNs and the judge.
+#: Least test accuracy of each target per dataset (notebook 01's gate; 07 holds the judge to it).
+#: MNIST: what the recipes reach, with a margin. Fashion-MNIST: its README's benchmarks (an MLP
+#: 256-128-100 reaches 88.3 %, two conv layers with pooling 91.6 %), a point below for the MLPs, and
+#: 91 % for the CNNs and the judge.
 ACCURACY_FLOORS: dict[str, dict[str, float]] = {
-    "mnist": {"mlp_leaky": 0.97, "mlp_leaky_square": 0.97, "mlp_relu": 0.97, "mlp_sigmoid": 0.955,
-              "cnn_pool": 0.985, "cnn_nopool": 0.985, "judge_cnn": 0.985},
-    "fashion_mnist": {"mlp_leaky": 0.87, "mlp_leaky_square": 0.87, "mlp_relu": 0.87, "mlp_sigmoid": 0.87,
-                      "cnn_pool": 0.91, "cnn_nopool": 0.91, "judge_cnn": 0.91},
+    "mnist": {
+        "mlp_leaky": 0.97,
+        "mlp_leaky_square": 0.97,
+        "mlp_relu": 0.97,
+        "mlp_sigmoid": 0.955,
+        "cnn_pool": 0.985,
+        "cnn_nopool": 0.985,
+        "judge_cnn": 0.985,
+    },
+    "fashion_mnist": {
+        "mlp_leaky": 0.87,
+        "mlp_leaky_square": 0.87,
+        "mlp_relu": 0.87,
+        "mlp_sigmoid": 0.87,
+        "cnn_pool": 0.91,
+        "cnn_nopool": 0.91,
+        "judge_cnn": 0.91,
+    },
 }
 
 
@@ -234,7 +322,11 @@ class VAE(nn.Module):
             raise ValueError(f"latent size must be positive, got {latent}")
         self.latent = latent
         self.encoder = nn.Sequential(
-            nn.Flatten(), nn.Linear(784, 512, bias=False), nn.Tanh(), nn.Linear(512, 256, bias=False), nn.Tanh()
+            nn.Flatten(),
+            nn.Linear(784, 512, bias=False),
+            nn.Tanh(),
+            nn.Linear(512, 256, bias=False),
+            nn.Tanh(),
         )
         self.mean = nn.Linear(256, latent, bias=False)
         self.log_var = nn.Linear(256, latent, bias=False)

@@ -1,14 +1,15 @@
 """What every notebook shares: its parameters (names and types checked), row look-up in results.
 
 - :func:`parameters` reads the names declared in the notebook's ``parameters`` cell (annotated
-  assignments such as ``epochs: int = 3``, which IPython records in ``__annotations__``), checks each
-  value (a default, or one papermill injected) against its declared type, and returns them as the
-  ``params`` dict that goes into the results JSON: derived from the cell, never re-typed.
-- :func:`check_value` is the same type check, used by ``scripts/run_notebooks.py`` *before* a notebook
-  runs, on papermill's view of the parameters cell.
+  assignments such as ``epochs: int = 3``, which IPython records in ``__annotations__``), checks
+  each value (a default, or one papermill injected) against its declared type, and returns them as
+  the ``params`` dict that goes into the results JSON: derived from the cell, never re-typed.
+- :func:`check_value` is the same type check, used by ``scripts/run_notebooks.py`` *before* a
+  notebook runs, on papermill's view of the parameters cell.
 - :func:`find_row` is the one look-up of a row in a list of result rows.
 - :func:`stage_seconds`: the seconds of every cell run so far in this kernel (its stages), which
-  ``artifacts.write_results`` records in each results JSON; the clock starts with :func:`parameters`.
+  ``artifacts.write_results`` records in each results JSON; the clock starts with
+  :func:`parameters`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ _TYPES: dict[str, tuple[type, ...]] = {
 
 
 class ParameterError(TypeError):
-    """A notebook parameter has a value of the wrong type (or a name the notebook does not declare)."""
+    """A notebook parameter has a value of the wrong type (or a name the notebook does not
+    declare)."""
 
 
 def _type_name(kind: Any) -> str:
@@ -43,63 +45,92 @@ def _type_name(kind: Any) -> str:
 def check_value(name: str, value: Any, type_name: str, default: Any = None) -> None:
     """Raise :class:`ParameterError` unless ``value`` fits the declared type ``type_name``.
 
-    ``type_name`` is what the parameters cell declares (``"int"``, ``"float"``, ``"list"``, ``"float | None"``,
-    ...). ``bool`` is not accepted for ``int`` or ``float`` (``True`` is not an epoch count), a string not for
-    ``bool`` (``"false"`` is truthy), and a list's items must have the type of the default's items.
+    ``type_name`` is what the parameters cell declares (``"int"``, ``"float"``, ``"list"``, ``"float
+    | None"``, ...). ``bool`` is not accepted for ``int`` or ``float`` (``True`` is not an epoch
+    count), a string not for ``bool`` (``"false"`` is truthy), and a list's items must have the type
+    of the default's items.
     """
     names = [part.strip() for part in type_name.split("|")]
     if value is None and "None" in names:
         return
-    generic = [re.fullmatch(r"list\[(\w+)\]", n) for n in names]  # list[str], list[int]: the items are checked
+    # list[str], list[int]: the items are checked
+    generic = [re.fullmatch(r"list\[(\w+)\]", n) for n in names]
     items = {m[1] for m in generic if m and m[1] in _TYPES}
     names = ["list" if m else n for n, m in zip(names, generic)]
     if items and isinstance(value, list):
         want = tuple(t for n in items for t in _TYPES[n])
-        bad = [v for v in value if not isinstance(v, want) or (isinstance(v, bool) and bool not in want)]
+        bad = [
+            v
+            for v in value
+            if not isinstance(v, want) or (isinstance(v, bool) and bool not in want)
+        ]
         if bad:
-            raise ParameterError(f"parameter {name!r}: items {bad!r} are not {' or '.join(sorted(items))} "
-                                 f"(declared {type_name}).")
+            raise ParameterError(
+                f"parameter {name!r}: items {bad!r} are not {' or '.join(sorted(items))} "
+                f"(declared {type_name})."
+            )
     allowed = tuple(t for n in names if n in _TYPES for t in _TYPES[n])
     if not allowed:
         return  # a type this check does not know: the notebook's own asserts judge the value
     ok = isinstance(value, allowed) and not (isinstance(value, bool) and bool not in allowed)
     if ok and isinstance(value, list) and isinstance(default, list) and default:
         item_types = {type(v) for v in default}
-        bad = [v for v in value if type(v) not in item_types and not (float in item_types and type(v) is int)]
+        bad = [
+            v
+            for v in value
+            if type(v) not in item_types and not (float in item_types and type(v) is int)
+        ]
         if bad:
             want = " or ".join(sorted(t.__name__ for t in item_types))
-            raise ParameterError(f"parameter {name!r}: items {bad!r} are not {want} (default {default!r}).")
+            raise ParameterError(
+                f"parameter {name!r}: items {bad!r} are not {want} (default {default!r})."
+            )
     if ok:
-        numbers = value if isinstance(value, list) else list(value.values()) if isinstance(value, dict) else [value]
+        numbers = (
+            value
+            if isinstance(value, list)
+            else list(value.values())
+            if isinstance(value, dict)
+            else [value]
+        )
         bad = [v for v in numbers if isinstance(v, float) and not math.isfinite(v)]
         if bad:
             hint = f" (the default is {json.dumps(default)})" if default is not None else ""
-            raise ParameterError(f"parameter {name!r} = {value!r} holds {bad[0]!r}: give finite numbers{hint}.")
+            raise ParameterError(
+                f"parameter {name!r} = {value!r} holds {bad[0]!r}: give finite numbers{hint}."
+            )
     if not ok:
         hint = f" (the default is {json.dumps(default)})" if default is not None else ""
         raise ParameterError(
-            f"parameter {name!r} = {value!r} is a {type(value).__name__}, but the parameters cell declares it "
-            f"{type_name}: give a value of type {type_name}{hint}."
+            f"parameter {name!r} = {value!r} is a {type(value).__name__}, but the parameters cell "
+            f"declares it {type_name}: give a value of type {type_name}{hint}."
         )
 
 
 def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
     """The notebook's parameters with their current values, each checked against its declared type.
 
-    Call it as ``params = parameters(globals())`` in the cell right after the ``parameters`` cell, before
-    any other annotated assignment: the names are those annotated so far (the parameters cell's).
+    Call it as ``params = parameters(globals())`` in the cell right after the ``parameters`` cell,
+    before any other annotated assignment: the names are those annotated so far (the parameters
+    cell's).
 
     Raises:
         ParameterError: a value does not fit its declared type (every such parameter is named).
     """
     declared = dict(namespace.get("__annotations__", {}))
     if not declared:
-        raise ParameterError("no annotated parameters found: declare them as `name: type = default` in the parameters cell")
+        raise ParameterError(
+            "no annotated parameters found: declare them as `name: type = default` in the "
+            "parameters cell"
+        )
     problems = []
     for name, kind in declared.items():
         if name not in namespace:
-            problems.append(f"parameter {name!r} is declared ({_type_name(kind)}) but has no value: give it a default in "
-                            f"the parameters cell (`{name}: {_type_name(kind)} = ...`) or pass it with papermill -p")
+            problems.append(
+                f"parameter {name!r} is declared ({_type_name(kind)}) but has no value: give it a "
+                f"default in the parameters cell (`{name}: {_type_name(kind)} = ...`) or pass it "
+                f"with papermill -p"
+            )
             continue
         try:
             check_value(name, namespace[name], _type_name(kind))
@@ -111,19 +142,26 @@ def parameters(namespace: Mapping[str, Any]) -> dict[str, Any]:
     return {name: namespace[name] for name in declared}
 
 
-#: comments that mark a cell for a tool, not say what it does (``# NBVAL_CHECK_OUTPUT``, ``# noqa``)
+#: comments that mark a cell for a tool, not say what it does (``# NBVAL_CHECK_OUTPUT``, a noqa
+#: or fmt marker)
 _MARKER = re.compile(r"#\s*([A-Z][A-Z0-9_]+|noqa\b.*|fmt: \w+)$")
 
 
 def stage_name(source: str) -> str:
-    """What a cell does, in a few words: its first comment, else its first line of code (70 characters at most)."""
-    lines = [line.strip() for line in source.splitlines() if line.strip() and not _MARKER.match(line.strip())]
+    """What a cell does, in a few words: its first comment, else its first line of code (70
+    characters at most)."""
+    lines = [
+        line.strip()
+        for line in source.splitlines()
+        if line.strip() and not _MARKER.match(line.strip())
+    ]
     comment = next((line.lstrip("# ") for line in lines[:1] if line.startswith("#")), None)
     return (comment or next((line for line in lines if not line.startswith("#")), ""))[:70]
 
 
 class _CellClock:
-    """Times every cell the IPython kernel runs after :meth:`start` (its ``pre_run_cell``/``post_run_cell`` events)."""
+    """Times every cell the IPython kernel runs after :meth:`start` (its
+    ``pre_run_cell``/``post_run_cell`` events)."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
@@ -148,8 +186,13 @@ class _CellClock:
 
     def _post(self, result: Any) -> None:
         if self._began is not None:
-            self.rows.append({"cell": len(self.rows) + 1, "stage": stage_name(self._source),
-                              "seconds": round(time.perf_counter() - self._began, 3)})
+            self.rows.append(
+                {
+                    "cell": len(self.rows) + 1,
+                    "stage": stage_name(self._source),
+                    "seconds": round(time.perf_counter() - self._began, 3),
+                }
+            )
         self._began = None
 
 
@@ -157,16 +200,19 @@ _CLOCK = _CellClock()
 
 
 def stage_seconds() -> list[dict[str, Any]]:
-    """``[{cell, stage, seconds}]`` of every cell this kernel finished since :func:`parameters` was called, ``cell``
-    counting from 1 (the cell that asks is still running, so it is not among them); empty outside IPython."""
+    """``[{cell, stage, seconds}]`` of every cell this kernel finished since :func:`parameters` was
+    called, ``cell`` counting from 1 (the cell that asks is still running, so it is not among them);
+    empty outside IPython."""
     return [dict(r) for r in _CLOCK.rows]
 
 
-def find_row(rows: Sequence[Mapping[str, Any]], missing_ok: bool = False, **match: Any) -> dict | None:
+def find_row(
+    rows: Sequence[Mapping[str, Any]], missing_ok: bool = False, **match: Any
+) -> dict | None:
     """The first row whose fields equal ``match`` (e.g. ``target="cnn_pool", depth=1``).
 
-    ``missing_ok=True`` returns None where no row matches (a method that does not apply); otherwise that is a
-    ``KeyError`` that names what was asked and what the rows hold.
+    ``missing_ok=True`` returns None where no row matches (a method that does not apply); otherwise
+    that is a ``KeyError`` that names what was asked and what the rows hold.
     """
     for row in rows:
         if all(row.get(k) == v for k, v in match.items()):

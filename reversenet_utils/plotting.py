@@ -13,24 +13,42 @@ from torchvision.utils import make_grid
 
 from .artifacts import assets_dir
 
-__all__ = ["image_grid", "show_images", "show_rows", "show_row_panels", "plot_curves", "save_figure", "markdown_table"]
+__all__ = [
+    "image_grid",
+    "show_images",
+    "show_rows",
+    "show_row_panels",
+    "plot_curves",
+    "save_figure",
+    "markdown_table",
+]
 
 
 def image_grid(images: torch.Tensor, nrow: int = 10, padding: int = 2) -> np.ndarray:
     """Tile a batch (N, C, H, W) in [0, 1] into one (H', W') or (H', W', 3) array for ``imshow``."""
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or len(images) == 0:
-        raise ValueError(f"Expected a non-empty batch (N, C, H, W), got "
-                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+        raise ValueError(
+            f"Expected a non-empty batch (N, C, H, W), got "
+            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+        )
     if images.shape[1] not in (1, 3):
-        raise ValueError(f"Expected grey (C = 1) or colour (C = 3) images, got {images.shape[1]} channels")
+        raise ValueError(
+            f"Expected grey (C = 1) or colour (C = 3) images, got {images.shape[1]} channels"
+        )
     gray = images.shape[1] == 1
     # gaps: light grey on the inverted grayscale colour map used for digits, white for colour images
     pad_value = 0.15 if gray else 1.0
-    grid = make_grid(images.detach().cpu().float().clamp(0, 1), nrow=nrow, padding=padding, pad_value=pad_value)
-    return (grid[0] if gray else grid.permute(1, 2, 0)).numpy()  # numpy: what imshow expects, no copy warning
+    grid = make_grid(
+        images.detach().cpu().float().clamp(0, 1), nrow=nrow, padding=padding, pad_value=pad_value
+    )
+    return (
+        grid[0] if gray else grid.permute(1, 2, 0)
+    ).numpy()  # numpy: what imshow expects, no copy warning
 
 
-def show_images(images: torch.Tensor, nrow: int = 10, title: str | None = None, ax: plt.Axes | None = None) -> Figure:
+def show_images(
+    images: torch.Tensor, nrow: int = 10, title: str | None = None, ax: plt.Axes | None = None
+) -> Figure:
     """One grid of images on ``ax`` (a new figure if none); grayscale shown black on white."""
     if ax is None:
         rows = -(-len(images) // nrow)
@@ -66,7 +84,9 @@ def show_rows(rows: Mapping[str, torch.Tensor], title: str | None = None) -> Fig
 
 
 def show_row_panels(
-    panels: Mapping[str, Mapping[str, torch.Tensor | None]], title: str | None = None, panel_width: float = 6.5
+    panels: Mapping[str, Mapping[str, torch.Tensor | None]],
+    title: str | None = None,
+    panel_width: float = 6.5,
 ) -> Figure:
     """Side-by-side panels of labelled rows, e.g. one panel per target with one row per method.
 
@@ -78,7 +98,9 @@ def show_row_panels(
         raise ValueError(f"every panel needs the same rows in the same order, got {labels}")
     n = max(len(v) for rows in panels.values() for v in rows.values() if v is not None)
     n_rows = len(labels[0])
-    fig, axes = plt.subplots(n_rows, len(panels), figsize=(panel_width * len(panels), 0.75 * n_rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, len(panels), figsize=(panel_width * len(panels), 0.75 * n_rows + 0.6), squeeze=False
+    )
     for col, (panel, rows) in enumerate(panels.items()):
         _draw_rows(axes[:, col], rows, n)
         axes[0, col].set_title(panel)
@@ -92,7 +114,10 @@ def show_row_panels(
 
 
 def plot_curves(
-    curves: Mapping[str, Sequence[float]], xlabel: str = "epoch", ylabel: str = "", ax: plt.Axes | None = None
+    curves: Mapping[str, Sequence[float]],
+    xlabel: str = "epoch",
+    ylabel: str = "",
+    ax: plt.Axes | None = None,
 ) -> Figure:
     """Line plot of named curves sharing an x axis starting at 1."""
     if ax is None:
@@ -107,16 +132,19 @@ def plot_curves(
 
 
 def save_figure(fig: Figure, name: str, dpi: int = 110) -> Path:
-    """Save ``fig`` as ``assets/<name>`` (PNG unless the name says otherwise) and return the path."""
+    """Save ``fig`` as ``assets/<name>`` (PNG unless the name says otherwise) and return the
+    path."""
     path = assets_dir() / (name if Path(name).suffix else f"{name}.png")
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return path
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], align: str = "") -> str:
-    """A markdown table: ``header`` names the columns, each row is a sequence of cells (already formatted).
+    """A markdown table: ``header`` names the columns, each row is a sequence of cells (already
+    formatted).
 
-    ``align`` has one letter per column, ``l`` or ``r`` (default: the first column left, the others right).
+    ``align`` has one letter per column, ``l`` or ``r`` (default: the first column left, the others
+    right).
     """
     align = align or "l" + "r" * (len(header) - 1)
     if len(align) != len(header) or set(align) - {"l", "r"}:
@@ -124,6 +152,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]], alig
     bad = [r for r in rows if len(r) != len(header)]
     if bad:
         raise ValueError(f"every row needs {len(header)} cells, got {bad[0]!r}")
-    lines = ["| " + " | ".join(map(str, header)) + " |", "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|"]
+    lines = [
+        "| " + " | ".join(map(str, header)) + " |",
+        "|" + "|".join("---" if a == "l" else "---:" for a in align) + "|",
+    ]
     lines += ["| " + " | ".join(map(str, r)) + " |" for r in rows]
     return "\n".join(lines)

@@ -2,12 +2,13 @@
 Reversible: A Baseline for Zero-Shot Inversion".
 
 Cut the target into shallow blocks (:func:`split_blocks`, boundaries in ``models.TargetSpec``), give
-each block a small inverse module (:class:`BlockInverse`, held in an :class:`InverseChain`), and train
-the modules with (a) a per-block reconstruction loss, (b) an image loss through the chain of inverses
-and (c) a cycle-consistency loss through the frozen target (:func:`progressive_losses`), under a
-progressive or joint depth schedule (:func:`train_inverse_chain`, whose defaults are the recipe). The
-training images come from :func:`regime_sampler`: real digits, or ``synthetic`` inputs (zero-shot).
-:func:`load_or_train_chain` reuses a chain saved for the same target weights, or trains it.
+each block a small inverse module (:class:`BlockInverse`, held in an :class:`InverseChain`), and
+train the modules with (a) a per-block reconstruction loss, (b) an image loss through the chain of
+inverses and (c) a cycle-consistency loss through the frozen target (:func:`progressive_losses`),
+under a progressive or joint depth schedule (:func:`train_inverse_chain`, whose defaults are the
+recipe). The training images come from :func:`regime_sampler`: real digits, or ``synthetic`` inputs
+(zero-shot). :func:`load_or_train_chain` reuses a chain saved for the same target weights, or trains
+it.
 """
 
 from __future__ import annotations
@@ -51,15 +52,19 @@ __all__ = [
 
 
 def split_blocks(model: nn.Sequential, ends: Sequence[int]) -> list[nn.Sequential]:
-    """Cut ``model`` into consecutive blocks ending (exclusively) at ``ends``; the last end is ``len(model)``."""
+    """Cut ``model`` into consecutive blocks ending (exclusively) at ``ends``; the last end is
+    ``len(model)``."""
     ends = list(ends)
     if not ends or ends[-1] != len(model) or any(b <= a for a, b in zip([0, *ends], ends)):
-        raise ValueError(f"ends must increase strictly and finish at len(model) = {len(model)}, got {ends}")
+        raise ValueError(
+            f"ends must increase strictly and finish at len(model) = {len(model)}, got {ends}"
+        )
     return [model[a:b] for a, b in zip([0, *ends[:-1]], ends)]
 
 
 def block_shapes(blocks: Sequence[nn.Module], in_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
-    """Shapes (without batch) of the input and of each block's output: ``[in_shape, s_1, ..., s_K]``."""
+    """Shapes (without batch) of the input and of each block's output: ``[in_shape, s_1, ...,
+    s_K]``."""
     device = next(p for b in blocks for p in b.parameters()).device
     h = torch.zeros(1, *in_shape, device=device)
     shapes = [tuple(in_shape)]
@@ -71,7 +76,8 @@ def block_shapes(blocks: Sequence[nn.Module], in_shape: tuple[int, ...]) -> list
 
 
 def ends_with_pool(block: nn.Sequential) -> bool:
-    """True for a block whose last layer is ``MaxPool2d`` (its inverse may use the pooling indices)."""
+    """True for a block whose last layer is ``MaxPool2d`` (its inverse may use the pooling
+    indices)."""
     return isinstance(block[-1], nn.MaxPool2d)
 
 
@@ -81,27 +87,37 @@ FEATURE_CHUNK = 1000
 
 @torch.no_grad()
 def forward_features(
-    blocks: Sequence[nn.Sequential], x: torch.Tensor, upto: int | None = None, with_indices: bool = False
+    blocks: Sequence[nn.Sequential],
+    x: torch.Tensor,
+    upto: int | None = None,
+    with_indices: bool = False,
 ) -> tuple[list[torch.Tensor], list[torch.Tensor | None]]:
-    """``[x, f_1, ..., f_k]`` (outputs of the blocks) and, if asked, each pooling block's max indices.
+    """``[x, f_1, ..., f_k]`` (outputs of the blocks) and, if asked, each pooling block's max
+    indices.
 
     Indices are the *privileged* information of the MaxUnpool variant: they come from the forward
     pass of the very image that is being reconstructed.
 
-    More than :data:`FEATURE_CHUNK` images run in chunks of that size, so that a whole test set's forward pass
-    holds one chunk's intermediate maps at a time (the outputs are concatenated).
+    More than :data:`FEATURE_CHUNK` images run in chunks of that size, so that a whole test set's
+    forward pass holds one chunk's intermediate maps at a time (the outputs are concatenated).
     """
     if len(x) > FEATURE_CHUNK:
-        parts = [forward_features(blocks, chunk, upto, with_indices) for chunk in x.split(FEATURE_CHUNK)]
+        parts = [
+            forward_features(blocks, chunk, upto, with_indices) for chunk in x.split(FEATURE_CHUNK)
+        ]
         feats = [torch.cat([p[0][i] for p in parts]) for i in range(len(parts[0][0]))]
-        return feats, [None if parts[0][1][i] is None else torch.cat([p[1][i] for p in parts])
-                       for i in range(len(parts[0][1]))]
+        return feats, [
+            None if parts[0][1][i] is None else torch.cat([p[1][i] for p in parts])
+            for i in range(len(parts[0][1]))
+        ]
     feats, indices = [x], []
     for block in blocks[:upto]:
         if with_indices and ends_with_pool(block):
             pre = block[:-1](feats[-1])
             pool = block[-1]
-            out, idx = F.max_pool2d(pre, pool.kernel_size, pool.stride, pool.padding, return_indices=True)
+            out, idx = F.max_pool2d(
+                pre, pool.kernel_size, pool.stride, pool.padding, return_indices=True
+            )
             feats.append(out)
             indices.append(idx)
         else:
@@ -110,18 +126,28 @@ def forward_features(
     return feats, indices
 
 
-def exact_path_applies(block: nn.Sequential, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> bool:
+def exact_path_applies(
+    block: nn.Sequential, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+) -> bool:
     """True for a block ``Conv2d -> leaky ReLU`` whose activation can be undone exactly and whose
     convolution can have a left inverse of the transposed convolution's footprint.
 
-    Counting, per output phase of the stride: the transposed convolution has ``c_out * prod(ceil(k / s))``
-    weights per input channel, and being a left inverse asks ``c_in * prod(k + s * (ceil(k / s) - 1))``
-    equations of them (the composite kernel's support). With fewer weights than equations no such left
-    inverse exists, even where the block is injective. (``cnn_nopool``'s first block: 64 >= 36.)
+    Counting, per output phase of the stride: the transposed convolution has ``c_out * prod(ceil(k /
+    s))`` weights per input channel, and being a left inverse asks ``c_in * prod(k + s * (ceil(k /
+    s) - 1))`` equations of them (the composite kernel's support). With fewer weights than equations
+    no such left inverse exists, even where the block is injective. (``cnn_nopool``'s first block:
+    64 >= 36.)
     """
-    if not (len(block) == 2 and isinstance(block[0], nn.Conv2d) and isinstance(block[1], nn.LeakyReLU)
-            and block[1].negative_slope > 0 and block[0].groups == 1 and block[0].dilation == (1, 1)
-            and isinstance(block[0].padding, tuple) and math.prod(out_shape) >= math.prod(in_shape)):
+    if not (
+        len(block) == 2
+        and isinstance(block[0], nn.Conv2d)
+        and isinstance(block[1], nn.LeakyReLU)
+        and block[1].negative_slope > 0
+        and block[0].groups == 1
+        and block[0].dilation == (1, 1)
+        and isinstance(block[0].padding, tuple)
+        and math.prod(out_shape) >= math.prod(in_shape)
+    ):
         return False
     conv = block[0]
     taps = [math.ceil(k / st) for k, st in zip(conv.kernel_size, conv.stride)]
@@ -130,60 +156,82 @@ def exact_path_applies(block: nn.Sequential, in_shape: tuple[int, ...], out_shap
 
 
 def transposed_conv_design(z: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
-    """The design matrix of ``conv`` (groups 1, dilation 1) on the inputs ``z``: row (image, pixel) of its output,
-    column ``(c_out, kh, kw)`` of its weight; so ``design @ weight[:, ci].flatten()`` is output channel ``ci``.
+    """The design matrix of ``conv`` (groups 1, dilation 1) on the inputs ``z``: row (image, pixel)
+    of its output, column ``(c_out, kh, kw)`` of its weight; so ``design @ weight[:, ci].flatten()``
+    is output channel ``ci``.
 
-    A transposed convolution is the correlation of the stride-zero-inserted, ``k - 1 - padding``-padded input with
-    the flipped kernel, so the columns are an ``unfold`` of that input with the kernel's taps reversed. Every entry
-    is a value of ``z`` or zero (no arithmetic), 50x faster on this CPU than the transposed convolution of one-hot
-    kernels (whose float64 kernel does not vectorise) for cnn_nopool's first block on 64 images.
+    A transposed convolution is the correlation of the stride-zero-inserted, ``k - 1 -
+    padding``-padded input with the flipped kernel, so the columns are an ``unfold`` of that input
+    with the kernel's taps reversed. Every entry is a value of ``z`` or zero (no arithmetic), 50x
+    faster on this CPU than the transposed convolution of one-hot kernels (whose float64 kernel does
+    not vectorise) for cnn_nopool's first block on 64 images.
     """
-    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = conv.kernel_size, conv.stride, conv.padding, conv.output_padding
+    (kh, kw), (sh, sw), (ph, pw), (oh, ow) = (
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.output_padding,
+    )
     n, c, h, w = z.shape
     spread = z.new_zeros(n, c, (h - 1) * sh + 1, (w - 1) * sw + 1)
     spread[:, :, ::sh, ::sw] = z
     spread = F.pad(spread, (kw - 1 - pw, kw - 1 - pw + ow, kh - 1 - ph, kh - 1 - ph + oh))
-    cols = F.unfold(spread, (kh, kw))  # (n, c * kh * kw, pixels), taps in the flipped kernel's order
+    # (n, c * kh * kw, pixels), taps in the flipped kernel's order
+    cols = F.unfold(spread, (kh, kw))
     cols = cols.reshape(n, c, kh, kw, -1).flip(2, 3).reshape(n, c * kh * kw, -1)
     return cols.transpose(1, 2).reshape(-1, c * kh * kw)
 
 
-#: An exact path whose least-squares fit reaches this many dB is used; below it, the learned module inverts.
+#: An exact path whose least-squares fit reaches this many dB is used; below it, the learned module
+#: inverts.
 EXACT_FIT_DB = 50.0
 
 
 class ExactPath(nn.Module):
-    """Left inverse of an injective ``Conv2d -> leaky ReLU`` block: the activation undone exactly, then a
-    transposed convolution of the block's geometry, fitted by least squares (:meth:`fit`).
+    """Left inverse of an injective ``Conv2d -> leaky ReLU`` block: the activation undone exactly,
+    then a transposed convolution of the block's geometry, fitted by least squares (:meth:`fit`).
 
-    The fit is a linear least-squares problem, solved exactly in float64 on a few dozen images of the
-    training regime (noise does as well as digits: the map is injective, its left inverse does not
-    depend on the data). Frozen after the fit; used only where the fit reached
-    :data:`EXACT_FIT_DB` (``fit_db``, saved with the chain). It serves the block's *true* output only:
-    on an estimate (a deeper inverse's output) the inverse activation multiplies the estimate's error on
-    the negative side by ``1 / negative_slope``, so the chain goes through its learned module there.
+    The fit is a linear least-squares problem, solved exactly in float64 on a few dozen images of
+    the training regime (noise does as well as digits: the map is injective, its left inverse does
+    not depend on the data). Frozen after the fit; used only where the fit reached
+    :data:`EXACT_FIT_DB` (``fit_db``, saved with the chain). It serves the block's *true* output
+    only: on an estimate (a deeper inverse's output) the inverse activation multiplies the
+    estimate's error on the negative side by ``1 / negative_slope``, so the chain goes through its
+    learned module there.
     """
 
-    def __init__(self, block: nn.Sequential, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> None:
+    def __init__(
+        self, block: nn.Sequential, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+    ) -> None:
         super().__init__()
         if not exact_path_applies(block, in_shape, out_shape):
-            raise ValueError(f"an exact path needs an injective Conv2d -> leaky ReLU block, got {block}")
+            raise ValueError(
+                f"an exact path needs an injective Conv2d -> leaky ReLU block, got {block}"
+            )
         conv = block[0]
         self.negative_slope = float(block[1].negative_slope)
         self.in_shape = tuple(in_shape)
         # the block's bias is known: subtracted exactly, so the fit is of a purely linear map
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros(conv.out_channels)
         self.register_buffer("bias", bias.clone().double()[:, None, None])
-        self.linear = nn.ConvTranspose2d(conv.out_channels, conv.in_channels, conv.kernel_size, conv.stride, conv.padding,
-                                         bias=False)
-        with torch.no_grad():  # output_padding so that the transposed convolution lands on the input's size
+        self.linear = nn.ConvTranspose2d(
+            conv.out_channels,
+            conv.in_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            bias=False,
+        )
+        # output_padding so that the transposed convolution lands on the input's size
+        with torch.no_grad():
             produced = self.linear(torch.zeros(1, *out_shape)).shape[-2:]
         extra = tuple(i - o for i, o in zip(in_shape[1:], produced))
         if any(e < 0 or e >= st for e, st in zip(extra, conv.stride)):
             raise ValueError(f"no transposed convolution maps {out_shape} back to {in_shape}")
         self.linear.output_padding = extra
         self.linear.double().requires_grad_(False)
-        # the fit's quality (dB of the block input's range); the chain uses the path only once it is exact
+        # the fit's quality (dB of the block input's range); the chain uses the path only once it
+        # is exact
         self.register_buffer("fit_db", torch.tensor(-math.inf, dtype=torch.float64))
 
     @property
@@ -192,7 +240,8 @@ class ExactPath(nn.Module):
         return bool(self.fit_db >= EXACT_FIT_DB)
 
     def undo_activation(self, f: torch.Tensor) -> torch.Tensor:
-        """The convolution's output without its bias: the activation undone, the bias subtracted (float64)."""
+        """The convolution's output without its bias: the activation undone, the bias subtracted
+        (float64)."""
         f = f.double()
         return torch.where(f >= 0, f, f / self.negative_slope) - self.bias
 
@@ -201,11 +250,12 @@ class ExactPath(nn.Module):
 
     @torch.no_grad()
     def fit(self, h: torch.Tensor, f: torch.Tensor) -> float:
-        """Least-squares fit of the transposed convolution that maps the bias-free, activation-undone ``f`` to
-        ``h`` (the block's input and output on the same images), solved exactly in float64: every weight's
-        contribution is one column of the design matrix (:func:`transposed_conv_design`), then ``lstsq``.
-        Every image gives one equation per pixel: a few dozen images determine the few hundred weights.
-        Returns the fit's quality in dB of ``h``'s range, also kept in ``fit_db``."""
+        """Least-squares fit of the transposed convolution that maps the bias-free,
+        activation-undone ``f`` to ``h`` (the block's input and output on the same images), solved
+        exactly in float64: every weight's contribution is one column of the design matrix
+        (:func:`transposed_conv_design`), then ``lstsq``. Every image gives one equation per pixel:
+        a few dozen images determine the few hundred weights. Returns the fit's quality in dB of
+        ``h``'s range, also kept in ``fit_db``."""
         z, target = self.undo_activation(f), h.double()
         design = transposed_conv_design(z, self.linear)  # (images * pixels, weights)
         weight = self.linear.weight  # (c_out, c_in, kh, kw)
@@ -225,8 +275,8 @@ class BlockInverse(nn.Module):
 
     A linear path plus a small nonlinear residual:
 
-    - image-like to image-like at half the resolution: a 4x4 stride-2 transposed conv, plus
-      3x3 conv -> leaky ReLU -> 4x4 stride-2 transposed conv (``unpool=True``: ``MaxUnpool2d`` with the
+    - image-like to image-like at half the resolution: a 4x4 stride-2 transposed conv, plus 3x3 conv
+      -> leaky ReLU -> 4x4 stride-2 transposed conv (``unpool=True``: ``MaxUnpool2d`` with the
       target's pooling indices first, then 3x3 convs at full resolution);
     - anything to or from a vector: layer-normalised input, then a linear map plus a two-layer MLP
       (without the normalisation, dense inverses of ReLU features learn several times slower).
@@ -236,7 +286,11 @@ class BlockInverse(nn.Module):
     """
 
     def __init__(
-        self, in_shape: tuple[int, ...], out_shape: tuple[int, ...], hidden: int = 32, hidden_dense: int = 512,
+        self,
+        in_shape: tuple[int, ...],
+        out_shape: tuple[int, ...],
+        hidden: int = 32,
+        hidden_dense: int = 512,
         unpool: bool = False,
     ) -> None:
         super().__init__()
@@ -250,11 +304,15 @@ class BlockInverse(nn.Module):
             self.unpooling = nn.MaxUnpool2d(2)
             self.linear = nn.Conv2d(c_out, c_in, 3, padding=1)
             self.residual = nn.Sequential(
-                nn.Conv2d(c_out, hidden, 3, padding=1), nn.LeakyReLU(0.1), nn.Conv2d(hidden, c_in, 3, padding=1)
+                nn.Conv2d(c_out, hidden, 3, padding=1),
+                nn.LeakyReLU(0.1),
+                nn.Conv2d(hidden, c_in, 3, padding=1),
             )
         elif spatial:
             if in_shape[1] != 2 * out_shape[1]:
-                raise ValueError(f"spatial blocks must halve the resolution: {in_shape} -> {out_shape}")
+                raise ValueError(
+                    f"spatial blocks must halve the resolution: {in_shape} -> {out_shape}"
+                )
             self.linear = nn.ConvTranspose2d(c_out, c_in, 4, stride=2, padding=1)
             self.residual = nn.Sequential(
                 nn.Conv2d(c_out, hidden, 3, padding=1), nn.LeakyReLU(0.1),
@@ -264,7 +322,9 @@ class BlockInverse(nn.Module):
             n_in, n_out = math.prod(in_shape), math.prod(out_shape)
             self.norm = nn.Sequential(nn.Flatten(), nn.LayerNorm(n_out, elementwise_affine=False))
             self.linear = nn.Linear(n_out, n_in)
-            self.residual = nn.Sequential(nn.Linear(n_out, hidden_dense), nn.LeakyReLU(0.1), nn.Linear(hidden_dense, n_in))
+            self.residual = nn.Sequential(
+                nn.Linear(n_out, hidden_dense), nn.LeakyReLU(0.1), nn.Linear(hidden_dense, n_in)
+            )
 
     def forward(self, f: torch.Tensor, indices: torch.Tensor | None = None) -> torch.Tensor:
         if self.unpool:
@@ -276,7 +336,8 @@ class BlockInverse(nn.Module):
 
 
 class InverseChain(nn.Module):
-    """One :class:`BlockInverse` per block; ``forward(f_k, k)`` maps block ``k``'s output to an image.
+    """One :class:`BlockInverse` per block; ``forward(f_k, k)`` maps block ``k``'s output to an
+    image.
 
     With ``exact=True`` (the default) an injective ``Conv2d -> leaky ReLU`` block also gets an
     :class:`ExactPath`, fitted before training (:meth:`fit_exact`), which inverts the block's true
@@ -284,56 +345,90 @@ class InverseChain(nn.Module):
     """
 
     def __init__(
-        self, blocks: Sequence[nn.Sequential], in_shape: tuple[int, ...] = (1, 28, 28), unpool: bool = False,
-        hidden: int = 32, hidden_dense: int = 512, exact: bool = True,
+        self,
+        blocks: Sequence[nn.Sequential],
+        in_shape: tuple[int, ...] = (1, 28, 28),
+        unpool: bool = False,
+        hidden: int = 32,
+        hidden_dense: int = 512,
+        exact: bool = True,
     ) -> None:
         super().__init__()
         shapes = block_shapes(blocks, in_shape)
         self.uses_indices = [unpool and ends_with_pool(b) for b in blocks]
         self.inverses = nn.ModuleList(
-            BlockInverse(shapes[j], shapes[j + 1], hidden, hidden_dense, unpool=self.uses_indices[j])
+            BlockInverse(
+                shapes[j], shapes[j + 1], hidden, hidden_dense, unpool=self.uses_indices[j]
+            )
             for j in range(len(blocks))
         )
-        # exact paths, keyed by block index (as a string: a ModuleDict's keys), for the injective blocks
-        self.exact = nn.ModuleDict({
-            str(j): ExactPath(b, shapes[j], shapes[j + 1])
-            for j, b in enumerate(blocks) if exact and not self.uses_indices[j] and exact_path_applies(b, shapes[j], shapes[j + 1])
-        })  # fmt: skip
+        # exact paths, keyed by block index (as a string: a ModuleDict's keys), for the injective
+        # blocks
+        invertible = [
+            exact and not self.uses_indices[j] and exact_path_applies(b, shapes[j], shapes[j + 1])
+            for j, b in enumerate(blocks)
+        ]
+        self.exact = nn.ModuleDict(
+            {
+                str(j): ExactPath(b, shapes[j], shapes[j + 1])
+                for j, b in enumerate(blocks)
+                if invertible[j]
+            }
+        )
 
     def fit_exact(self, blocks: Sequence[nn.Sequential], x: torch.Tensor) -> dict[int, float]:
-        """Fit every exact path on the images ``x`` (their features through ``blocks``); ``{block: fit dB}``."""
+        """Fit every exact path on the images ``x`` (their features through ``blocks``); ``{block:
+        fit dB}``."""
         if not self.exact:
             return {}
         feats, _ = forward_features(blocks, x, upto=max(int(j) for j in self.exact) + 1)
-        return {int(j) + 1: path.fit(feats[int(j)], feats[int(j) + 1]) for j, path in self.exact.items()}
+        return {
+            int(j) + 1: path.fit(feats[int(j)], feats[int(j) + 1]) for j, path in self.exact.items()
+        }
 
     def __len__(self) -> int:
         return len(self.inverses)
 
-    def step(self, j: int, f: torch.Tensor, indices: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
+    def step(
+        self, j: int, f: torch.Tensor, indices: Sequence[torch.Tensor | None] | None = None
+    ) -> torch.Tensor:
         """Invert block ``j`` (0-based): its output ``f`` -> its input."""
         idx = indices[j] if (indices is not None and self.uses_indices[j]) else None
         return self.inverses[j](f, idx)
 
-    def forward(self, f: torch.Tensor, k: int, indices: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
-        """Image from the output ``f`` of block ``k`` (1-based; ``k = len(self)`` means the logits)."""
+    def forward(
+        self, f: torch.Tensor, k: int, indices: Sequence[torch.Tensor | None] | None = None
+    ) -> torch.Tensor:
+        """Image from the output ``f`` of block ``k`` (1-based; ``k = len(self)`` means the
+        logits)."""
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(self):
-            raise ValueError(f"k must be a whole number in 1..{len(self)} (the block boundary; {len(self)} = the logits), "
-                             f"got {k!r}")
+            raise ValueError(
+                f"k must be a whole number in 1..{len(self)} (the block boundary; {len(self)} = "
+                f"the logits), got {k!r}"
+            )
         expected = self.inverses[k - 1].out_shape
         if not isinstance(f, torch.Tensor) or tuple(f.shape[1:]) != expected:
             got = tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__
-            raise ValueError(f"the output of block {k} has shape (N, {', '.join(map(str, expected))}); got {got}. "
-                             f"Pass the features of block {k} (forward_features(blocks, x)[0][{k}]), or the k they come from")
+            raise ValueError(
+                f"the output of block {k} has shape (N, {', '.join(map(str, expected))}); got "
+                f"{got}. Pass the features of block {k} (forward_features(blocks, x)[0][{k}]), or "
+                f"the k they come from"
+            )
         return self.descend(self.first_step(f, k, indices), k - 1, indices)
 
-    def first_step(self, f: torch.Tensor, k: int, indices: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
-        """Block ``k``'s input (1-based) from its true output ``f``: the exact path where the block has one, else its module."""
+    def first_step(
+        self, f: torch.Tensor, k: int, indices: Sequence[torch.Tensor | None] | None = None
+    ) -> torch.Tensor:
+        """Block ``k``'s input (1-based) from its true output ``f``: the exact path where the block
+        has one, else its module."""
         path = self.exact[str(k - 1)] if str(k - 1) in self.exact else None
         return path(f) if path is not None and path.is_exact else self.step(k - 1, f, indices)
 
-    def descend(self, h: torch.Tensor, j: int, indices: Sequence[torch.Tensor | None] | None = None) -> torch.Tensor:
-        """The image from ``h``, an estimate of block ``j``'s output (``j = 0``: ``h`` is already an image)."""
+    def descend(
+        self, h: torch.Tensor, j: int, indices: Sequence[torch.Tensor | None] | None = None
+    ) -> torch.Tensor:
+        """The image from ``h``, an estimate of block ``j``'s output (``j = 0``: ``h`` is already
+        an image)."""
         for i in reversed(range(j)):
             h = self.step(i, h, indices)
         return h
@@ -341,20 +436,27 @@ class InverseChain(nn.Module):
 
 @torch.inference_mode()
 def invert_from_every_depth(
-    chain: InverseChain, blocks: Sequence[nn.Sequential], x: torch.Tensor, batch_size: int = 500,
+    chain: InverseChain,
+    blocks: Sequence[nn.Sequential],
+    x: torch.Tensor,
+    batch_size: int = 500,
     seconds: dict[int, float] | None = None,
 ) -> dict[int, torch.Tensor]:
     """Reconstructions of ``x`` from the output of every block: ``{k: chain(f_k)}`` for k = 1..K.
 
     Runs in chunks of ``batch_size`` images (on a CPU faster than one batch of 10 000, whose feature
-    maps do not fit in cache); the target's features of a chunk serve every depth. ``seconds``, if given,
-    is filled with each depth's time in the chain (the target's features excluded): what inverting
-    ``len(x)`` feature vectors from block ``k`` costs, so that a rate needs no second pass.
+    maps do not fit in cache); the target's features of a chunk serve every depth. ``seconds``, if
+    given, is filled with each depth's time in the chain (the target's features excluded): what
+    inverting ``len(x)`` feature vectors from block ``k`` costs, so that a rate needs no second
+    pass.
     """
     image_batch(x, "x")
-    if len(blocks) > len(chain):  # fewer is fine: the chain inverts from the boundaries the blocks reach
-        raise ValueError(f"the chain inverts {len(chain)} blocks but {len(blocks)} blocks were given: pass the blocks "
-                         f"it was built for (split_blocks of its target), or their first {len(chain)}")
+    # fewer is fine: the chain inverts from the boundaries the blocks reach
+    if len(blocks) > len(chain):
+        raise ValueError(
+            f"the chain inverts {len(chain)} blocks but {len(blocks)} blocks were given: pass the "
+            f"blocks it was built for (split_blocks of its target), or their first {len(chain)}"
+        )
     outputs: dict[int, list[torch.Tensor]] = {k: [] for k in range(1, len(blocks) + 1)}
     timed = dict.fromkeys(outputs, 0.0)
     for chunk in x.split(batch_size):
@@ -373,10 +475,10 @@ class LossWeights:
     """Weights of the three losses: per-block reconstruction, image, cycle consistency.
 
     ``class_cycle`` adds, when the chain inverts the logits, the cross-entropy between the target's
-    logits on the reconstruction and the class it predicted for the original: the cycle loss on what a
-    classifier's output *decides* (the MSE on raw logits weighs confident logits most). A KL divergence
-    to the whole class distribution, tried first, asks an ambiguous digit to stay ambiguous, and such
-    reconstructions flip class (notebook 04 measures the effect).
+    logits on the reconstruction and the class it predicted for the original: the cycle loss on what
+    a classifier's output *decides* (the MSE on raw logits weighs confident logits most). A KL
+    divergence to the whole class distribution, tried first, asks an ambiguous digit to stay
+    ambiguous, and such reconstructions flip class (notebook 04 measures the effect).
 
     The defaults are the project's recipe (notebook 04's, and every chain 07 trains): the block loss
     weighs most because every module must invert its own block; a class-decision weight of 3 (rather
@@ -390,35 +492,47 @@ class LossWeights:
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not math.isfinite(value)
+                or value < 0
+            ):
                 raise ValueError(f"LossWeights.{name} must be a finite number >= 0, got {value!r}")
 
 
 def progressive_losses(
-    chain: InverseChain, blocks: Sequence[nn.Sequential], x: torch.Tensor, k: int, weights: LossWeights = LossWeights(),
+    chain: InverseChain,
+    blocks: Sequence[nn.Sequential],
+    x: torch.Tensor,
+    k: int,
+    weights: LossWeights = LossWeights(),
     logits: bool = True,
 ) -> torch.Tensor:
     """The three losses of the inverse of blocks ``1..k`` on a batch ``x`` (target frozen).
 
     (a) every module ``j <= k`` reconstructs its block's input from the true block output (summed,
         not averaged, over modules: a module's weight must not shrink as deeper ones join; with the
-        mean, the first module's share shrinks and its block's inverse degrades as training progresses);
-    (b) the chain from ``f_k`` reconstructs the image;
-    (c) the reconstruction, fed through the target's blocks ``1..k``, reproduces ``f_k``.
-    At ``k = 1`` behind an exact path (:class:`ExactPath`) no module takes part in (b) and (c): they are
-    constants, left out (the gradient is the same).
-    Each squared error is divided by the mean square of what it compares against, so the weights
-    mean the same for every block and every target. ``logits``: the last block's output is the network's
-    logits, so that ``weights.class_cycle`` applies at ``k = len(blocks)``; pass ``False`` for a chain of part
-    of a network (a split device), whose last output is a feature, not a class decision.
+        mean, the first module's share shrinks and its block's inverse degrades as training
+        progresses);
+    (b) the chain from ``f_k`` reconstructs the image; (c) the reconstruction, fed through the
+    target's blocks ``1..k``, reproduces ``f_k``. At ``k = 1`` behind an exact path
+    (:class:`ExactPath`) no module takes part in (b) and (c): they are constants, left out (the
+    gradient is the same). Each squared error is divided by the mean square of what it compares
+    against, so the weights mean the same for every block and every target. ``logits``: the last
+    block's output is the network's logits, so that ``weights.class_cycle`` applies at ``k =
+    len(blocks)``; pass ``False`` for a chain of part of a network (a split device), whose last
+    output is a feature, not a class decision.
     """
     feats, indices = forward_features(blocks, x, upto=k, with_indices=any(chain.uses_indices))
     power = [f.pow(2).mean().clamp_min(1e-8) for f in feats]  # every loss is relative: scale-free
     steps = [chain.step(j, feats[j + 1], indices) for j in range(k)]
     block_loss = sum(F.mse_loss(h, feats[j]) / power[j] for j, h in enumerate(steps))
-    # the chain from f_k: its first module's output on the true f_k is block k's term above (computed once)
+    # the chain from f_k: its first module's output on the true f_k is block k's term above
+    # (computed once)
     exact_first = str(k - 1) in chain.exact and chain.exact[str(k - 1)].is_exact
-    if exact_first and k == 1:  # the image is the frozen exact path's: the image and cycle terms are constants
+    # the image is the frozen exact path's: the image and cycle terms are constants
+    if exact_first and k == 1:
         return weights.block * block_loss
     first = chain.first_step(feats[k], k, indices) if exact_first else steps[k - 1]
     x_hat = chain.descend(first, k - 1, indices)
@@ -428,17 +542,21 @@ def progressive_losses(
         f_again = block(f_again)
     cycle_loss = F.mse_loss(f_again, feats[k]) / power[k]
     loss = weights.block * block_loss + weights.image * image_loss + weights.cycle * cycle_loss
-    if logits and weights.class_cycle and k == len(blocks):  # f_k are the logits: the reconstruction keeps the decision
+    # f_k are the logits: the reconstruction keeps the decision
+    if logits and weights.class_cycle and k == len(blocks):
         if feats[k].dim() != 2:
-            raise ValueError(f"the class-decision loss (LossWeights.class_cycle) needs logits, (batch, classes), but the last "
-                             f"block gives {tuple(feats[k].shape)}: pass logits=False for a chain of part of a network")
+            raise ValueError(
+                f"the class-decision loss (LossWeights.class_cycle) needs logits, (batch, "
+                f"classes), but the last block gives {tuple(feats[k].shape)}: pass logits=False "
+                f"for a chain of part of a network"
+            )
         loss = loss + weights.class_cycle * F.cross_entropy(f_again, feats[k].argmax(1))
     return loss
 
 
 def schedule_depths(n_blocks: int, steps: int, schedule: str) -> list[int]:
-    """The block depth ``k`` trained at each step: ``"progressive"`` (1, then 1..2, ... equal shares)
-    or ``"joint"`` (all blocks from the first step)."""
+    """The block depth ``k`` trained at each step: ``"progressive"`` (1, then 1..2, ... equal
+    shares) or ``"joint"`` (all blocks from the first step)."""
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule must be 'progressive' or 'joint', got {schedule!r}")
     if schedule == "joint":
@@ -460,23 +578,30 @@ def train_inverse_chain(
     exact_images: int = 64,
     logits: bool = True,
 ) -> list[dict[str, float]]:
-    """Train ``chain`` for ``steps`` batches drawn by ``sample(indices)`` under a depth ``schedule``.
+    """Train ``chain`` for ``steps`` batches drawn by ``sample(indices)`` under a depth
+    ``schedule``.
 
     The defaults (batch 64, Adam at 4e-3 with cosine decay, :class:`LossWeights`' defaults) are the
     project's recipe; the budget ``steps`` of each target is ``models.TargetSpec.chain_steps``.
     ``sample`` receives the batch's index tensor (``0..steps*batch_size``) and returns images: real
-    training images, fresh noise, or synthesized inputs; the same budget for every data regime.
-    Uses the project's one training loop (one epoch of ``steps`` batches). The chain's exact paths
-    (:class:`ExactPath`) are fitted first, on ``exact_images`` images from ``sample``. ``logits=False``: the
-    blocks are part of a network, their last output no class decision (:func:`progressive_losses`).
+    training images, fresh noise, or synthesized inputs; the same budget for every data regime. Uses
+    the project's one training loop (one epoch of ``steps`` batches). The chain's exact paths
+    (:class:`ExactPath`) are fitted first, on ``exact_images`` images from ``sample``.
+    ``logits=False``: the blocks are part of a network, their last output no class decision
+    (:func:`progressive_losses`).
     """
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("exact_images", exact_images)):
+    for name, value in (
+        ("steps", steps),
+        ("batch_size", batch_size),
+        ("exact_images", exact_images),
+    ):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
         raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
     depths = schedule_depths(len(chain), steps, schedule)
-    if chain.exact:  # exact paths first: a least-squares fit on images of the regime, the same for every schedule
+    # exact paths first: a least-squares fit on images of the regime, the same for every schedule
+    if chain.exact:
         chain.fit_exact(blocks, sample(torch.arange(exact_images)))
     step = 0
 
@@ -486,7 +611,9 @@ def train_inverse_chain(
         step += 1
         return progressive_losses(chain, blocks, sample(idx), k, weights, logits)
 
-    return train_loop(chain.parameters(), loss_fn, steps * batch_size, 1, batch_size, lr, seed=seed, desc=desc)
+    return train_loop(
+        chain.parameters(), loss_fn, steps * batch_size, 1, batch_size, lr, seed=seed, desc=desc
+    )
 
 
 #: The training-data regimes of an inverse chain: real digits, or zero-shot (no MNIST image seen).
@@ -503,7 +630,8 @@ def regime_sampler(
     - ``"noise"``: fresh ``synthetic.structured_noise`` every batch (no data at all);
     - ``"synthesized"``: random draws from ``synthesized`` (from ``synthetic.synthesize_inputs``).
 
-    The returned function maps a batch's index tensor to as many images, on ``device``, drawn with ``generator``.
+    The returned function maps a batch's index tensor to as many images, on ``device``, drawn with
+    ``generator``.
     """
     pools = {"real": real, "synthesized": synthesized}
     if regime == "noise":
@@ -512,8 +640,12 @@ def regime_sampler(
         raise ValueError(f"regime must be one of {REGIMES}, got {regime!r}")
     pool = pools[regime]
     if pool is None or len(pool) == 0:
-        raise ValueError(f"the {regime!r} regime needs its images: pass {regime}=<non-empty tensor of images>")
-    return lambda idx: pool[torch.randint(0, len(pool), (len(idx),), generator=generator).to(pool.device)].to(device)
+        raise ValueError(
+            f"the {regime!r} regime needs its images: pass {regime}=<non-empty tensor of images>"
+        )
+    return lambda idx: pool[
+        torch.randint(0, len(pool), (len(idx),), generator=generator).to(pool.device)
+    ].to(device)
 
 
 def load_or_train_chain(
@@ -531,16 +663,19 @@ def load_or_train_chain(
     retrain: bool = False,
     **recipe: Any,
 ) -> InverseChain:
-    """The inverse chain of target ``name`` (weights ``net``, cut into ``blocks``) for a regime and schedule.
+    """The inverse chain of target ``name`` (weights ``net``, cut into ``blocks``) for a regime and
+    schedule.
 
-    Loads ``artifacts/inverses/<name>__<label>.pt`` when it was saved for these very target weights (by
-    fingerprint) and this dataset; otherwise trains it with :func:`train_inverse_chain` (``recipe``
-    overrides its defaults) on batches from ``sample`` and saves it. ``retrain=True`` always trains
-    (and replaces the file), as notebook 04 does. A file saved for other weights is refused with the fix; one
-    trained for fewer than ``steps`` batches (a smoke run's) is trained again.
+    Loads ``artifacts/inverses/<name>__<label>.pt`` when it was saved for these very target weights
+    (by fingerprint) and this dataset; otherwise trains it with :func:`train_inverse_chain`
+    (``recipe`` overrides its defaults) on batches from ``sample`` and saves it. ``retrain=True``
+    always trains (and replaces the file), as notebook 04 does. A file saved for other weights is
+    refused with the fix; one trained for fewer than ``steps`` batches (a smoke run's) is trained
+    again.
     """
     label = chain_label(regime, schedule, unpool)
-    # a misspelled override is an error here, before a saved chain is loaded without ever reading the recipe
+    # a misspelled override is an error here, before a saved chain is loaded without ever reading
+    # the recipe
     effective_recipe(train_inverse_chain, {**recipe, "schedule": schedule, "seed": seed})
     path = inverse_checkpoint(name, label)
     device = next(net.parameters()).device
@@ -553,13 +688,34 @@ def load_or_train_chain(
 
     def train(chain: InverseChain) -> dict[str, Any]:
         start = time.perf_counter()
-        train_inverse_chain(chain, blocks, sample, steps, schedule=schedule, seed=seed, desc=f"{name}: {label}", **recipe)
+        train_inverse_chain(
+            chain,
+            blocks,
+            sample,
+            steps,
+            schedule=schedule,
+            seed=seed,
+            desc=f"{name}: {label}",
+            **recipe,
+        )
         # the defaults too: what this chain was trained with
         used = effective_recipe(train_inverse_chain, {**recipe, "schedule": schedule, "seed": seed})
         used.pop("desc")
-        return {"steps": steps, **used, "weights": asdict(used["weights"]), "train_s": time.perf_counter() - start,
-                "notebook": notebook}
+        return {
+            "steps": steps,
+            **used,
+            "weights": asdict(used["weights"]),
+            "train_s": time.perf_counter() - start,
+            "notebook": notebook,
+        }
 
-    return load_or_train(build, path, train, identity, train_if_missing,
-                         fix=f"re-run notebooks/04_zero_shot_progressive_inversion.ipynb for {name!r}", retrain=retrain,
-                         budget={"steps": steps})
+    return load_or_train(
+        build,
+        path,
+        train,
+        identity,
+        train_if_missing,
+        fix=f"re-run notebooks/04_zero_shot_progressive_inversion.ipynb for {name!r}",
+        retrain=retrain,
+        budget={"steps": steps},
+    )

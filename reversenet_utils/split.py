@@ -1,20 +1,21 @@
-"""Split computing under attack (notebook 09): a device runs a network's first blocks and sends the features;
-an honest-but-curious server runs the rest and tries to recover the device's input.
+"""Split computing under attack (notebook 09): a device runs a network's first blocks and sends the
+features; an honest-but-curious server runs the rest and tries to recover the device's input.
 
 The attacks are the library's inversions, seen from the server:
 
-- ``"optimisation"`` (white box): the device's weights known, the input optimised to match the features
-  (L-BFGS feature matching, ``optimise.match_features``);
+- ``"optimisation"`` (white box): the device's weights known, the input optimised to match the
+  features (L-BFGS feature matching, ``optimise.match_features``);
 - ``"inverse net, same data"`` / ``"inverse net, other data"``: a progressive inverse chain
-  (``progressive.train_inverse_chain``) trained on the device owner's training images, or on a disjoint set of
-  the same distribution the device never saw;
-- ``"inverse net, data-free"``: the same chain trained on structured noise only (the zero-shot regime);
-- ``"analytic"``: the pseudo-inverse / Gaussian-prior pre-image of notebook 02, where every layer inverts
-  (none through max-pooling, whose positions the server never receives).
+  (``progressive.train_inverse_chain``) trained on the device owner's training images, or on a
+  disjoint set of the same distribution the device never saw;
+- ``"inverse net, data-free"``: the same chain trained on structured noise only (the zero-shot
+  regime);
+- ``"analytic"``: the pseudo-inverse / Gaussian-prior pre-image of notebook 02, where every layer
+  inverts (none through max-pooling, whose positions the server never receives).
 
-A defence (``defences``) is appended to the device's last block, so a chain trained through the defended
-device is the *adaptive* attacker; a chain trained on undefended features and applied to defended ones is
-the naive one.
+A defence (``defences``) is appended to the device's last block, so a chain trained through the
+defended device is the *adaptive* attacker; a chain trained on undefended features and applied to
+defended ones is the naive one.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from .labels import PRIOR, THREATS
 from .metrics import clip_images, reconstruction_report
 from .models import get_spec
 from .optimise import match_features
-from .progressive import InverseChain, invert_from_every_depth, regime_sampler, split_blocks, train_inverse_chain
+from .progressive import (
+    InverseChain,
+    invert_from_every_depth,
+    regime_sampler,
+    split_blocks,
+    train_inverse_chain,
+)
 from .train import GLOBAL_RNG, predict
 
 __all__ = [
@@ -51,17 +58,21 @@ __all__ = [
 ]
 
 
-
 def split_points(name: str) -> list[int]:
     """The split points of target ``name``: after each block but the last (the logits), 1-based."""
     ends = get_spec(name).block_ends
     if len(ends) < 2:
-        raise ValueError(f"target {name!r} has no block boundaries to split at (models.TargetSpec.block_ends)")
+        raise ValueError(
+            f"target {name!r} has no block boundaries to split at (models.TargetSpec.block_ends)"
+        )
     return list(range(1, len(ends)))
 
 
-def device_blocks(name: str, net: nn.Sequential, split: int, defence: nn.Module | None = None) -> list[nn.Sequential]:
-    """The device's part of ``net`` (target ``name``) up to ``split``, as blocks; ``defence`` after the last one."""
+def device_blocks(
+    name: str, net: nn.Sequential, split: int, defence: nn.Module | None = None
+) -> list[nn.Sequential]:
+    """The device's part of ``net`` (target ``name``) up to ``split``, as blocks; ``defence`` after
+    the last one."""
     if split not in split_points(name):
         raise ValueError(f"{name!r} splits after blocks {split_points(name)}, not {split!r}")
     blocks = split_blocks(net, get_spec(name).block_ends)[:split]
@@ -72,7 +83,8 @@ def device_blocks(name: str, net: nn.Sequential, split: int, defence: nn.Module 
 
 @torch.no_grad()
 def transmit(blocks: Sequence[nn.Module], x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """What the device sends for images ``x``: the output of ``blocks`` (its defence included), in batches."""
+    """What the device sends for images ``x``: the output of ``blocks`` (its defence included), in
+    batches."""
     image_batch(x, "x")
     out = []
     for start in range(0, len(x), batch_size):
@@ -84,8 +96,11 @@ def transmit(blocks: Sequence[nn.Module], x: torch.Tensor, batch_size: int = 100
 
 
 @torch.no_grad()
-def defended_accuracy(name: str, net: nn.Sequential, split: int, defence: nn.Module | None, test: MNISTSplit) -> float:
-    """Task accuracy of the whole network on ``test`` when the features after ``split`` pass ``defence``."""
+def defended_accuracy(
+    name: str, net: nn.Sequential, split: int, defence: nn.Module | None, test: MNISTSplit
+) -> float:
+    """Task accuracy of the whole network on ``test`` when the features after ``split`` pass
+    ``defence``."""
     blocks = device_blocks(name, net, split, defence)  # checks the split first
     end = get_spec(name).block_ends[split - 1]
     device = next(net.parameters()).device
@@ -95,45 +110,70 @@ def defended_accuracy(name: str, net: nn.Sequential, split: int, defence: nn.Mod
 
 
 def train_attacker(
-    blocks: Sequence[nn.Module], regime: str, steps: int, images: torch.Tensor | None = None, seed: int = 0,
-    desc: str = "attacker", **recipe,
+    blocks: Sequence[nn.Module],
+    regime: str,
+    steps: int,
+    images: torch.Tensor | None = None,
+    seed: int = 0,
+    desc: str = "attacker",
+    **recipe,
 ) -> InverseChain:
-    """A progressive inverse chain of the device ``blocks`` (defence included: the adaptive attacker), trained
-    for ``steps`` batches on ``images`` (``regime="real"``: the attacker's own images) or on structured noise
-    (``regime="noise"``: data-free), with the project's recipe (``recipe`` overrides it). The device ends at a split,
-    never at the logits, so the recipe's class-decision loss does not apply (``logits=False``)."""
+    """A progressive inverse chain of the device ``blocks`` (defence included: the adaptive
+    attacker), trained for ``steps`` batches on ``images`` (``regime="real"``: the attacker's own
+    images) or on structured noise (``regime="noise"``: data-free), with the project's recipe
+    (``recipe`` overrides it). The device ends at a split, never at the logits, so the recipe's
+    class-decision loss does not apply (``logits=False``)."""
     device = next(p for b in blocks for p in b.parameters()).device
     generator = torch.Generator().manual_seed(seed)
     sample = regime_sampler(regime, generator, device, real=images)
     with GLOBAL_RNG:  # seeded and initialised at once, also when attackers train side by side
         torch.manual_seed(seed)
         chain = InverseChain(list(blocks)).to(device)
-    train_inverse_chain(chain, list(blocks), sample, steps, seed=seed, desc=desc, logits=False, **recipe)
+    train_inverse_chain(
+        chain, list(blocks), sample, steps, seed=seed, desc=desc, logits=False, **recipe
+    )
     return chain.eval()
 
 
-def attack_with_chain(chain: InverseChain, blocks: Sequence[nn.Module], x: torch.Tensor) -> dict[int, torch.Tensor]:
-    """Reconstructions of ``x`` from every split of ``blocks`` by ``chain``: ``{split: images}``, clipped to [0, 1]."""
+def attack_with_chain(
+    chain: InverseChain, blocks: Sequence[nn.Module], x: torch.Tensor
+) -> dict[int, torch.Tensor]:
+    """Reconstructions of ``x`` from every split of ``blocks`` by ``chain``: ``{split: images}``,
+    clipped to [0, 1]."""
     image_batch(x, "x")
     return {k: clip_images(r) for k, r in invert_from_every_depth(chain, list(blocks), x).items()}
 
 
-def attack_by_optimisation(blocks: Sequence[nn.Module], x: torch.Tensor, steps: int, batch_size: int = 64) -> torch.Tensor:
-    """White-box attack: the input matched to the features the device sends for ``x`` by L-BFGS in float32 from
-    grey (``optimise.match_features``; at an injective split its only minimum is the input), clipped to [0, 1].
-    float32, not float64: at this budget (notebook 09: 200 iterations) the PSNR of MNIST test images is the same to
-    0.1 dB at every split of the CNNs and the attack 1.2-3.9x faster (docs/design.md, "Time budgets")."""
+def attack_by_optimisation(
+    blocks: Sequence[nn.Module], x: torch.Tensor, steps: int, batch_size: int = 64
+) -> torch.Tensor:
+    """White-box attack: the input matched to the features the device sends for ``x`` by L-BFGS in
+    float32 from grey (``optimise.match_features``; at an injective split its only minimum is the
+    input), clipped to [0, 1]. float32, not float64: at this budget (notebook 09: 200 iterations)
+    the PSNR of MNIST test images is the same to 0.1 dB at every split of the CNNs and the attack
+    1.2-3.9x faster (docs/design.md, "Time budgets")."""
     features = transmit(blocks, x)  # checks x
-    return clip_images(match_features(nn.Sequential(*blocks), features, steps=steps, batch_size=batch_size,
-                                      dtype=torch.float32).images)
+    return clip_images(
+        match_features(
+            nn.Sequential(*blocks),
+            features,
+            steps=steps,
+            batch_size=batch_size,
+            dtype=torch.float32,
+        ).images
+    )
 
 
 def analytic_attackers(
-    name: str, net: nn.Sequential, images: torch.Tensor, grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0)
+    name: str,
+    net: nn.Sequential,
+    images: torch.Tensor,
+    grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0),
 ) -> dict[int, nn.Module]:
-    """Notebook 02's analytic inverse of the device at every split of target ``name``, built from the attacker's
-    ``images`` (the Gaussian prior of each dense layer's input; its ridge chosen on the last fifth of them):
-    ``{split: inverse}``, empty where a layer does not invert (max-pooling: the server never sees its positions)."""
+    """Notebook 02's analytic inverse of the device at every split of target ``name``, built from
+    the attacker's ``images`` (the Gaussian prior of each dense layer's input; its ridge chosen on
+    the last fifth of them): ``{split: inverse}``, empty where a layer does not invert (max-pooling:
+    the server never sees its positions)."""
     ends = get_spec(name).block_ends[: split_points(name)[-1]]
     cut = len(images) * 4 // 5
     found = boundary_inverses(net[: ends[-1]], ends, images[:cut], images[cut:], grid)
@@ -144,14 +184,29 @@ def analytic_attackers(
 
 
 def score(
-    originals: torch.Tensor, recon: torch.Tensor, labels: torch.Tensor | None, judge: nn.Module | None,
-    recognisable_ssim: float, **fields,
+    originals: torch.Tensor,
+    recon: torch.Tensor,
+    labels: torch.Tensor | None,
+    judge: nn.Module | None,
+    recognisable_ssim: float,
+    **fields,
 ) -> dict:
-    """One results row: ``fields`` (target, split, threat, defence, strength, accuracy, ...) and the reconstruction's
-    PSNR, SSIM, share recognisable (SSIM >= ``recognisable_ssim``) and, with a ``judge``, re-classification, each
-    with its 95 % bootstrap interval over the images."""
-    report = reconstruction_report(originals, recon, labels if judge is not None else None, judge, recognisable_ssim)
-    keep = ("psnr", "psnr_ci", "ssim", "ssim_ci", "recognisable", "recognisable_ci", "reclass", "reclass_ci")
+    """One results row: ``fields`` (target, split, threat, defence, strength, accuracy, ...) and the
+    reconstruction's PSNR, SSIM, share recognisable (SSIM >= ``recognisable_ssim``) and, with a
+    ``judge``, re-classification, each with its 95 % bootstrap interval over the images."""
+    report = reconstruction_report(
+        originals, recon, labels if judge is not None else None, judge, recognisable_ssim
+    )
+    keep = (
+        "psnr",
+        "psnr_ci",
+        "ssim",
+        "ssim_ci",
+        "recognisable",
+        "recognisable_ci",
+        "reclass",
+        "reclass_ci",
+    )
     return {**fields, **{k: report[k] for k in keep if k in report}, "n_images": len(originals)}
 
 
@@ -163,12 +218,17 @@ def strongest(rows: Sequence[dict], **match) -> dict:
     return max(found, key=lambda r: r["ssim"])
 
 
-def cheapest_defence(rows: Sequence[dict], target: str, split: int, max_loss: float, below_ssim: float) -> dict | None:
-    """The defence setting at ``split`` that loses the least accuracy (its rows' ``accuracy_loss``, against the same
-    network undefended, at most ``max_loss``) while its best attacker's SSIM interval lies wholly below
-    ``below_ssim``; ``None`` where none does."""
-    settings = {(r["defence"], r["strength"]) for r in rows
-                if r["target"] == target and r["split"] == split and r["defence"] != "none"}
+def cheapest_defence(
+    rows: Sequence[dict], target: str, split: int, max_loss: float, below_ssim: float
+) -> dict | None:
+    """The defence setting at ``split`` that loses the least accuracy (its rows' ``accuracy_loss``,
+    against the same network undefended, at most ``max_loss``) while its best attacker's SSIM
+    interval lies wholly below ``below_ssim``; ``None`` where none does."""
+    settings = {
+        (r["defence"], r["strength"])
+        for r in rows
+        if r["target"] == target and r["split"] == split and r["defence"] != "none"
+    }
     ok = []
     for defence, strength in settings:
         best = strongest(rows, target=target, split=split, defence=defence, strength=strength)
@@ -182,30 +242,49 @@ def _ci(ci: Sequence[float], fmt: str = ".1f") -> str:
 
 
 def privacy_answer(metrics: dict, title: str) -> str:
-    """The one-page answer of notebook 09 (and README), from its results ``metrics``: for each target and split
-    what the strongest attacker recovers, and the cheapest defence that stops the adaptive attacker."""
+    """The one-page answer of notebook 09 (and README), from its results ``metrics``: for each
+    target and split what the strongest attacker recovers, and the cheapest defence that stops the
+    adaptive attacker."""
     rows, p = metrics["rows"], metrics["settings"]
     own = [r for r in rows if r["inputs"] == metrics["dataset"]]
-    lines = [f"**What leaks** ({title}; the strongest of the {len(THREATS)} attacks at each split, "
-             f"{p['n_eval']} test images; recognisable: SSIM ≥ {p['recognisable_ssim']})", "",
-             "| target | split | strongest attack | PSNR (dB) | SSIM | recognisable | judge re-classifies |",
-             "|---|---:|---|---:|---:|---:|---:|"]
+    lines = [
+        f"**What leaks** ({title}; the strongest of the {len(THREATS)} attacks at each split, "
+        f"{p['n_eval']} test images; recognisable: SSIM ≥ {p['recognisable_ssim']})",
+        "",
+        "| target | split | strongest attack | PSNR (dB) | SSIM | recognisable | judge "
+        "re-classifies |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
     for target, device in metrics["devices"].items():
         for split in device["splits"]:
             r = strongest(own, target=target, split=split, defence="none")
-            lines.append(f"| `{target}` | {split} | {r['threat']} | {r['psnr']:.1f} {_ci(r['psnr_ci'])} | "
-                         f"{r['ssim']:.2f} {_ci(r['ssim_ci'], '.2f')} | {r['recognisable']:.0%} | {r['reclass']:.0%} |")
+            lines.append(
+                f"| `{target}` | {split} | {r['threat']} | {r['psnr']:.1f} {_ci(r['psnr_ci'])} | "
+                f"{r['ssim']:.2f} {_ci(r['ssim_ci'], '.2f')} | {r['recognisable']:.0%} | "
+                f"{r['reclass']:.0%} |"
+            )
     s = p["defence_split"]
-    lines += ["", f"**What stops it** (defences on the features sent after block {s}; the attacker adapts: it trains its "
-              f"inverse on defended features; at most {p['max_accuracy_loss']:.0%} of accuracy lost, the attacker's whole "
-              f"SSIM interval below {p['recognisable_ssim']})", "",
-              "| target | accuracy undefended | cheapest defence that holds | its accuracy (lost) | best attacker's SSIM |",
-              "|---|---:|---|---:|---:|"]
+    lines += [
+        "",
+        f"**What stops it** (defences on the features sent after block {s}; the attacker adapts: "
+        f"it trains its inverse on defended features; at most {p['max_accuracy_loss']:.0%} of "
+        f"accuracy lost, the attacker's whole SSIM interval below {p['recognisable_ssim']})",
+        "",
+        "| target | accuracy undefended | cheapest defence that holds | its accuracy (lost) | best "
+        "attacker's SSIM |",
+        "|---|---:|---|---:|---:|",
+    ]
     for target, device in metrics["devices"].items():
         c = metrics["cheapest"].get(target)
         if c is None:
-            lines.append(f"| `{target}` | {device['accuracy']:.2%} | none of the {device['defence_settings']} settings tried | – | – |")
+            lines.append(
+                f"| `{target}` | {device['accuracy']:.2%} | none of the "
+                f"{device['defence_settings']} settings tried | – | – |"
+            )
         else:
-            lines.append(f"| `{target}` | {device['accuracy']:.2%} | {c['defence']} {c['strength']:g} | {c['accuracy']:.2%} "
-                         f"({c['accuracy_loss']:+.2%}) | {c['ssim']:.2f} {_ci(c['ssim_ci'], '.2f')} |")
+            lines.append(
+                f"| `{target}` | {device['accuracy']:.2%} | {c['defence']} {c['strength']:g} | "
+                f"{c['accuracy']:.2%} "
+                f"({c['accuracy_loss']:+.2%}) | {c['ssim']:.2f} {_ci(c['ssim_ci'], '.2f')} |"
+            )
     return "\n".join(lines)

@@ -1,22 +1,23 @@
 """The thresholds the study's claims and gates rest on: their one home.
 
-A notebook's gate, its conclusion and README's claims read the same constant here, so that they cannot disagree.
-A notebook parameter that lets a user move a gate defaults to "0: the value here" or checks its default against it
-(tests/test_scripts.py).
+A notebook's gate, its conclusion and README's claims read the same constant here, so that they
+cannot disagree. A notebook parameter that lets a user move a gate defaults to "0: the value here"
+or checks its default against it (tests/test_scripts.py).
 """
 
 from __future__ import annotations
 
 __all__ = ["RECOVERED_DB", "EXACT_MAX_ABS_ERR", "ZERO_SHOT_GAP_DB"]
 
-#: PSNR (dB) from which a recovery counts as exact ("float precision"): float32 rounding of [0, 1] images alone is
-#: ~150 dB, and no inverse short of exact gets near 60 dB on digits
+#: PSNR (dB) from which a recovery counts as exact ("float precision"): float32 rounding of [0, 1]
+#: images alone is ~150 dB, and no inverse short of exact gets near 60 dB on digits
 RECOVERED_DB = 60.0
 
-#: largest absolute error, in float32, of an inversion that counts as exact (notebook 02: square weights, an injective
-#: convolution block)
+#: largest absolute error, in float32, of an inversion that counts as exact (notebook 02: square
+#: weights, an injective convolution block)
 EXACT_MAX_ABS_ERR = 1e-4
 
-#: dB by which a zero-shot (data-free) inverse may trail the one trained on real images and still count as "close"
-#: (notebook 04's claim and gate, README's generalisation table; judged on whole 95 % intervals)
+#: dB by which a zero-shot (data-free) inverse may trail the one trained on real images and still
+#: count as "close" (notebook 04's claim and gate, README's generalisation table; judged on whole 95
+#: % intervals)
 ZERO_SHOT_GAP_DB = 2.0

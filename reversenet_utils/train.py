@@ -41,31 +41,39 @@ def get_device(prefer: str | None = None) -> torch.device:
     """CUDA when present, else CPU (``prefer`` forces one, e.g. ``"cpu"``, ``"cuda:1"``).
 
     Raises:
-        ValueError: ``prefer`` is not a device name, or names a CUDA device this machine does not have.
+        ValueError: ``prefer`` is not a device name, or names a CUDA device this machine does not
+        have.
     """
     if prefer:
         try:
             device = torch.device(prefer)
         except (RuntimeError, TypeError) as exc:
-            raise ValueError(f"device {prefer!r} is not a device name ({exc}); use 'cpu', 'cuda' or 'cuda:N'") from None
-        if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+            raise ValueError(
+                f"device {prefer!r} is not a device name ({exc}); use 'cpu', 'cuda' or 'cuda:N'"
+            ) from None
+        if device.type == "cuda" and (
+            not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+        ):
             have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            raise ValueError(f"device {prefer!r} asked for, but this machine has {have} CUDA device(s): "
-                             f"use 'cpu' (or leave device empty to pick CUDA when present)")
+            raise ValueError(
+                f"device {prefer!r} asked for, but this machine has {have} CUDA device(s): "
+                f"use 'cpu' (or leave device empty to pick CUDA when present)"
+            )
         return device
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-#: Held while torch's global generator is seeded and drawn from (:func:`seed_everything`; a seeded initialisation
-#: such as ``progressive.load_or_train_chain``'s): tasks run side by side (:func:`run_side_by_side`) then initialise as
-#: they would one after another.
+#: Held while torch's global generator is seeded and drawn from (:func:`seed_everything`; a seeded
+#: initialisation such as ``progressive.load_or_train_chain``'s): tasks run side by side
+#: (:func:`run_side_by_side`) then initialise as they would one after another.
 GLOBAL_RNG = threading.RLock()
 
 T = TypeVar("T")
 
 
 def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a torch generator seeded the same way (for shuffling)."""
+    """Seed Python, NumPy and torch; return a torch generator seeded the same way (for
+    shuffling)."""
     with GLOBAL_RNG:
         random.seed(seed)
         np.random.seed(seed)
@@ -73,16 +81,19 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def run_side_by_side(tasks: Sequence[Callable[[], T]], device: torch.device | str = "cpu",
-                     workers: int | None = None) -> list[T]:
-    """The results of independent tasks (``functools.partial`` of a training call, say), in their order.
+def run_side_by_side(
+    tasks: Sequence[Callable[[], T]], device: torch.device | str = "cpu", workers: int | None = None
+) -> list[T]:
+    """The results of independent tasks (``functools.partial`` of a training call, say), in their
+    order.
 
-    On a CPU with several cores the tasks run side by side, ``workers`` at a time (default: the intra-op
-    threads, one per core), each on one intra-op thread: the kernels of the small networks here scale poorly
-    over threads, so on this 2-core CPU two inverse chains of ``cnn_pool`` trained side by side took 10.1 s
-    against 16.2 s one after the other on two threads each (ReLU MLP: 7.8 against 11.4 s). On a GPU, or with
-    one worker, they run one after the other. A task must draw its randomness from its own generators, or seed
-    and draw from the global one under :data:`GLOBAL_RNG`. The first exception of a task is raised.
+    On a CPU with several cores the tasks run side by side, ``workers`` at a time (default: the
+    intra-op threads, one per core), each on one intra-op thread: the kernels of the small networks
+    here scale poorly over threads, so on this 2-core CPU two inverse chains of ``cnn_pool`` trained
+    side by side took 10.1 s against 16.2 s one after the other on two threads each (ReLU MLP: 7.8
+    against 11.4 s). On a GPU, or with one worker, they run one after the other. A task must draw
+    its randomness from its own generators, or seed and draw from the global one under
+    :data:`GLOBAL_RNG`. The first exception of a task is raised.
     """
     workers = torch.get_num_threads() if workers is None else workers
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
@@ -116,18 +127,27 @@ def iterate_minibatches(
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Logits of ``model`` on ``images``, computed in batches on the model's device (eval mode).
 
-    On a CPU a convolutional model runs as a channels-last copy (the caller's model is untouched): the same logits
-    to float rounding (measured: within 1e-5, the same classes) and 1.4-1.9x faster for the CNNs here."""
+    On a CPU a convolutional model runs as a channels-last copy (the caller's model is untouched):
+    the same logits to float rounding (measured: within 1e-5, the same classes) and 1.4-1.9x faster
+    for the CNNs here."""
     if not isinstance(images, torch.Tensor) or images.dim() < 2 or len(images) == 0:
-        raise ValueError(f"predict needs a non-empty batch of inputs (N, ...), got "
-                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+        raise ValueError(
+            f"predict needs a non-empty batch of inputs (N, ...), got "
+            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+        )
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     run = model
-    if device.type == "cpu" and images.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+    if (
+        device.type == "cpu"
+        and images.dim() == 4
+        and any(isinstance(m, nn.Conv2d) for m in model.modules())
+    ):
         run = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    out = [run(images[idx].to(device)).cpu() for idx in iterate_minibatches(len(images), batch_size)]
+    out = [
+        run(images[idx].to(device)).cpu() for idx in iterate_minibatches(len(images), batch_size)
+    ]
     model.train(was_training)
     return torch.cat(out)
 
@@ -135,8 +155,9 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 256) -> to
 def evaluate(model: nn.Module, split: MNISTSplit, batch_size: int = 256) -> float:
     """Classification accuracy (a fraction) of ``model`` on ``split``.
 
-    Batches of 256 keep a CNN's feature maps in cache: on this 2-core CPU the judge scores the 10,000 test images
-    in 0.62 s against 1.47 s in batches of 2,048 (``cnn_pool`` 0.30 against 0.69 s), with the same accuracy."""
+    Batches of 256 keep a CNN's feature maps in cache: on this 2-core CPU the judge scores the
+    10,000 test images in 0.62 s against 1.47 s in batches of 2,048 (``cnn_pool`` 0.30 against 0.69
+    s), with the same accuracy."""
     logits = predict(model, split.images, batch_size)
     return (logits.argmax(1) == split.labels.cpu()).double().mean().item()
 
@@ -163,8 +184,8 @@ def train_loop(
 ) -> list[dict[str, float]]:
     """The project's one training loop, for classifiers and inverses alike.
 
-    Every epoch shuffles ``range(n)`` into minibatches of indices; ``loss_fn(idx)`` returns the
-    loss of that batch and the optimiser (``"adam"``, ``"adagrad"`` or ``"sgd"``) steps on it, with a
+    Every epoch shuffles ``range(n)`` into minibatches of indices; ``loss_fn(idx)`` returns the loss
+    of that batch and the optimiser (``"adam"``, ``"adagrad"`` or ``"sgd"``) steps on it, with a
     cosine decay of the learning rate over all steps if ``cosine``. One tqdm bar covers all steps.
 
     Returns:
@@ -182,10 +203,16 @@ def train_loop(
     generator = seed_everything(seed)
     steps_per_epoch = -(-n // batch_size)
     opt = OPTIMIZERS[optimizer](params, lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch) if cosine else None
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+        if cosine
+        else None
+    )
     history: list[dict[str, float]] = []
     start = time.perf_counter()
-    with progress_bar(total=epochs * steps_per_epoch, desc=desc, unit="step", mininterval=1.0) as bar:
+    with progress_bar(
+        total=epochs * steps_per_epoch, desc=desc, unit="step", mininterval=1.0
+    ) as bar:
         for epoch in range(1, epochs + 1):
             loss_sum = torch.zeros((), device=params[0].device)
             for idx in iterate_minibatches(n, batch_size, shuffle=True, generator=generator):
@@ -198,12 +225,16 @@ def train_loop(
                 loss_sum += loss.detach() * len(idx)
                 bar.update()
             if not torch.isfinite(loss_sum):
-                raise FloatingPointError(f"{desc}: loss became non-finite in epoch {epoch}; lower lr ({lr}).")
+                raise FloatingPointError(
+                    f"{desc}: loss became non-finite in epoch {epoch}; lower lr ({lr})."
+                )
             row = {"epoch": epoch, "loss": loss_sum.item() / n}
             row.update(on_epoch() if on_epoch is not None else {})
             row["seconds"] = time.perf_counter() - start
             history.append(row)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds")})
+            bar.set_postfix(
+                {k: f"{v:.4g}" for k, v in row.items() if k not in ("epoch", "seconds")}
+            )
     return history
 
 
@@ -218,12 +249,13 @@ def fit(
     desc: str = "train",
     channels_last: bool = False,
 ) -> list[dict[str, float]]:
-    """Train a classifier with Adam, cross-entropy and a cosine learning-rate decay (:func:`train_loop`).
+    """Train a classifier with Adam, cross-entropy and a cosine learning-rate decay
+    (:func:`train_loop`).
 
-    After every epoch the mean loss, train accuracy (on the batches seen) and, if ``test`` is
-    given, test accuracy are recorded and shown. ``channels_last``: the model and its batches in the channels-last
-    memory layout while training (the judge's recipe on Fashion-MNIST: 78 against 101 s on a 2-core CPU); the
-    model is returned in the standard layout.
+    After every epoch the mean loss, train accuracy (on the batches seen) and, if ``test`` is given,
+    test accuracy are recorded and shown. ``channels_last``: the model and its batches in the
+    channels-last memory layout while training (the judge's recipe on Fashion-MNIST: 78 against 101
+    s on a 2-core CPU); the model is returned in the standard layout.
 
     Returns:
         One dict per epoch: ``epoch``, ``loss``, ``train_accuracy``, ``test_accuracy``, ``seconds``.
@@ -249,15 +281,31 @@ def fit(
         return row
 
     model.to(memory_format=layout).train()
-    history = train_loop(model.parameters(), loss_fn, len(train), epochs, batch_size, lr, seed=seed, desc=desc, on_epoch=on_epoch)
+    history = train_loop(
+        model.parameters(),
+        loss_fn,
+        len(train),
+        epochs,
+        batch_size,
+        lr,
+        seed=seed,
+        desc=desc,
+        on_epoch=on_epoch,
+    )
     model.to(memory_format=torch.contiguous_format).eval()
     return history
 
 
 def _fit_recipe(
-    model: nn.Module, name: str, epochs: int | None, seed: int, train: MNISTSplit | None, test: MNISTSplit | None
+    model: nn.Module,
+    name: str,
+    epochs: int | None,
+    seed: int,
+    train: MNISTSplit | None,
+    test: MNISTSplit | None,
 ) -> dict[str, Any]:
-    """Train ``model`` (a freshly built target ``name``) with its recipe in place; return its metadata."""
+    """Train ``model`` (a freshly built target ``name``) with its recipe in place; return its
+    metadata."""
     spec = get_spec(name).on(current_dataset())
     seed = spec.seed + seed
     device = next(model.parameters()).device
@@ -265,8 +313,17 @@ def _fit_recipe(
     test = test if test is not None else load_dataset("test")
     epochs = spec.epochs if epochs is None else epochs
     start = time.perf_counter()
-    history = fit(model, train, test, epochs=epochs, lr=spec.lr, batch_size=spec.batch_size, seed=seed, desc=name,
-                  channels_last=spec.channels_last)
+    history = fit(
+        model,
+        train,
+        test,
+        epochs=epochs,
+        lr=spec.lr,
+        batch_size=spec.batch_size,
+        seed=seed,
+        desc=name,
+        channels_last=spec.channels_last,
+    )
     return {
         "description": spec.description,
         "epochs": epochs,
@@ -296,16 +353,26 @@ def train_target(
 ) -> tuple[nn.Sequential, dict[str, Any]]:
     """Train the named target anew with its recipe (``epochs`` overrides it), save and return it.
 
-    The checkpoint goes to ``artifacts/targets/<name>.pt`` (replacing any earlier one: inverses saved
-    for the old weights then refuse to load, by fingerprint) with its test accuracy, wall time and
-    per-epoch history as metadata, which is also returned. ``seed`` is added to the recipe's own seed
-    (0 for every target but the independent judge, so the judge never shares an initialisation).
+    The checkpoint goes to ``artifacts/targets/<name>.pt`` (replacing any earlier one: inverses
+    saved for the old weights then refuse to load, by fingerprint) with its test accuracy, wall time
+    and per-epoch history as metadata, which is also returned. ``seed`` is added to the recipe's own
+    seed (0 for every target but the independent judge, so the judge never shares an
+    initialisation).
     """
-    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1):
-        raise ValueError(f"epochs must be a whole number >= 1 (or None for the recipe's {get_spec(name).on(current_dataset()).epochs}), got {epochs!r}")
+    if epochs is not None and (
+        not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1
+    ):
+        raise ValueError(
+            f"epochs must be a whole number >= 1 (or None for the recipe's "
+            f"{get_spec(name).on(current_dataset()).epochs}), got {epochs!r}"
+        )
     device = get_device(None if device is None else str(device))
     model = _build_seeded(name, seed, device)
-    meta = {"name": name, "dataset": current_dataset(), **_fit_recipe(model, name, epochs, seed, train, test)}
+    meta = {
+        "name": name,
+        "dataset": current_dataset(),
+        **_fit_recipe(model, name, epochs, seed, train, test),
+    }
     save_checkpoint(model, checkpoint_path(name), meta)
     return model.requires_grad_(False).eval(), meta
 
@@ -326,14 +393,20 @@ def load_target(
         print(f"No checkpoint for {name!r}: training it now (default recipe).")
         return _fit_recipe(model, name, None, 0, None, None)
 
-    model = load_or_train(lambda: _build_seeded(name, 0, device), checkpoint_path(name), train,
-                          {"name": name, "dataset": current_dataset()}, train_if_missing,
-                          fix="re-run notebooks/01_train_targets.ipynb")
+    model = load_or_train(
+        lambda: _build_seeded(name, 0, device),
+        checkpoint_path(name),
+        train,
+        {"name": name, "dataset": current_dataset()},
+        train_if_missing,
+        fix="re-run notebooks/01_train_targets.ipynb",
+    )
     return model.to(device).requires_grad_(False).eval()
 
 
 def vae_loss(model: VAE, x: torch.Tensor, kl_weight: float = 1.0) -> torch.Tensor:
-    """Negative ELBO per image: binary cross-entropy (summed over pixels) + ``kl_weight`` x KL(q || N(0, I))."""
+    """Negative ELBO per image: binary cross-entropy (summed over pixels) + ``kl_weight`` x KL(q ||
+    N(0, I))."""
     recon, mu, log_var = model(x)
     bce = F.binary_cross_entropy(recon, x, reduction="sum")
     kl = -0.5 * torch.sum(1 + log_var - mu.pow(2) - log_var.exp())
@@ -341,7 +414,11 @@ def vae_loss(model: VAE, x: torch.Tensor, kl_weight: float = 1.0) -> torch.Tenso
 
 
 def load_vae(
-    latent: int = 16, epochs: int = 10, lr: float = 2e-3, batch_size: int = 256, seed: int = 0,
+    latent: int = 16,
+    epochs: int = 10,
+    lr: float = 2e-3,
+    batch_size: int = 256,
+    seed: int = 0,
     device: torch.device | str | None = None,
 ) -> VAE:
     """The VAE with ``latent`` dimensions, frozen and in eval mode; trained (and saved to
@@ -359,19 +436,40 @@ def load_vae(
         def on_epoch() -> dict[str, float]:
             model.eval()
             with torch.no_grad():
-                test_loss = sum(vae_loss(model, test.images[i]).item() * len(i) for i in iterate_minibatches(len(test), 2000))
+                test_loss = sum(
+                    vae_loss(model, test.images[i]).item() * len(i)
+                    for i in iterate_minibatches(len(test), 2000)
+                )
             model.train()
             return {"test_loss": test_loss / len(test)}
 
         model.train()
         start = time.perf_counter()
         history = train_loop(
-            model.parameters(), lambda idx: vae_loss(model, train.images[idx]), len(train), epochs, batch_size, lr,
-            seed=seed, desc=f"VAE (latent {latent})", on_epoch=on_epoch,
+            model.parameters(),
+            lambda idx: vae_loss(model, train.images[idx]),
+            len(train),
+            epochs,
+            batch_size,
+            lr,
+            seed=seed,
+            desc=f"VAE (latent {latent})",
+            on_epoch=on_epoch,
         )
-        return {"epochs": epochs, "lr": lr, "seed": seed, "history": history, "train_s": time.perf_counter() - start}
+        return {
+            "epochs": epochs,
+            "lr": lr,
+            "seed": seed,
+            "history": history,
+            "train_s": time.perf_counter() - start,
+        }
 
-    model = load_or_train(build, checkpoint_path(f"vae_{latent}", kind="vae"), train,
-                          {"latent": latent, "dataset": current_dataset()}, fix="re-run notebooks/05_vae_decoder_inversion.ipynb",
-                          budget={"epochs": epochs})
+    model = load_or_train(
+        build,
+        checkpoint_path(f"vae_{latent}", kind="vae"),
+        train,
+        {"latent": latent, "dataset": current_dataset()},
+        fix="re-run notebooks/05_vae_decoder_inversion.ipynb",
+        budget={"epochs": epochs},
+    )
     return model.requires_grad_(False).eval()

@@ -5,11 +5,13 @@ README.md holds two generated blocks, each between marker comments:
 - ``notebooks``: every notebook with its Colab badge, its one-line finding (numbers read from its
   results file) and its runtime;
 - ``results``: notebook 07's benchmark, every method side by side, and the gallery images;
-- ``privacy``: notebook 09's one-page answer on each dataset (``split.privacy_answer``): what a split-computing
-  server recovers from each split, and the cheapest defence that stops an adaptive attacker;
-- ``generalise``: each notebook's key claims on MNIST and on Fashion-MNIST side by side (``results/`` and
-  ``results/fashion_mnist/``), with the intervals of the rows that carry claims and one sentence each saying
-  where the claim holds, computed from the same test the notebook's claim rests on.
+- ``privacy``: notebook 09's one-page answer on each dataset (``split.privacy_answer``): what a
+  split-computing server recovers from each split, and the cheapest defence that stops an adaptive
+  attacker;
+- ``generalise``: each notebook's key claims on MNIST and on Fashion-MNIST side by side
+  (``results/`` and ``results/fashion_mnist/``), with the intervals of the rows that carry claims
+  and one sentence each saying where the claim holds, computed from the same test the notebook's
+  claim rests on.
 
 Everything between the markers is rewritten; the text around them is left alone. ``--check`` only
 reports whether README is up to date with the JSON (exit 1 if not; the test suite runs it), so a
@@ -19,7 +21,8 @@ A results file that cannot be read (malformed or truncated JSON), lacks a key th
 holds a number that is not finite is an error that names the file and what is wrong (exit 2): README
 never publishes ``nan%`` or a placeholder.
 
-The one-line findings are also the key metric of ``make run``'s closing table (``run_notebooks.py``).
+The one-line findings are also the key metric of ``make run``'s closing table
+(``run_notebooks.py``).
 """
 
 from __future__ import annotations
@@ -33,13 +36,13 @@ import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling scripts, also when loaded by a test
+# sibling scripts, also when loaded by a test
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sync_links import colab_url, config  # noqa: E402
 
 from reversenet_utils.claims import zero_shot  # noqa: E402
 from reversenet_utils.data import SPECS  # noqa: E402
 from reversenet_utils.labels import MATCHING, METHOD_ORDER, PINV, PRIOR  # noqa: E402
-from reversenet_utils.metrics import verdict  # noqa: E402
 from reversenet_utils.split import privacy_answer, strongest  # noqa: E402
 from reversenet_utils.notebook import find_row  # noqa: E402
 from reversenet_utils.thresholds import EXACT_MAX_ABS_ERR, RECOVERED_DB, ZERO_SHOT_GAP_DB  # noqa: E402
@@ -58,56 +61,114 @@ def _finding_07(m: dict) -> str:
     logits = [r for r in m["rows"] if r["depth_is_logits"]]
     best = max(logits, key=lambda r: r["psnr"])
     fool = max(r["reclass_target"] - r["reclass_independent"] for r in logits)
-    return (f"{len({r['method'] for r in m['rows']})} methods × {len({r['target'] for r in m['rows']})} targets; "
-            f"best from the logits: {best['method']} on {best['target']}, {best['psnr']:.1f} dB; the target accepts "
-            f"reconstructions up to {fool:.1%} more often than an independent judge")
+    return (
+        f"{len({r['method'] for r in m['rows']})} methods × "
+        f"{len({r['target'] for r in m['rows']})} targets; best from the logits: {best['method']} "
+        f"on {best['target']}, {best['psnr']:.1f} dB; the target accepts reconstructions up to "
+        f"{fool:.1%} more often than an independent judge"
+    )
 
 
 def _finding_09(m: dict) -> str:
     parts = []
     for target, device in m["devices"].items():
-        r = strongest(m["rows"], target=target, split=device["splits"][0], defence="none", inputs=m["dataset"])
+        r = strongest(
+            m["rows"], target=target, split=device["splits"][0], defence="none", inputs=m["dataset"]
+        )
         c = m["cheapest"].get(target)
-        parts.append(f"`{target}` split 1: {r['recognisable']:.0%} recognisable ({r['threat']}, {r['psnr']:.1f} dB); "
-                     + (f"stopped by {c['defence']} {c['strength']:g} at {c['accuracy']:.2%} accuracy" if c else
-                        "no defence tried stops the adaptive attacker within 1 point"))
+        parts.append(
+            f"`{target}` split 1: {r['recognisable']:.0%} recognisable ({r['threat']}, "
+            f"{r['psnr']:.1f} dB); "
+            + (
+                f"stopped by {c['defence']} {c['strength']:g} at {c['accuracy']:.2%} accuracy"
+                if c
+                else "no defence tried stops the adaptive attacker within 1 point"
+            )
+        )
     return "; ".join(parts)
 
 
-#: notebook number -> (title, one-line finding from its metrics). Only the keys docs/design.md fixes are read.
+#: notebook number -> (title, one-line finding from its metrics). Only the keys docs/design.md
+#: fixes are read.
 FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
-    "01": ("Training the targets", lambda m: "{} networks trained, test accuracy {:.2%}–{:.2%}".format(
-        len(m["targets"]), min(t["test_accuracy"] for t in m["targets"].values()),
-        max(t["test_accuracy"] for t in m["targets"].values()))),
-    "02": ("Analytic inversion", lambda m: (
-        "square weights invert exactly (max error {:.1e} in float32), and so does cnn_nopool's first conv block "
-        "({:.1e}); feature matching recovers the image from {} of {} block boundaries; from mlp_leaky's logits the "
-        "pseudo-inverse gives {:.1f} dB, the prior pre-image {:.1f} dB").format(
-        m["exact"]["max_abs_err_float32"], m["conv"]["cnn_nopool_block1"]["max_abs_err_float32"],
-        sum(r["recovered"] for r in m["injectivity"]), len(m["injectivity"]), m["pinv"]["psnr"],
-        m["regularised"]["psnr"])),
-    "03": ("Learned inverse weights", lambda m: (
-        "faithful inverse weights {:.1f} dB / {:.1%} re-classified, a small decoder {:.1f} dB; generated images "
-        "reach {:.2%} confidence or more").format(
-        m["faithful"]["psnr"], m["faithful"]["reclass"], m["improved"]["psnr"], min(m["generation"]["confidence"]))),
+    "01": (
+        "Training the targets",
+        lambda m: "{} networks trained, test accuracy {:.2%}–{:.2%}".format(
+            len(m["targets"]),
+            min(t["test_accuracy"] for t in m["targets"].values()),
+            max(t["test_accuracy"] for t in m["targets"].values()),
+        ),
+    ),
+    "02": (
+        "Analytic inversion",
+        lambda m: (
+            "square weights invert exactly (max error {:.1e} in float32), and so does cnn_nopool's "
+            "first conv block ({:.1e}); feature matching recovers the image from {} of {} block "
+            "boundaries; from mlp_leaky's logits the pseudo-inverse gives {:.1f} dB, the prior "
+            "pre-image {:.1f} dB"
+        ).format(
+            m["exact"]["max_abs_err_float32"],
+            m["conv"]["cnn_nopool_block1"]["max_abs_err_float32"],
+            sum(r["recovered"] for r in m["injectivity"]),
+            len(m["injectivity"]),
+            m["pinv"]["psnr"],
+            m["regularised"]["psnr"],
+        ),
+    ),
+    "03": (
+        "Learned inverse weights",
+        lambda m: (
+            "faithful inverse weights {:.1f} dB / {:.1%} re-classified, a small decoder {:.1f} dB; "
+            "generated images reach {:.2%} confidence or more"
+        ).format(
+            m["faithful"]["psnr"],
+            m["faithful"]["reclass"],
+            m["improved"]["psnr"],
+            min(m["generation"]["confidence"]),
+        ),
+    ),
     "04": ("Zero-shot progressive inversion", zero_shot.headline),
-    "05": ("VAE decoder inversion", lambda m: (
-        "the naive pinv + atanh + logit inverse reaches {:.1f} dB on real images; the best fix {:.1f} dB "
-        "(encoder {:.1f} dB)").format(
-        m["routes"]["faithful_pinv"]["psnr"],
-        max(r["psnr"] for k, r in m["routes"].items() if k not in ("encoder", "faithful_pinv")),
-        m["routes"]["encoder"]["psnr"])),
-    "06": ("Feature visualisation", lambda m: (
-        "{}: class visualisations at probability ≥ {:.3f}, {:.1f} s each on a CPU; batched rendering {:.1f}x "
-        "faster").format(m["model"], min(c["probability"] for c in m["classes"].values()), m["seconds_per_image"],
-                         m["batched_speedup"])),
+    "05": (
+        "VAE decoder inversion",
+        lambda m: (
+            "the naive pinv + atanh + logit inverse reaches {:.1f} dB on real images; the best fix "
+            "{:.1f} dB (encoder {:.1f} dB)"
+        ).format(
+            m["routes"]["faithful_pinv"]["psnr"],
+            max(r["psnr"] for k, r in m["routes"].items() if k not in ("encoder", "faithful_pinv")),
+            m["routes"]["encoder"]["psnr"],
+        ),
+    ),
+    "06": (
+        "Feature visualisation",
+        lambda m: (
+            "{}: class visualisations at probability ≥ {:.3f}, {:.1f} s each on a CPU; batched "
+            "rendering {:.1f}x faster"
+        ).format(
+            m["model"],
+            min(c["probability"] for c in m["classes"].values()),
+            m["seconds_per_image"],
+            m["batched_speedup"],
+        ),
+    ),
     "07": ("Every method side by side", _finding_07),
-    "08": ("Explore: draw a digit", lambda m: "{} fast methods × {} targets, every block boundary: one image's whole grid "
-           "in {:.0f} ms (median of {} images, max {:.0f} ms) on a CPU; feature matching on a button".format(
-               len(m["methods"]), len(m["targets"]), m["latency"]["median_ms"], m["latency"]["digits"],
-               m["latency"]["max_ms"])),
+    "08": (
+        "Explore: draw a digit",
+        lambda m: (
+            "{} fast methods × {} targets, every block boundary: one image's whole grid "
+            "in {:.0f} ms (median of {} images, max {:.0f} ms) on a CPU; feature matching on a "
+            "button".format(
+                len(m["methods"]),
+                len(m["targets"]),
+                m["latency"]["median_ms"],
+                m["latency"]["digits"],
+                m["latency"]["max_ms"],
+            )
+        ),
+    ),
     "09": ("Split computing under attack", _finding_09),
 }
+
 
 def notebooks() -> list[Path]:
     """The numbered notebooks, in order."""
@@ -122,28 +183,37 @@ def _reject_nonfinite(value: object, path: Path, where: str = "") -> None:
         for i, v in enumerate(value):
             _reject_nonfinite(v, path, f"{where}[{i}]")
     elif isinstance(value, float) and not math.isfinite(value):
-        raise ResultsError(f"{path}: {where} is {value}; re-run the notebook (`make run NB={path.stem[:2]}`)")
+        raise ResultsError(
+            f"{path}: {where} is {value}; re-run the notebook (`make run NB={path.stem[:2]}`)"
+        )
 
 
 @contextlib.contextmanager
 def reading(*paths: Path):
-    """Turn a missing key, row or wrong type met while a section reads ``paths`` into a :class:`ResultsError` that
-    names those files and what was missing."""
+    """Turn a missing key, row or wrong type met while a section reads ``paths`` into a
+    :class:`ResultsError` that names those files and what was missing."""
     try:
         yield
     except ResultsError:
         raise
     except (KeyError, IndexError, TypeError, ValueError) as exc:
-        what = f"key {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else f"{type(exc).__name__}: {exc}"
-        raise ResultsError(f"{', '.join(map(str, paths))}: lacks what README reads ({what}); re-run the notebook "
-                           f"(`make run NB={paths[0].stem[:2]}`)") from None
+        what = (
+            f"key {exc.args[0]!r}"
+            if isinstance(exc, KeyError) and exc.args
+            else f"{type(exc).__name__}: {exc}"
+        )
+        raise ResultsError(
+            f"{', '.join(map(str, paths))}: lacks what README reads ({what}); re-run the notebook "
+            f"(`make run NB={paths[0].stem[:2]}`)"
+        ) from None
 
 
 def read(stem: str, results: Path = RESULTS) -> dict | None:
     """``results/<stem>.json`` or None if that notebook has not written one.
 
     Raises:
-        ResultsError: the file is not valid JSON (e.g. truncated), not a results file, or holds NaN/inf.
+        ResultsError: the file is not valid JSON (e.g. truncated), not a results file, or holds
+        NaN/inf.
     """
     path = results / f"{stem}.json"
     if not path.is_file():
@@ -151,10 +221,16 @@ def read(stem: str, results: Path = RESULTS) -> dict | None:
     try:
         data = json.loads(path.read_text(), parse_constant=lambda c: float(c))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ResultsError(f"{path}: not valid JSON ({exc}); re-run the notebook (`make run NB={stem[:2]}`) "
-                           f"or restore it with `git checkout -- {path.relative_to(results.parent) if path.is_relative_to(results.parent) else path}`") from None
+        raise ResultsError(
+            f"{path}: not valid JSON ({exc}); re-run the notebook (`make run NB={stem[:2]}`) "
+            f"or restore it with `git checkout -- "
+            f"{path.relative_to(results.parent) if path.is_relative_to(results.parent) else path}`"
+        ) from None
     if not isinstance(data, dict) or not isinstance(data.get("metrics"), dict):
-        raise ResultsError(f"{path}: not a results file (no 'metrics' mapping); re-run the notebook (`make run NB={stem[:2]}`)")
+        raise ResultsError(
+            f"{path}: not a results file (no 'metrics' mapping); re-run the notebook (`make run "
+            f"NB={stem[:2]}`)"
+        )
     _reject_nonfinite(data, path)
     return data
 
@@ -163,7 +239,8 @@ def finding(book: Path, results: Path = RESULTS) -> str:
     """The notebook's one-line finding; '-' if it has no results yet.
 
     Raises:
-        ResultsError: the results file is unreadable or lacks a key or row the finding reads (names the file).
+        ResultsError: the results file is unreadable or lacks a key or row the finding reads (names
+        the file).
     """
     entry, data = FINDINGS.get(book.name[:2]), read(book.stem, results)
     if entry is None or data is None:
@@ -171,49 +248,72 @@ def finding(book: Path, results: Path = RESULTS) -> str:
     try:
         return entry[1](data["metrics"])
     except (KeyError, IndexError, TypeError, ValueError) as exc:
-        raise ResultsError(f"{results / (book.stem + '.json')}: lacks what README reads ({type(exc).__name__}: {exc}); "
-                           f"re-run the notebook (`make run NB={book.name[:2]}`)") from None
+        raise ResultsError(
+            f"{results / (book.stem + '.json')}: lacks what README reads ({type(exc).__name__}: "
+            f"{exc}); re-run the notebook (`make run NB={book.name[:2]}`)"
+        ) from None
 
 
 def notebook_table(results: Path = RESULTS, github: str | None = None) -> str:
-    """Markdown table: number, notebook link, Colab badge (on ``github``, owner/repo: default the origin's), finding,
-    runtime."""
-    lines = ["| # | notebook | open | finding (from its results file) | runtime |", "|---|---|---|---|---:|"]
+    """Markdown table: number, notebook link, Colab badge (on ``github``, owner/repo: default the
+    origin's), finding, runtime."""
+    lines = [
+        "| # | notebook | open | finding (from its results file) | runtime |",
+        "|---|---|---|---|---:|",
+    ]
     for book in notebooks():
         title = FINDINGS.get(book.name[:2], (book.stem, None))[0]
         data = read(book.stem, results)
         with reading(results / f"{book.stem}.json"):
             runtime = f"{data['runtime_s']:.0f} s" if data else "-"
-        lines.append(f"| {book.name[:2]} | [{title}](notebooks/{book.name}) | [![Open In Colab]({BADGE})]"
-                     f"({colab_url(book.name, ROOT, github)}) | {finding(book, results)} ([json](results/{book.stem}.json)) | {runtime} |")
+        lines.append(
+            f"| {book.name[:2]} | [{title}](notebooks/{book.name}) | [![Open In Colab]({BADGE})]"
+            f"({colab_url(book.name, ROOT, github)}) | {finding(book, results)} "
+            f"([json](results/{book.stem}.json)) | {runtime} |"
+        )
     return "\n".join(lines)
 
 
 #: the datasets whose series README times, and where each one's results live (below RESULTS)
-TIMED = ((SPECS["mnist"].title, "", "`make run`"),
-         (SPECS["fashion_mnist"].title, "fashion_mnist", "`make run DATASET=fashion_mnist`"))
+TIMED = (
+    (SPECS["mnist"].title, "", "`make run`"),
+    (SPECS["fashion_mnist"].title, "fashion_mnist", "`make run DATASET=fashion_mnist`"),
+)
 
 
 def runtime_table(results: Path = RESULTS) -> str:
-    """Markdown table of each dataset's series: the sum of its notebooks' ``runtime_s``, the slowest notebook, and the
-    machine(s) its results files name (``artifacts.machine``; files written before it was recorded name none)."""
-    lines = ["| series | notebooks | total | slowest notebook | machine |", "|---|---:|---:|---|---|"]
+    """Markdown table of each dataset's series: the sum of its notebooks' ``runtime_s``, the slowest
+    notebook, and the machine(s) its results files name (``artifacts.machine``; files written before
+    it was recorded name none)."""
+    lines = [
+        "| series | notebooks | total | slowest notebook | machine |",
+        "|---|---:|---:|---|---|",
+    ]
     for title, folder, command in TIMED:
         found = {b.name[:2]: data for b in notebooks() if (data := read(b.stem, results / folder))}
         if found:
             times = {nb: data["runtime_s"] for nb, data in found.items()}
             slowest = max(times, key=times.get)
-            lines.append(f"| {title}: {command} | {len(times)} | {sum(times.values()) / 60:.1f} min | "
-                         f"{slowest} ({times[slowest]:.0f} s) | {_machines(found.values())} |")
+            lines.append(
+                f"| {title}: {command} | {len(times)} | {sum(times.values()) / 60:.1f} min | "
+                f"{slowest} ({times[slowest]:.0f} s) | {_machines(found.values())} |"
+            )
     return "\n".join(lines)
 
 
 def _machines(files: Iterable[dict]) -> str:
-    """The machines named by results files (CPU, cores and accelerator), or that none is recorded."""
-    named = {f"{m['cpu']}, {m['cores']} cores" + (f", {m['accelerator']}" if m.get("accelerator") else "")
-             for data in files if (m := data.get("machine"))}
+    """The machines named by results files (CPU, cores and accelerator), or that none is
+    recorded."""
+    named = {
+        f"{m['cpu']}, {m['cores']} cores"
+        + (f", {m['accelerator']}" if m.get("accelerator") else "")
+        for data in files
+        if (m := data.get("machine"))
+    }
     unnamed = sum(1 for data in files if not data.get("machine"))
-    parts = sorted(named) + ([f"not recorded ({unnamed} file{'s' if unnamed > 1 else ''})"] if unnamed else [])
+    parts = sorted(named) + (
+        [f"not recorded ({unnamed} file{'s' if unnamed > 1 else ''})"] if unnamed else []
+    )
     return "; ".join(parts)
 
 
@@ -248,32 +348,44 @@ def benchmark_table(results: Path = RESULTS) -> str:
             else:
                 first_cell = _cell(first)
             speed = max(r["images_per_s"] for r in rows)
-            lines.append(f"| {target} | {method} | {first_cell} | {_cell(logits)} | {speed:,.0f} | {rows[0]['n_images']:,} |")
+            lines.append(
+                f"| {target} | {method} | {first_cell} | {_cell(logits)} | {speed:,.0f} | "
+                f"{rows[0]['n_images']:,} |"
+            )
     judge = m["judge"]
     return "\n".join(lines) + (
-        f"\n\nEach cell: PSNR (dB) / SSIM / re-classified by the target / re-classified by the independent judge "
-        f"`{judge['name']}` (test accuracy {judge['test_accuracy']:.2%}). Every block boundary, and the analytic "
-        f"inverses' chosen ridges, are in [the notebook](notebooks/07_inversion_benchmark.ipynb) and "
-        f"[its JSON](results/07_inversion_benchmark.json).")
+        f"\n\nEach cell: PSNR (dB) / SSIM / re-classified by the target / re-classified by the "
+        f"independent judge `{judge['name']}` (test accuracy {judge['test_accuracy']:.2%}). Every "
+        f"block boundary, and the analytic inverses' chosen ridges, are in [the "
+        f"notebook](notebooks/07_inversion_benchmark.ipynb) and [its "
+        f"JSON](results/07_inversion_benchmark.json)."
+    )
 
 
 def results_section(results: Path = RESULTS) -> str:
     """The generated results block of README."""
     data = read("07_inversion_benchmark", results)
     device = data["params"].get("device", "?") if data else "?"
-    return "\n\n".join([
-        "## Results: every method side by side",
-        "Measured by [notebook 07](notebooks/07_inversion_benchmark.ipynb) on the 10 000 MNIST test images "
-        f"(optimisation, the slowest, on the first `opt_images`), device `{device}`; images/s is the inversion "
-        "alone, from the fastest block boundary.",
-        benchmark_table(results),
-        "![The same 8 test digits under every method, inverted from block 1](assets/07_gallery_block1.png)",
-        "![The same 8 test digits under every method, inverted from the logits](assets/07_gallery_logits.png)",
-        "![Quality against speed](assets/07_quality_vs_speed.png)",
-    ])
+    return "\n\n".join(
+        [
+            "## Results: every method side by side",
+            "Measured by [notebook 07](notebooks/07_inversion_benchmark.ipynb) on the 10 000 MNIST "
+            "test images "
+            f"(optimisation, the slowest, on the first `opt_images`), device `{device}`; images/s "
+            f"is the inversion "
+            "alone, from the fastest block boundary.",
+            benchmark_table(results),
+            "![The same 8 test digits under every method, inverted from block "
+            "1](assets/07_gallery_block1.png)",
+            "![The same 8 test digits under every method, inverted from the "
+            "logits](assets/07_gallery_logits.png)",
+            "![Quality against speed](assets/07_quality_vs_speed.png)",
+        ]
+    )
 
 
-# --- does it generalise? ------------------------------------------------------------------------------------
+# --- does it generalise?
+# ------------------------------------------------------------------------------------
 
 DATASET_TITLES = {name: s.title for name, s in SPECS.items()}  # one source: data.SPECS
 SECOND = "fashion_mnist"
@@ -295,7 +407,8 @@ def _claim_01(m: dict) -> tuple[str, bool]:
     t = m["targets"]
     low = min(t, key=lambda n: t[n]["test_accuracy"])
     ok = all(v["test_accuracy"] >= v.get("floor", 0) for v in t.values())
-    return f"{min(v['test_accuracy'] for v in t.values()):.2%}–{max(v['test_accuracy'] for v in t.values()):.2%} (lowest `{low}`)", ok
+    accuracies = [v["test_accuracy"] for v in t.values()]
+    return f"{min(accuracies):.2%}–{max(accuracies):.2%} (lowest `{low}`)", ok
 
 
 def _claim_02_exact(m: dict) -> tuple[str, bool]:
@@ -311,22 +424,32 @@ def _claim_02_null(m: dict) -> tuple[str, bool]:
 def _claim_07_prior(m: dict) -> tuple[str, bool]:
     prior = find_row(m["rows"], method=PRIOR, target="mlp_leaky", depth=1)
     pinv = find_row(m["rows"], method=PINV, target="mlp_leaky", depth=1)
-    return (f"{prior['psnr']:.1f} dB {_ci(prior['psnr_ci'])} vs pinv {pinv['psnr']:.1f} dB {_ci(pinv['psnr_ci'])}",
-            prior["psnr_ci"][0] > pinv["psnr_ci"][1])
+    return (
+        f"{prior['psnr']:.1f} dB {_ci(prior['psnr_ci'])} vs pinv {pinv['psnr']:.1f} dB "
+        f"{_ci(pinv['psnr_ci'])}",
+        prior["psnr_ci"][0] > pinv["psnr_ci"][1],
+    )
 
 
 def _claim_03(m: dict) -> tuple[str, bool]:
     o = m["opinion"]
     n = o["misclassified_originals"]
-    pred, true = _wilson(o["misclassified_as_prediction"], n), _wilson(o["misclassified_as_true_label"], n)
-    return (f"{o['misclassified_as_prediction']:.0%} {_ci(pred, fmt='.0%')} as the prediction vs "
-            f"{o['misclassified_as_true_label']:.0%} {_ci(true, fmt='.0%')} as the label (n = {n})", pred[0] > true[1])
+    pred, true = (
+        _wilson(o["misclassified_as_prediction"], n),
+        _wilson(o["misclassified_as_true_label"], n),
+    )
+    return (
+        f"{o['misclassified_as_prediction']:.0%} {_ci(pred, fmt='.0%')} as the prediction vs "
+        f"{o['misclassified_as_true_label']:.0%} {_ci(true, fmt='.0%')} as the label (n = {n})",
+        pred[0] > true[1],
+    )
 
 
 def _claim_04_zero_shot(target: str, depth: int) -> Callable[[dict], tuple[str, bool]]:
     def claim(m: dict) -> tuple[str, bool]:  # the one definition: claims.zero_shot.zero_shot_close
         found = zero_shot.zero_shot_close(m, target, depth, ZERO_SHOT_GAP_DB)
         return found.text.split(": ", 1)[1], found.holds
+
     return claim
 
 
@@ -334,50 +457,109 @@ def _claim_04_ceiling(m: dict) -> tuple[str, bool]:
     cells, ok = [], True
     for name, c in m["logit_ceiling"].items():
         ci = c["refined"]["reclass_ci"]
-        cells.append(f"`{name}` {c['refined']['reclass']:.1%} {_ci(ci, fmt='.1%')} (accuracy {c['target_accuracy']:.1%})")
+        cells.append(
+            f"`{name}` {c['refined']['reclass']:.1%} {_ci(ci, fmt='.1%')} (accuracy "
+            f"{c['target_accuracy']:.1%})"
+        )
         ok &= ci[1] >= c["target_accuracy"] - 0.005
     return "; ".join(cells), ok
 
 
 def _claim_05(m: dict) -> tuple[str, bool]:
     r = m["routes"]
-    return (f"naive {r['faithful_pinv']['psnr']:.1f} dB, optimised {r['optimised_from_zero']['psnr']:.1f} dB, encoder "
-            f"{r['encoder']['psnr']:.1f} dB", r["faithful_pinv"]["psnr"] < r["encoder"]["psnr"] - 6
-            and r["optimised_from_zero"]["psnr"] > r["encoder"]["psnr"] - 1.5)
+    return (
+        f"naive {r['faithful_pinv']['psnr']:.1f} dB, optimised "
+        f"{r['optimised_from_zero']['psnr']:.1f} dB, encoder {r['encoder']['psnr']:.1f} dB",
+        r["faithful_pinv"]["psnr"] < r["encoder"]["psnr"] - 6
+        and r["optimised_from_zero"]["psnr"] > r["encoder"]["psnr"] - 1.5,
+    )
 
 
 def _claim_07_matching(m: dict) -> tuple[str, bool]:
-    found = {t: find_row(m["rows"], method=MATCHING, target=t, depth=1) for t in ("cnn_nopool", "cnn_pool")}
-    return ("; ".join(f"`{t}` {r['psnr']:.0f} dB {_ci(r['psnr_ci'], fmt='.0f')}" for t, r in found.items()),
-            all(r["psnr_ci"][0] >= RECOVERED_DB for r in found.values()))
+    found = {
+        t: find_row(m["rows"], method=MATCHING, target=t, depth=1)
+        for t in ("cnn_nopool", "cnn_pool")
+    }
+    return (
+        "; ".join(
+            f"`{t}` {r['psnr']:.0f} dB {_ci(r['psnr_ci'], fmt='.0f')}" for t, r in found.items()
+        ),
+        all(r["psnr_ci"][0] >= RECOVERED_DB for r in found.values()),
+    )
 
 
 def _claim_07_judge(m: dict) -> tuple[str, bool]:
     logits = [r for r in m["rows"] if r["depth_is_logits"]]
     worst = max(logits, key=lambda r: r["reclass_target"] - r["reclass_independent"])
-    return (f"{worst['method']} on `{worst['target']}`: target {worst['reclass_target']:.0%} "
-            f"{_ci(worst['reclass_target_ci'], fmt='.0%')}, judge {worst['reclass_independent']:.0%}",
-            worst["reclass_independent"] < worst["reclass_target_ci"][0])
+    return (
+        f"{worst['method']} on `{worst['target']}`: target {worst['reclass_target']:.0%} "
+        f"{_ci(worst['reclass_target_ci'], fmt='.0%')}, judge {worst['reclass_independent']:.0%}",
+        worst["reclass_independent"] < worst["reclass_target_ci"][0],
+    )
 
 
 def _claim_08(m: dict) -> tuple[str, bool]:
-    return f"median {m['latency']['median_ms']:.0f} ms (gate {m['max_update_ms']:.0f} ms)", m["latency"]["median_ms"] <= m["max_update_ms"]
+    return f"median {m['latency']['median_ms']:.0f} ms (gate {m['max_update_ms']:.0f} ms)", m[
+        "latency"
+    ]["median_ms"] <= m["max_update_ms"]
 
 
-#: (notebook number, the claim as its conclusion makes it, the test of that claim on one dataset's metrics)
+#: (notebook number, the claim as its conclusion makes it, the test of that claim on one dataset's
+#: metrics)
 CLAIMS: list[tuple[str, str, Callable[[dict], tuple[str, bool]]]] = [
-    ("01", "every target clears its floor (MNIST: the recipes' margins; Fashion-MNIST: its README's benchmarks)", _claim_01),
-    ("02", f"square weights and `cnn_nopool`'s first conv block invert exactly (float32 error ≤ {EXACT_MAX_ABS_ERR:.0e})".replace("e-0", "e-"), _claim_02_exact),
+    (
+        "01",
+        "every target clears its floor (MNIST: the recipes' margins; Fashion-MNIST: its README's "
+        "benchmarks)",
+        _claim_01,
+    ),
+    (
+        "02",
+        f"square weights and `cnn_nopool`'s first conv block invert exactly (float32 error ≤ "
+        f"{EXACT_MAX_ABS_ERR:.0e})".replace("e-0", "e-"),
+        _claim_02_exact,
+    ),
     ("02", "a narrowing layer (`mlp_leaky`, 784 → 64) loses most of the image", _claim_02_null),
-    ("03", "reconstructions of misclassified images follow the network's opinion, not the label", _claim_03),
-    ("04", f"zero-shot within {ZERO_SHOT_GAP_DB:g} dB of real images at `cnn_pool`'s block 1 (every seed's 95 % interval)", _claim_04_zero_shot("cnn_pool", 1)),
-    ("04", f"zero-shot within {ZERO_SHOT_GAP_DB:g} dB of real images at `cnn_nopool`'s block 2 (every seed's 95 % interval)", _claim_04_zero_shot("cnn_nopool", 2)),
+    (
+        "03",
+        "reconstructions of misclassified images follow the network's opinion, not the label",
+        _claim_03,
+    ),
+    (
+        "04",
+        f"zero-shot within {ZERO_SHOT_GAP_DB:g} dB of real images at `cnn_pool`'s block 1 (every "
+        f"seed's 95 % interval)",
+        _claim_04_zero_shot("cnn_pool", 1),
+    ),
+    (
+        "04",
+        f"zero-shot within {ZERO_SHOT_GAP_DB:g} dB of real images at `cnn_nopool`'s block 2 (every "
+        f"seed's 95 % interval)",
+        _claim_04_zero_shot("cnn_nopool", 2),
+    ),
     ("04", "refined inversions from the logits reach the target's own accuracy", _claim_04_ceiling),
-    ("05", "the naive decoder inverse fails (≥ 6 dB below the encoder); optimising the latent comes within 1.5 dB", _claim_05),
-    ("07", "from `mlp_leaky`'s first layer the prior pre-image beats pinv (PSNR, intervals apart)", _claim_07_prior),
-    ("07", "feature matching (L-BFGS from grey, the benchmark's budget) recovers both CNNs' first blocks to float precision",
-     _claim_07_matching),
-    ("07", "the target accepts logit reconstructions that an independent judge rejects", _claim_07_judge),
+    (
+        "05",
+        "the naive decoder inverse fails (≥ 6 dB below the encoder); optimising the latent comes "
+        "within 1.5 dB",
+        _claim_05,
+    ),
+    (
+        "07",
+        "from `mlp_leaky`'s first layer the prior pre-image beats pinv (PSNR, intervals apart)",
+        _claim_07_prior,
+    ),
+    (
+        "07",
+        "feature matching (L-BFGS from grey, the benchmark's budget) recovers both CNNs' first "
+        "blocks to float precision",
+        _claim_07_matching,
+    ),
+    (
+        "07",
+        "the target accepts logit reconstructions that an independent judge rejects",
+        _claim_07_judge,
+    ),
     ("08", "one image's whole grid within the explorer's gate (`max_update_ms`)", _claim_08),
 ]
 
@@ -397,14 +579,19 @@ def generalise_table(results: Path = RESULTS) -> str:
                 holds.append(None)
                 continue
             try:
-                text, ok = test({**data["params"], **data["metrics"]})  # a gate's threshold is a parameter
+                # a gate's threshold is a parameter
+                text, ok = test({**data["params"], **data["metrics"]})
             except (KeyError, IndexError, TypeError, ValueError) as exc:
-                raise ResultsError(f"{folder / (stems[number] + '.json')}: lacks what README reads "
-                                   f"({type(exc).__name__}: {exc}); re-run the notebook") from None
+                raise ResultsError(
+                    f"{folder / (stems[number] + '.json')}: lacks what README reads "
+                    f"({type(exc).__name__}: {exc}); re-run the notebook"
+                ) from None
             cells.append(("✓ " if ok else "✗ ") + text)
             holds.append(ok)
         if None in holds:
-            verdict_text = f"{'only one dataset' if holds.count(None) == 1 else 'neither dataset'} run yet"
+            verdict_text = (
+                f"{'only one dataset' if holds.count(None) == 1 else 'neither dataset'} run yet"
+            )
         elif all(holds):
             verdict_text = "holds on both"
         elif holds[0]:
@@ -418,48 +605,71 @@ def generalise_table(results: Path = RESULTS) -> str:
     both = [c for c, h in outcomes if None not in h]
     held = [c for c, h in outcomes if None not in h and all(h)]
     failed = [c for c, h in outcomes if None not in h and h[0] and not h[1]]
-    summary = (f"\n\nOf {len(both)} claims tested on both datasets, {len(held)} hold on both"
-               + (f"; on {second} these do not: " + "; ".join(f"*{c}*" for c in failed) if failed else "") + "."
-               if both else "")
+    summary = (
+        f"\n\nOf {len(both)} claims tested on both datasets, {len(held)} hold on both"
+        + (f"; on {second} these do not: " + "; ".join(f"*{c}*" for c in failed) if failed else "")
+        + "."
+        if both
+        else ""
+    )
     return "\n".join(lines) + summary
 
 
 def privacy_section(results: Path = RESULTS) -> str:
-    """The generated 'split computing' block of README: notebook 09's answer on each dataset that ran it."""
-    blocks = ["## Split computing: what a server recovers, and what stops it",
-              "A device runs a network's first blocks and sends the features; an honest-but-curious server inverts them. "
-              "[Notebook 09](notebooks/09_split_computing_privacy.ipynb) attacks every split with five attackers and measures "
-              "six defences against an attacker who retrains on defended features."]
+    """The generated 'split computing' block of README: notebook 09's answer on each dataset that
+    ran it."""
+    blocks = [
+        "## Split computing: what a server recovers, and what stops it",
+        "A device runs a network's first blocks and sends the features; an honest-but-curious "
+        "server inverts them. [Notebook 09](notebooks/09_split_computing_privacy.ipynb) attacks "
+        "every split with five attackers and measures six defences against an attacker who "
+        "retrains on defended features.",
+    ]
     for name, folder in (("mnist", results), (SECOND, results / SECOND)):
         data = read("09_split_computing_privacy", folder)
         if data is None:
-            blocks.append(f"_Not run on {DATASET_TITLES[name]} yet: `make run NB=09"
-                          + (f" DATASET={name}`._" if name != "mnist" else "`._"))
+            blocks.append(
+                f"_Not run on {DATASET_TITLES[name]} yet: `make run NB=09"
+                + (f" DATASET={name}`._" if name != "mnist" else "`._")
+            )
             continue
         figure = "assets/" + ("" if name == "mnist" else f"{name}/") + "09_leaks.png"
         with reading(folder / "09_split_computing_privacy.json"):
             answer = privacy_answer(data["metrics"], DATASET_TITLES[name])
-        blocks.append(f"### {DATASET_TITLES[name]}\n\n" + answer
-                      + f"\n\n![What the server recovers from each split ({DATASET_TITLES[name]}): the strongest attack]({figure})")
+        blocks.append(
+            f"### {DATASET_TITLES[name]}\n\n"
+            + answer
+            + f"\n\n![What the server recovers from each split ({DATASET_TITLES[name]}): "
+            f"the strongest attack]({figure})"
+        )
     return "\n\n".join(blocks)
 
 
 def generalise_section(results: Path = RESULTS) -> str:
     """The generated 'does it generalise?' block of README."""
-    return "\n\n".join([
-        "## Does it generalise? MNIST and Fashion-MNIST",
-        "The same notebooks, the same architectures and the same code, run on a second dataset with "
-        "`make run DATASET=fashion_mnist` (executed copies in [notebooks/runs/fashion_mnist/](notebooks/runs/fashion_mnist/), "
-        "numbers in [results/fashion_mnist/](results/fashion_mnist/)). Each row is a claim one notebook's conclusion makes, "
-        "tested on each dataset's results file the way the notebook tests it (✓ holds, ✗ does not; brackets: 95 % intervals, "
-        "bootstrap over test images or Wilson for shares).",
-        generalise_table(results),
-    ])
+    return "\n\n".join(
+        [
+            "## Does it generalise? MNIST and Fashion-MNIST",
+            "The same notebooks, the same architectures and the same code, run on a second dataset "
+            "with `make run DATASET=fashion_mnist` (executed copies in "
+            "[notebooks/runs/fashion_mnist/](notebooks/runs/fashion_mnist/), numbers in "
+            "[results/fashion_mnist/](results/fashion_mnist/)). Each row is a claim one notebook's "
+            "conclusion makes, tested on each dataset's results file the way the notebook tests it "
+            "(✓ holds, ✗ does not; brackets: 95 % intervals, bootstrap over test images or Wilson "
+            "for shares).",
+            generalise_table(results),
+        ]
+    )
 
 
 def replace_block(text: str, name: str, body: str) -> str:
-    """``text`` with the block between ``<!-- name:begin -->`` and ``<!-- name:end -->`` replaced by ``body``."""
-    begin, end = f"<!-- {name}:begin (generated by scripts/readme_results.py from results/*.json; do not edit) -->", f"<!-- {name}:end -->"
+    """``text`` with the block between ``<!-- name:begin -->`` and ``<!-- name:end -->`` replaced
+    by ``body``."""
+    begin, end = (
+        f"<!-- {name}:begin (generated by scripts/readme_results.py from results/*.json; do not "
+        f"edit) -->",
+        f"<!-- {name}:end -->",
+    )
     pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if not pattern.search(text):
         raise SystemExit(f"README.md lacks the marker pair for '{name}':\n{begin}\n{end}")
@@ -467,12 +677,18 @@ def replace_block(text: str, name: str, body: str) -> str:
 
 
 def render(text: str, results: Path = RESULTS, github: str | None = None) -> str:
-    """README ``text`` with its generated blocks brought up to date with ``results`` (Colab links on ``github``).
+    """README ``text`` with its generated blocks brought up to date with ``results`` (Colab links
+    on ``github``).
 
     Raises:
-        ResultsError: a results file is unreadable or lacks what README reads (the message names it).
+        ResultsError: a results file is unreadable or lacks what README reads (the message names
+        it).
     """
-    table, general, privacy = notebook_table(results, github), generalise_section(results), privacy_section(results)
+    table, general, privacy = (
+        notebook_table(results, github),
+        generalise_section(results),
+        privacy_section(results),
+    )
     with reading(results / "07_inversion_benchmark.json"):
         section = results_section(results)
     text = replace_block(text, "notebooks", table)
@@ -484,7 +700,9 @@ def render(text: str, results: Path = RESULTS, github: str | None = None) -> str
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if README differs from the results files")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 if README differs from the results files"
+    )
     args = parser.parse_args(argv)
     text = README.read_text()
     try:
@@ -492,12 +710,16 @@ def main(argv: list[str] | None = None) -> int:
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    # a fresh clone of a fork still has the links of [tool.reversenet]: up to date if all of them point there
+    # a fresh clone of a fork still has the links of [tool.reversenet]: up to date if all of them
+    # point there
     if new == text or (args.check and render(text, github=config()[0]) == text):
         print("README.md is up to date with results/*.json")
         return 0
     if args.check:
-        print("README.md differs from results/*.json: run `make readme` (or `make run`, which ends with it).")
+        print(
+            "README.md differs from results/*.json: run `make readme` (or `make run`, which ends "
+            "with it)."
+        )
         return 1
     README.write_text(new)
     print("README.md updated from results/*.json")

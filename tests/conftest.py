@@ -11,7 +11,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def tmp_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Point ``project_root()`` (artifacts/, results/, assets/, data/) at a fresh temporary folder."""
+    """Point ``project_root()`` (artifacts/, results/, assets/, data/) at a fresh temporary
+    folder."""
     monkeypatch.setenv("REVERSENET_ROOT", str(tmp_path))
     return tmp_path
 

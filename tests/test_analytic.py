@@ -1,4 +1,5 @@
-"""Analytic inverses: each piece round-trips in float64, domain clamping is counted, errors are clear."""
+"""Analytic inverses: each piece round-trips in float64, domain clamping is counted, errors are
+clear."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ GEN = torch.Generator().manual_seed(0)
 
 @pytest.fixture(autouse=True)
 def _float64():
-    """Run every test here in float64 (round trips are checked to 1e-9), then restore the default."""
+    """Run every test here in float64 (round trips are checked to 1e-9), then restore the
+    default."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     yield
@@ -40,7 +42,15 @@ def _randn(*shape: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "layer",
-    [nn.Linear(7, 7), nn.Linear(5, 9), nn.LeakyReLU(0.1), nn.LeakyReLU(0.01), nn.Sigmoid(), nn.Tanh(), nn.Flatten()],
+    [
+        nn.Linear(7, 7),
+        nn.Linear(5, 9),
+        nn.LeakyReLU(0.1),
+        nn.LeakyReLU(0.01),
+        nn.Sigmoid(),
+        nn.Tanh(),
+        nn.Flatten(),
+    ],
     ids=lambda m: repr(m),
 )
 def test_each_piece_round_trips_random_inputs(layer: nn.Module) -> None:
@@ -98,7 +108,9 @@ def test_linear_input_stats_match_numpy_definitions() -> None:
         ("relu", [0.0, 2.0, -1.0], 1),
     ],
 )
-def test_domain_clamping_is_counted_and_finite(kind: str, values: list[float], expected_clamped: int) -> None:
+def test_domain_clamping_is_counted_and_finite(
+    kind: str, values: list[float], expected_clamped: int
+) -> None:
     inv = InverseActivation(kind, negative_slope=0.1, eps=1e-3)
     out = inv(torch.tensor(values))
     assert torch.isfinite(out).all()
@@ -122,7 +134,9 @@ def test_unsupported_layer_is_named() -> None:
     model = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(4))
     with pytest.raises(UnsupportedLayerError, match=r"Layer 1 \(BatchNorm1d.*no analytic inverse"):
         invert(model)
-    with pytest.raises(UnsupportedLayerError, match="MaxPool2d.*pooling indices.*invert_conv_relu_pool"):
+    with pytest.raises(
+        UnsupportedLayerError, match="MaxPool2d.*pooling indices.*invert_conv_relu_pool"
+    ):
         invert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2)), input_shape=(1, 8, 8))
     with pytest.raises(ValueError, match="needs input_shape"):
         invert(nn.Sequential(nn.Conv2d(1, 2, 3)), input_shape=None)
@@ -133,9 +147,12 @@ def test_unsupported_layer_is_named() -> None:
 def test_prior_inverse_and_choose_damping() -> None:
     torch.manual_seed(0)
     net = nn.Sequential(nn.Flatten(), nn.Linear(16, 4), nn.LeakyReLU(0.1), nn.Linear(4, 3))
-    # images that live near a 2-dimensional subspace: a prior learns it, the minimum-norm pre-image does not
+    # images that live near a 2-dimensional subspace: a prior learns it, the minimum-norm pre-image
+    # does not
     basis = torch.randn(2, 16)
-    images = (torch.randn(600, 2) @ basis + 0.01 * torch.randn(600, 16)).reshape(600, 1, 4, 4).sigmoid()
+    images = (
+        (torch.randn(600, 2) @ basis + 0.01 * torch.randn(600, 16)).reshape(600, 1, 4, 4).sigmoid()
+    )
     priors = linear_input_stats(net, images[:500])
     prefix = net[:3]  # invert from the hidden layer: the prior of layer 3 must be ignored
     inverse = prior_inverse(prefix, priors, damping=1e-3, input_shape=(1, 4, 4))
@@ -144,15 +161,24 @@ def test_prior_inverse_and_choose_damping() -> None:
     assert set(sweep) == {1e-6, 1e-3, 1.0, 1e3} and best == max(sweep, key=sweep.get)
     plain = invert(prefix, input_shape=(1, 4, 4))
     held_out = images[500:]
-    err_prior = (prior_inverse(prefix, priors, best, (1, 4, 4))(prefix(held_out)) - held_out).pow(2).mean()
+    err_prior = (
+        (prior_inverse(prefix, priors, best, (1, 4, 4))(prefix(held_out)) - held_out).pow(2).mean()
+    )
     err_pinv = (plain(prefix(held_out)) - held_out).pow(2).mean()
     assert err_prior < err_pinv / 10
     with pytest.raises(ValueError, match="empty"):
         choose_damping(prefix, priors, held_out, [])
 
 
-@pytest.mark.parametrize("conv", [nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(1, 8, 4, stride=2, padding=1),
-                                  nn.Conv2d(2, 6, 3, padding=1, bias=False)], ids=repr)
+@pytest.mark.parametrize(
+    "conv",
+    [
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.Conv2d(1, 8, 4, stride=2, padding=1),
+        nn.Conv2d(2, 6, 3, padding=1, bias=False),
+    ],
+    ids=repr,
+)
 def test_an_injective_convolution_inverts_exactly(conv: nn.Conv2d) -> None:
     conv = conv.double()
     x = _randn(16, conv.in_channels, 8, 8)
@@ -173,7 +199,9 @@ def test_conv_matrix_is_the_convolution() -> None:
 
 
 def test_a_narrowing_convolution_gives_a_pre_image() -> None:
-    conv = nn.Conv2d(1, 2, 4, stride=2, padding=1).double()  # 8x8 -> 2x4x4: 32 features for 64 pixels
+    conv = nn.Conv2d(
+        1, 2, 4, stride=2, padding=1
+    ).double()  # 8x8 -> 2x4x4: 32 features for 64 pixels
     x = _randn(8, 1, 8, 8)
     inverse = invert(nn.Sequential(conv), input_shape=(1, 8, 8))
     with torch.no_grad():
@@ -203,7 +231,8 @@ def test_conv_relu_pool_inverts_given_the_indices() -> None:
 
 @pytest.mark.parametrize("shape", [(100, 784), (784, 100), (64, 64), (30, 30)])
 def test_pinv_and_rank_match_torch_linalg(shape: tuple[int, int]) -> None:
-    """The thin-SVD pseudo-inverse is torch.linalg.pinv's (rtol rule included), and its rank matrix_rank's."""
+    """The thin-SVD pseudo-inverse is torch.linalg.pinv's (rtol rule included), and its rank
+    matrix_rank's."""
     from reversenet_utils.analytic import pinv_and_rank
 
     torch.manual_seed(0)
@@ -212,12 +241,17 @@ def test_pinv_and_rank_match_torch_linalg(shape: tuple[int, int]) -> None:
         m[:, -5:] = m[:, :5]  # rank 25: the small singular values are dropped
     inverse, rank = pinv_and_rank(m)
     assert torch.allclose(inverse, torch.linalg.pinv(m, rtol=1e-10), atol=1e-10)
-    assert rank == int(torch.linalg.matrix_rank(m, rtol=1e-10)) == (25 if shape == (30, 30) else min(shape))
+    assert (
+        rank
+        == int(torch.linalg.matrix_rank(m, rtol=1e-10))
+        == (25 if shape == (30, 30) else min(shape))
+    )
 
 
 def test_linear_input_stats_float32_products_keep_a_large_mean_precise() -> None:
-    """Float32 products around a provisional mean: the covariance of inputs far from zero (mean 50, sd 1) stays
-    within 1e-5 of float64's, where raw float32 second moments would lose it to cancellation."""
+    """Float32 products around a provisional mean: the covariance of inputs far from zero (mean 50,
+    sd 1) stays within 1e-5 of float64's, where raw float32 second moments would lose it to
+    cancellation."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
     images = 50 + torch.randn(5000, 1, 4, 4)
@@ -229,12 +263,14 @@ def test_linear_input_stats_float32_products_keep_a_large_mean_precise() -> None
 
 
 def test_boundary_inverses_equal_each_prefix_inverted_on_its_own() -> None:
-    """boundary_inverses builds the inverses once and slices them: the same maps as prior_inverse / invert of each
-    prefix, the ridge chosen on the held-out images recorded as .damping."""
+    """boundary_inverses builds the inverses once and slices them: the same maps as prior_inverse /
+    invert of each prefix, the ridge chosen on the held-out images recorded as .damping."""
     from reversenet_utils.analytic import boundary_inverses, choose_damping
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.LeakyReLU(0.1), nn.Linear(32, 10)).requires_grad_(False)
+    net = nn.Sequential(
+        nn.Flatten(), nn.Linear(784, 32), nn.LeakyReLU(0.1), nn.Linear(32, 10)
+    ).requires_grad_(False)
     images = torch.rand(600, 1, 28, 28)
     grid = (1e-3, 1e-1, 1.0)
     found = boundary_inverses(net, [3, 4], images[:500], images[500:], grid)

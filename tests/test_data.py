@@ -35,7 +35,7 @@ def test_write_idx_is_read_back_by_torchvision(tmp_path: Path) -> None:
 
 def test_restricted_unpickler_rebuilds_numpy_arrays() -> None:
     arrays = ((np.linspace(0, 1, 6, dtype=np.float32).reshape(2, 3), np.arange(2)),)
-    (x, y), = restricted_loads(pickle.dumps(arrays, protocol=2))
+    ((x, y),) = restricted_loads(pickle.dumps(arrays, protocol=2))
     np.testing.assert_array_equal(x, arrays[0][0])
     np.testing.assert_array_equal(y, arrays[0][1])
 
@@ -80,7 +80,18 @@ def test_real_mnist_is_complete_and_verified(real_raw: Path) -> None:
     train, test = load_mnist("train", root=root), load_mnist("test", root=root)
     assert train.images.shape == (60_000, 1, 28, 28) and test.images.shape == (10_000, 1, 28, 28)
     assert train.images.min() == 0 and train.images.max() == 1
-    assert torch.bincount(test.labels).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    assert torch.bincount(test.labels).tolist() == [
+        980,
+        1135,
+        1032,
+        1010,
+        982,
+        892,
+        958,
+        1028,
+        974,
+        1009,
+    ]
 
 
 def test_truncated_real_file_is_caught_and_repaired(real_raw: Path, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The explorer's logic without a browser: input conversion, drawing, the grid of reconstructions, rendering."""
+"""The explorer's logic without a browser: input conversion, drawing, the grid of reconstructions,
+rendering."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import torch
 
 from reversenet_utils.analytic import invert
 from reversenet_utils.explore import (
-    FAST_METHODS, Explorer, Sketch, as_digit, depth_labels, feature_image, grid_figure, mnist_like, png, single_thread,
+    FAST_METHODS,
+    Explorer,
+    Sketch,
+    as_digit,
+    depth_labels,
+    feature_image,
+    grid_figure,
+    mnist_like,
+    png,
+    single_thread,
 )
 from reversenet_utils.models import TARGETS, build_target
 from reversenet_utils.progress import BATCH_ENV, progress_bar, widget_front_end
@@ -16,14 +26,23 @@ from reversenet_utils.progressive import InverseChain, chain_label, split_blocks
 
 
 def _explorer() -> Explorer:
-    """mlp_leaky with random weights, its pseudo-inverses and an untrained chain: the grid's plumbing, fast."""
+    """mlp_leaky with random weights, its pseudo-inverses and an untrained chain: the grid's
+    plumbing, fast."""
     torch.manual_seed(0)
     net = build_target("mlp_leaky").eval().requires_grad_(False)
     ends = TARGETS["mlp_leaky"].block_ends
     chain = InverseChain(split_blocks(net, ends))
-    full = invert(net)  # the inverse of net[:end] is its last `end` layers (as Explorer.load builds them)
-    inverses = {("pinv", "mlp_leaky", k): full[len(net) - end:] for k, end in enumerate(ends, start=1)}
-    inverses.update({(chain_label("real"), "mlp_leaky", k): (lambda f, k=k: chain(f, k)) for k in range(1, len(ends) + 1)})
+    # the inverse of net[:end] is its last `end` layers (as Explorer.load builds them)
+    full = invert(net)
+    inverses = {
+        ("pinv", "mlp_leaky", k): full[len(net) - end :] for k, end in enumerate(ends, start=1)
+    }
+    inverses.update(
+        {
+            (chain_label("real"), "mlp_leaky", k): (lambda f, k=k: chain(f, k))
+            for k in range(1, len(ends) + 1)
+        }
+    )
     return Explorer({"mlp_leaky": net}, inverses)
 
 
@@ -33,9 +52,17 @@ def test_the_grid_holds_every_method_target_and_depth() -> None:
     x = torch.zeros(28, 28)
     x[6:22, 12:16] = 1.0  # a "1"
     grid = explorer.run(x)
-    assert explorer.methods == ["pinv", chain_label("real")]  # in FAST_METHODS' order, only those given
-    assert set(grid.reconstructions) == {(m, "mlp_leaky", k) for m in explorer.methods for k in range(1, 4)}
-    assert all(r.shape == (28, 28) and 0 <= r.min() and r.max() <= 1 for r in grid.reconstructions.values())
+    # in FAST_METHODS' order, only those given
+    assert explorer.methods == [
+        "pinv",
+        chain_label("real"),
+    ]
+    assert set(grid.reconstructions) == {
+        (m, "mlp_leaky", k) for m in explorer.methods for k in range(1, 4)
+    }
+    assert all(
+        r.shape == (28, 28) and 0 <= r.min() and r.max() <= 1 for r in grid.reconstructions.values()
+    )
     assert torch.allclose(grid.probabilities["mlp_leaky"].sum(), torch.tensor(1.0))
     assert {k for _, k in grid.features} == {1, 2, 3} and grid.seconds > 0
     # each cell is that method's inverse of that block's output, clipped
@@ -44,8 +71,12 @@ def test_the_grid_holds_every_method_target_and_depth() -> None:
     # another digit changes the probabilities and the pictures
     other = explorer.run(x.T.contiguous())
     assert not torch.equal(other.probabilities["mlp_leaky"], grid.probabilities["mlp_leaky"])
-    assert not torch.equal(other.reconstructions["pinv", "mlp_leaky", 1], grid.reconstructions["pinv", "mlp_leaky", 1])
-    assert set(explorer.run(x, methods=["pinv"]).reconstructions) == {("pinv", "mlp_leaky", k) for k in range(1, 4)}
+    assert not torch.equal(
+        other.reconstructions["pinv", "mlp_leaky", 1], grid.reconstructions["pinv", "mlp_leaky", 1]
+    )
+    assert set(explorer.run(x, methods=["pinv"]).reconstructions) == {
+        ("pinv", "mlp_leaky", k) for k in range(1, 4)
+    }
     with pytest.raises(ValueError, match="unknown methods"):
         explorer.run(x, methods=["magic"])
     fig = grid_figure(grid, explorer, depth="block 2")
@@ -73,7 +104,8 @@ def test_bad_digits_are_refused_with_the_fix() -> None:
 
 
 def test_pictures_become_centred_mnist_digits() -> None:
-    paper = np.full((200, 120, 3), 255, dtype=np.uint8)  # dark ink on white paper, off-centre, 0-255, RGB
+    # dark ink on white paper, off-centre, 0-255, RGB
+    paper = np.full((200, 120, 3), 255, dtype=np.uint8)
     paper[20:120, 10:40] = 0
     digit = mnist_like(paper)
     assert digit.shape == (28, 28) and digit.max() == 1 and digit.min() == 0

@@ -1,4 +1,5 @@
-"""Feature visualisation: objectives, hooks on in-place ReLUs, parameterisations, rendering, GIFs."""
+"""Feature visualisation: objectives, hooks on in-place ReLUs, parameterisations, rendering,
+GIFs."""
 
 from __future__ import annotations
 
@@ -34,10 +35,26 @@ def _tiny_cnn() -> nn.Sequential:
 def test_render_raises_the_objective_of_every_image() -> None:
     model = _tiny_cnn()
     objective = channel("2", [0, 3, 5])  # one channel per image, one optimisation
-    result = render(model, objective, batch=3, size=32, steps=100, lr=0.05, transform=robustness(pad=2, jitter=2))
+    result = render(
+        model,
+        objective,
+        batch=3,
+        size=32,
+        steps=100,
+        lr=0.05,
+        transform=robustness(pad=2, jitter=2),
+    )
     with torch.no_grad():  # the same seeded initial images, before any step
-        start = objective(activations(model, ImageParam(3, 32, generator=torch.Generator().manual_seed(0))(), ["2"]))
-    assert result.images.shape == (3, 3, 32, 32) and 0 <= result.images.min() and result.images.max() <= 1
+        start = objective(
+            activations(
+                model, ImageParam(3, 32, generator=torch.Generator().manual_seed(0))(), ["2"]
+            )
+        )
+    assert (
+        result.images.shape == (3, 3, 32, 32)
+        and 0 <= result.images.min()
+        and result.images.max() <= 1
+    )
     assert (result.objective > start).all() and result.objective.mean() > start.mean() + 0.02
     assert len(result.history) == 100 and not any(p.requires_grad for p in model.parameters())
 
@@ -56,11 +73,20 @@ def test_hooks_see_pre_relu_values_of_torchvision_vgg19() -> None:
 
 
 def test_objectives_compose_and_check_units() -> None:
-    acts = {"a": torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2), "output": torch.eye(2, 4)}
+    acts = {
+        "a": torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2),
+        "output": torch.eye(2, 4),
+    }
     mean_c1 = acts["a"][:, 1].flatten(1).mean(1)
     assert torch.allclose(channel("a", 1)(acts), mean_c1)
-    assert torch.allclose((channel("a", 1) - 0.5 * layer("a"))(acts), mean_c1 - 0.5 * acts["a"].pow(2).flatten(1).mean(1))
-    assert neuron("a", [0, 2])(acts).tolist() == [acts["a"][0, 0, 1, 1].item(), acts["a"][1, 2, 1, 1].item()]
+    assert torch.allclose(
+        (channel("a", 1) - 0.5 * layer("a"))(acts),
+        mean_c1 - 0.5 * acts["a"].pow(2).flatten(1).mean(1),
+    )
+    assert neuron("a", [0, 2])(acts).tolist() == [
+        acts["a"][0, 0, 1, 1].item(),
+        acts["a"][1, 2, 1, 1].item(),
+    ]
     assert class_logit([0, 1])(acts).tolist() == [1.0, 1.0]
     with pytest.raises(ValueError, match="3 channels"):
         channel("a", 7)(acts)
@@ -78,7 +104,12 @@ def test_parameterisations_give_images(kind: str, channels: int) -> None:
 
 def test_transforms_and_penalties() -> None:
     x = torch.rand(4, 3, 20, 20)
-    assert robustness()(x).shape == (4, 3, 32, 32)  # padded by 12 on every side, cropped by 8 + 4 like Lucid
+    assert robustness()(x).shape == (
+        4,
+        3,
+        32,
+        32,
+    )  # padded by 12 on every side, cropped by 8 + 4 like Lucid
     assert robustness(crop=False)(x).shape == (4, 3, 44, 44)
     assert robustness(pad=0, jitter=2, final_jitter=1, crop=False)(x).shape == x.shape
     # no jitter, scale or rotation: the one affine resampling is exactly the padding
@@ -120,23 +151,35 @@ def test_offline_fallback_is_efficientnet_lite0_and_says_why(tmp_path, monkeypat
     assert net.name == "efficientnet-lite0" and len(net.categories) == 1000
     assert "downloading is off" in capsys.readouterr().out
     with torch.no_grad():
-        acts = activations(net.model, net.preprocess(torch.rand(1, 3, 96, 96)), [net.early, net.late])
+        acts = activations(
+            net.model, net.preprocess(torch.rand(1, 3, 96, 96)), [net.early, net.late]
+        )
     assert acts["output"].shape == (1, 1000) and acts[net.early].shape[1] < acts[net.late].shape[1]
 
 
 class _PaddedConv(nn.Conv2d):
-    """A Conv2d subclass that calls F.conv2d on its own weight (as EfficientNet's static-padding convolutions do)."""
+    """A Conv2d subclass that calls F.conv2d on its own weight (as EfficientNet's static-padding
+    convolutions do)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (1, 1, 1, 1)), self.weight, self.bias)
+        return torch.nn.functional.conv2d(
+            torch.nn.functional.pad(x, (1, 1, 1, 1)), self.weight, self.bias
+        )
 
 
 def _bn_net() -> nn.Sequential:
     torch.manual_seed(0)
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU6(),
-        _PaddedConv(8, 8, 3, bias=False), nn.BatchNorm2d(8, affine=False), nn.ReLU(),
-        nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(3),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU6(),
+        _PaddedConv(8, 8, 3, bias=False),
+        nn.BatchNorm2d(8, affine=False),
+        nn.ReLU(),
+        nn.Conv2d(8, 4, 1),
+        nn.BatchNorm2d(4),
+        nn.Flatten(),
+        nn.LazyLinear(3),
     )
     net(torch.rand(2, 3, 8, 8))  # materialise the lazy layer
     for m in net:
@@ -157,14 +200,20 @@ def test_folded_batchnorm_keeps_the_function_and_restores_the_model() -> None:
     with torch.no_grad():
         expected = net(x)
         with folded_batchnorm(net) as folded:
-            assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == 0  # all three, the subclass's too
+            # all three, the subclass's too
+            assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == 0
             assert isinstance(folded[1], nn.Identity) and folded[3].bias is not None
             assert torch.allclose(folded(x), expected, atol=1e-5)
-    assert isinstance(net[1], nn.BatchNorm2d) and net[3].bias is None and list(net.parameters()) == params
+    assert (
+        isinstance(net[1], nn.BatchNorm2d)
+        and net[3].bias is None
+        and list(net.parameters()) == params
+    )
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in before.items())
     with pytest.raises(RuntimeError, match="inside"), folded_batchnorm(net):
         raise RuntimeError("an error inside the block")
-    assert isinstance(net[4], nn.BatchNorm2d) and net[3].bias is None  # restored on the way out of an error too
+    # restored on the way out of an error too
+    assert isinstance(net[4], nn.BatchNorm2d) and net[3].bias is None
     with pytest.raises(ValueError, match="eval"), folded_batchnorm(net.train()):
         pass  # training mode normalises by batch statistics: nothing to fold
 
@@ -174,7 +223,8 @@ def test_folded_batchnorm_spares_recorded_convolutions_and_what_it_cannot_fold()
     x = torch.rand(2, 3, 8, 8)
     with torch.no_grad():
         conv_out = net[0](x)
-        with folded_batchnorm(net, keep=["0"]):  # an objective records the first convolution's own output
+        # an objective records the first convolution's own output
+        with folded_batchnorm(net, keep=["0"]):
             assert isinstance(net[1], nn.BatchNorm2d) and isinstance(net[4], nn.Identity)
             assert torch.equal(net[0](x), conv_out)
     plain = _tiny_cnn().eval()
@@ -197,8 +247,11 @@ def test_folded_batchnorm_spares_recorded_convolutions_and_what_it_cannot_fold()
 def test_render_through_a_folded_network_records_a_normalisation_layer() -> None:
     net = _bn_net()
     net.train()
-    result = render(net, channel("1", 0), batch=1, size=8, steps=3, transform=None)  # hooks the (folded) BatchNorm
-    assert isinstance(net[1], nn.BatchNorm2d) and net.training  # its normalisation and its mode are back
+    # hooks the (folded) BatchNorm
+    result = render(net, channel("1", 0), batch=1, size=8, steps=3, transform=None)
+    # its normalisation and its mode are back
+    assert isinstance(net[1], nn.BatchNorm2d) and net.training
     with torch.no_grad():
-        unfolded = channel("1", 0)(activations(net.eval(), result.images, ["1"]))  # the objective, plain network
+        # the objective, plain network
+        unfolded = channel("1", 0)(activations(net.eval(), result.images, ["1"]))
     assert torch.allclose(result.objective, unfolded, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Learned inverse weights: the squash, the inverse-weights module and loss, the decoder, class optimisation."""
+"""Learned inverse weights: the squash, the inverse-weights module and loss, the decoder, class
+optimisation."""
 
 from __future__ import annotations
 
@@ -49,7 +50,9 @@ def test_inverse_weights_learn_to_reconstruct() -> None:
     def loss_fn(idx: torch.Tensor) -> torch.Tensor:
         return inverse_weights_loss(images[idx], inverse(h2[idx]), inverse.last_hidden)
 
-    history = train_loop(inverse.parameters(), loss_fn, 256, epochs=20, batch_size=64, lr=0.05, optimizer="adagrad")
+    history = train_loop(
+        inverse.parameters(), loss_fn, 256, epochs=20, batch_size=64, lr=0.05, optimizer="adagrad"
+    )
     out = inverse(h2)
     assert out.shape == (256, 784) and torch.isfinite(out).all()
     assert history[-1]["loss"] * 256 / 64 < before  # the per-batch loss fell
@@ -64,7 +67,8 @@ def test_decoder_outputs_images() -> None:
 def test_optimise_hidden_for_classes_reaches_confidence() -> None:
     readout = nn.Linear(20, 10).requires_grad_(False)
     readout.weight.zero_()
-    readout.weight[:, :10] = 10 * torch.eye(10)  # class k reads hidden unit k: every class reachable
+    # class k reads hidden unit k: every class reachable
+    readout.weight[:, :10] = 10 * torch.eye(10)
     readout.bias.zero_()
     z, probs = optimise_hidden_for_classes(readout, 20, [0, 3, 9], steps=300, lr=1.0)
     assert z.shape == (3, 20)
@@ -76,7 +80,9 @@ def test_train_inverse_weights_keeps_confident_images_and_learns() -> None:
     torch.manual_seed(0)
     target = build_target("mlp_sigmoid").requires_grad_(False)
     images = torch.rand(200, 1, 28, 28) * (torch.rand(200, 1, 1, 1) > 0.5)
-    inverse, history, kept = train_inverse_weights(target, images, confidence_threshold=0.05, steps=40, batch_size=50, lr=0.05)
+    inverse, history, kept = train_inverse_weights(
+        target, images, confidence_threshold=0.05, steps=40, batch_size=50, lr=0.05
+    )
     assert kept == 200  # with ten classes every softmax maximum exceeds 0.1
     assert history[-1]["loss"] < history[0]["loss"] and not inverse.training
     assert inverse.sigmoid_inverse.seen == 0  # counters start clean for the caller

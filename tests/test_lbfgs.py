@@ -1,4 +1,5 @@
-"""The compact-form L-BFGS follows torch.optim.LBFGS iterate for iterate, and the faster form is chosen by size."""
+"""The compact-form L-BFGS follows torch.optim.LBFGS iterate for iterate, and the faster form is
+chosen by size."""
 
 import pytest
 import torch
@@ -24,10 +25,14 @@ def _problem(seed: int = 0, n: int = 40, dtype: torch.dtype = torch.float64):
 
 @pytest.mark.parametrize("history", [100, 3])  # 3: the ring of pairs wraps round many times
 def test_compact_form_follows_torch_lbfgs(history):
-    """Same iterates as torch's two-loop recursion (to rounding), over calls that resume where the last stopped."""
+    """Same iterates as torch's two-loop recursion (to rounding), over calls that resume where the
+    last stopped."""
     x1, c1 = _problem()
     x2, c2 = _problem()
-    torch_form, compact = TwoLoopLBFGS(x1, history, max_eval=75), CompactLBFGS(x2, history, max_eval=75)
+    torch_form, compact = (
+        TwoLoopLBFGS(x1, history, max_eval=75),
+        CompactLBFGS(x2, history, max_eval=75),
+    )
     for chunk in (1, 4, 15, 40):
         torch_form.step(c1, chunk)
         compact.step(c2, chunk)
@@ -37,7 +42,8 @@ def test_compact_form_follows_torch_lbfgs(history):
 
 
 def test_compact_form_in_float32_follows_torch_lbfgs():
-    """In float32 the pairs' inner products are solved in float64; the iterates stay near the recursion's."""
+    """In float32 the pairs' inner products are solved in float64; the iterates stay near the
+    recursion's."""
     x1, c1 = _problem(dtype=torch.float32)
     x2, c2 = _problem(dtype=torch.float32)
     TwoLoopLBFGS(x1, 10, max_eval=20).step(c1, 12)
@@ -70,7 +76,9 @@ def test_make_lbfgs_chooses_the_form_by_the_size_of_the_pairs(monkeypatch):
     assert isinstance(make_lbfgs(small, 10, 10), TwoLoopLBFGS)
 
 
-@pytest.mark.parametrize("kwargs, message", [({"history": 0}, "history"), ({"max_eval": 1.5}, "max_eval")])
+@pytest.mark.parametrize(
+    "kwargs, message", [({"history": 0}, "history"), ({"max_eval": 1.5}, "max_eval")]
+)
 def test_bad_settings_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         CompactLBFGS(torch.zeros(3, requires_grad=True), **kwargs)

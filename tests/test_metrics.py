@@ -39,19 +39,23 @@ def test_mse_in_float32_matches_float64_and_float64_inputs_keep_their_precision(
     y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
     reference = (y.double() - x.double()).pow(2).flatten(1).mean(1)
     assert torch.allclose(mse(y, x, per_image=True), reference, rtol=1e-5, atol=0)
-    # a float64 reconstruction 1e-4 off, below float32's resolution of its MSE differences: scored in float64
+    # a float64 reconstruction 1e-4 off, below float32's resolution of its MSE differences: scored
+    # in float64
     close = (x.double() + 1e-4 * torch.randn(x.shape, dtype=torch.float64)).clamp(0, 1)
     exact = 10 * torch.log10(1 / (close - x.double()).pow(2).flatten(1).mean(1))
     assert torch.allclose(psnr(close, x, per_image=True), exact, rtol=1e-9)
     report = reconstruction_report(x, y)
     assert report["mse"] == pytest.approx(reference.mean().item(), rel=1e-5)
-    assert report["psnr"] == pytest.approx(psnr(y, x), rel=1e-12) and report["ssim"] == pytest.approx(ssim(y, x), rel=1e-12)
+    assert report["psnr"] == pytest.approx(psnr(y, x), rel=1e-12) and report[
+        "ssim"
+    ] == pytest.approx(ssim(y, x), rel=1e-12)
 
 
 def test_ssim_is_one_for_identical_images_and_lower_otherwise() -> None:
     x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     assert ssim(x, x) == pytest.approx(1.0, abs=1e-6)
-    # a reconstruction exact to float precision of flat shapes (filled clothing): float32 rounding gives 1.00005
+    # a reconstruction exact to float precision of flat shapes (filled clothing): float32 rounding
+    # gives 1.00005
     g = torch.Generator().manual_seed(1)
     flat = torch.zeros(256, 1, 28, 28)
     flat[:, :, 4:24, 4:24] = torch.rand(256, 1, 1, 1, generator=g)
@@ -65,7 +69,12 @@ def test_ssim_is_one_for_identical_images_and_lower_otherwise() -> None:
 @pytest.mark.parametrize("metric", [mse, psnr, ssim])
 def test_metrics_refuse_nan_and_shape_mismatch(metric) -> None:
     x = torch.rand(2, 1, 28, 28)
-    for value in (math.nan, math.inf, -math.inf):  # a NaN spoils both ends of the range, an inf one of them
+    # a NaN spoils both ends of the range, an inf one of them
+    for value in (
+        math.nan,
+        math.inf,
+        -math.inf,
+    ):
         bad = x.clone()
         bad[0, 0, 0, 0] = bad[1, 0, 5, 5] = value
         with pytest.raises(ValueError, match="reconstruction holds 2 non-finite"):

@@ -30,9 +30,13 @@ from reversenet_utils.synthetic import random_strokes, structured_noise, synthes
 def _tiny() -> nn.Sequential:
     torch.manual_seed(0)
     return nn.Sequential(
-        nn.Conv2d(1, 4, 4, stride=2, padding=1), nn.LeakyReLU(0.1),  # block 1: 4 x 14 x 14
-        nn.Conv2d(4, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),  # block 2: 8 x 7 x 7
-        nn.Flatten(), nn.Linear(8 * 7 * 7, 10),  # block 3: logits
+        nn.Conv2d(1, 4, 4, stride=2, padding=1),
+        nn.LeakyReLU(0.1),  # block 1: 4 x 14 x 14
+        nn.Conv2d(4, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # block 2: 8 x 7 x 7
+        nn.Flatten(),
+        nn.Linear(8 * 7 * 7, 10),  # block 3: logits
     ).requires_grad_(False)
 
 
@@ -43,7 +47,11 @@ def test_split_blocks_and_features() -> None:
     x = torch.rand(3, 1, 28, 28)
     feats, indices = forward_features(blocks, x, with_indices=True)
     assert [tuple(f.shape[1:]) for f in feats] == [(1, 28, 28), (4, 14, 14), (8, 7, 7), (10,)]
-    assert torch.allclose(feats[-1], model(x)) and indices[0] is None and indices[1].shape == (3, 8, 7, 7)
+    assert (
+        torch.allclose(feats[-1], model(x))
+        and indices[0] is None
+        and indices[1].shape == (3, 8, 7, 7)
+    )
     for bad in ([2, 5], [5, 2, 7], []):
         with pytest.raises(ValueError, match="ends"):
             split_blocks(model, bad)
@@ -69,9 +77,11 @@ def test_invert_from_every_depth_matches_the_chain_in_any_chunking() -> None:
     x = torch.rand(7, 1, 28, 28)
     feats, indices = forward_features(blocks, x, with_indices=True)
     seconds: dict[int, float] = {}
-    out = invert_from_every_depth(chain, blocks, x, batch_size=3, seconds=seconds)  # chunks of 3, 3, 1
+    # chunks of 3, 3, 1
+    out = invert_from_every_depth(chain, blocks, x, batch_size=3, seconds=seconds)
     assert sorted(out) == [1, 2, 3]
-    assert sorted(seconds) == [1, 2, 3] and all(s > 0 for s in seconds.values())  # each depth's chain time
+    # each depth's chain time
+    assert sorted(seconds) == [1, 2, 3] and all(s > 0 for s in seconds.values())
     with torch.no_grad():
         for k, x_hat in out.items():
             assert torch.allclose(x_hat, chain(feats[k], k, indices), atol=1e-6)
@@ -83,27 +93,37 @@ def test_class_cycle_term_only_when_inverting_the_logits() -> None:
     x = torch.rand(4, 1, 28, 28)
     plain, with_class = LossWeights(1, 1, 1, 0), LossWeights(1, 1, 1, class_cycle=5)
     with torch.no_grad():
-        assert progressive_losses(chain, blocks, x, 2, with_class) == progressive_losses(chain, blocks, x, 2, plain)
-        extra = progressive_losses(chain, blocks, x, 3, with_class) - progressive_losses(chain, blocks, x, 3, plain)
-        # the extra term is 5 x the cross-entropy of the target's class of the original on the reconstruction
+        assert progressive_losses(chain, blocks, x, 2, with_class) == progressive_losses(
+            chain, blocks, x, 2, plain
+        )
+        extra = progressive_losses(chain, blocks, x, 3, with_class) - progressive_losses(
+            chain, blocks, x, 3, plain
+        )
+        # the extra term is 5 x the cross-entropy of the target's class of the original on the
+        # reconstruction
         logits = blocks[0](x)
         for block in blocks[1:]:
             logits = block(logits)
         again = chain(logits, 3)
         for block in blocks:
             again = block(again)
-        assert extra.item() == pytest.approx(5 * torch.nn.functional.cross_entropy(again, logits.argmax(1)).item(), rel=1e-5)
+        assert extra.item() == pytest.approx(
+            5 * torch.nn.functional.cross_entropy(again, logits.argmax(1)).item(), rel=1e-5
+        )
 
 
 def test_class_cycle_term_never_on_part_of_a_network() -> None:
-    """A chain of a split device (its last block a feature map, not the logits) has no class-decision term, and
-    asking for one there is refused rather than read as per-pixel classes."""
+    """A chain of a split device (its last block a feature map, not the logits) has no
+    class-decision term, and asking for one there is refused rather than read as per-pixel classes.
+    """
     blocks = split_blocks(_tiny(), [2, 5, 7])[:2]  # the device up to split 2: (8, 7, 7) features
     chain = InverseChain(blocks, hidden=8, hidden_dense=32)
     x = torch.rand(4, 1, 28, 28)
     plain, with_class = LossWeights(1, 1, 1, 0), LossWeights(1, 1, 1, class_cycle=5)
     with torch.no_grad():
-        assert progressive_losses(chain, blocks, x, 2, with_class, logits=False) == progressive_losses(chain, blocks, x, 2, plain)
+        assert progressive_losses(
+            chain, blocks, x, 2, with_class, logits=False
+        ) == progressive_losses(chain, blocks, x, 2, plain)
         with pytest.raises(ValueError, match=r"needs logits.*\(4, 8, 7, 7\).*logits=False"):
             progressive_losses(chain, blocks, x, 2, with_class)
 
@@ -121,7 +141,9 @@ def test_training_lowers_the_three_losses() -> None:
     chain = InverseChain(blocks, hidden=8, hidden_dense=32)
     data = structured_noise(256, torch.Generator().manual_seed(0))
     before = progressive_losses(chain, blocks, data, 2).item()
-    history = train_inverse_chain(chain, blocks, lambda idx: data[idx % 256], steps=60, batch_size=32, lr=5e-3)
+    history = train_inverse_chain(
+        chain, blocks, lambda idx: data[idx % 256], steps=60, batch_size=32, lr=5e-3
+    )
     assert len(history) == 1 and torch.isfinite(torch.tensor(history[0]["loss"]))
     with torch.no_grad():
         assert progressive_losses(chain, blocks, data, 2).item() < before
@@ -143,11 +165,16 @@ def test_random_strokes_are_thin_lines() -> None:
 
 
 def test_a_seed_draws_the_same_noise_as_before() -> None:
-    """The zero-shot chains' training stream is fixed by its seed: a faster sampler must draw the same images
-    (sums taken from the sampler of 2026-12-02, before unused curves moved to infinity). The tolerance is float32
-    rounding, which differs between CPUs' vector units (CI saw 2.5e-7 on 3758); another draw moves the sum by units."""
-    assert structured_noise(32, torch.Generator().manual_seed(0)).double().sum().item() == pytest.approx(3758.809689705623, abs=1e-3)
-    assert random_strokes(32, torch.Generator().manual_seed(0)).double().sum().item() == pytest.approx(3446.159947745639, abs=1e-3)
+    """The zero-shot chains' training stream is fixed by its seed: a faster sampler must draw the
+    same images (sums taken from the sampler of 2026-12-02, before unused curves moved to infinity).
+    The tolerance is float32 rounding, which differs between CPUs' vector units (CI saw 2.5e-7 on
+    3758); another draw moves the sum by units."""
+    assert structured_noise(
+        32, torch.Generator().manual_seed(0)
+    ).double().sum().item() == pytest.approx(3758.809689705623, abs=1e-3)
+    assert random_strokes(
+        32, torch.Generator().manual_seed(0)
+    ).double().sum().item() == pytest.approx(3446.159947745639, abs=1e-3)
 
 
 def test_synthesis_and_optimisation_inversion() -> None:
@@ -163,10 +190,15 @@ def test_synthesis_and_optimisation_inversion() -> None:
     x_hat = invert_by_optimisation(block, target, steps=150, lr=0.1, tv_weight=0.0)
     with torch.no_grad():
         assert ((block(x_hat) - target).norm() / target.norm()) < 0.3
-    # each image is optimised on its own: batches of 3 give the images of one batch of 8 (to float rounding)
+    # each image is optimised on its own: batches of 3 give the images of one batch of 8 (to float
+    # rounding)
     in_threes = invert_by_optimisation(block, target, steps=20, lr=0.1, batch_size=3)
-    torch.testing.assert_close(in_threes, invert_by_optimisation(block, target, steps=20, lr=0.1, batch_size=8),
-                               atol=1e-3, rtol=0)
+    torch.testing.assert_close(
+        in_threes,
+        invert_by_optimisation(block, target, steps=20, lr=0.1, batch_size=8),
+        atol=1e-3,
+        rtol=0,
+    )
 
 
 def test_total_variation() -> None:
@@ -181,7 +213,9 @@ def test_regime_sampler_draws_each_regime() -> None:
     real = torch.rand(20, 1, 28, 28)
     idx = torch.arange(8)
     batch = regime_sampler("real", generator=gen, real=real)(idx)
-    assert batch.shape == (8, 1, 28, 28) and all(any(torch.equal(b, r) for r in real) for b in batch)
+    assert batch.shape == (8, 1, 28, 28) and all(
+        any(torch.equal(b, r) for r in real) for b in batch
+    )
     noise = regime_sampler("noise", gen)(idx)
     assert noise.shape == (8, 1, 28, 28) and not any(torch.equal(n, r) for n in noise for r in real)
     with pytest.raises(ValueError, match="needs its images"):
@@ -194,34 +228,47 @@ def test_a_chain_is_trained_once_then_loaded_for_the_same_target_only(tmp_root) 
     net = _tiny()
     blocks = split_blocks(net, [2, 5, 7])
     sample = regime_sampler("noise", torch.Generator().manual_seed(0))
-    chain = load_or_train_chain("tiny", net, blocks, "real", 3, lambda idx: torch.rand(len(idx), 1, 28, 28), batch_size=4)
+    chain = load_or_train_chain(
+        "tiny", net, blocks, "real", 3, lambda idx: torch.rand(len(idx), 1, 28, 28), batch_size=4
+    )
     path = inverse_checkpoint("tiny", chain_label("real"))
     assert path.name == "tiny__progressive-real.pt" and path.is_file() and chain.meta["steps"] == 3
-    assert chain.meta["target"] == "tiny" and chain.meta["dataset"] == "mnist" and not chain.training
+    assert (
+        chain.meta["target"] == "tiny" and chain.meta["dataset"] == "mnist" and not chain.training
+    )
     untouched = path.stat().st_mtime_ns
-    loaded = load_or_train_chain("tiny", net, blocks, "real", 3, sample, batch_size=4)  # loaded, not retrained
+    # loaded, not retrained
+    loaded = load_or_train_chain("tiny", net, blocks, "real", 3, sample, batch_size=4)
     assert path.stat().st_mtime_ns == untouched
     f = torch.rand(2, 8, 7, 7)
     with torch.no_grad():
         assert torch.equal(loaded(f, 2), chain(f, 2))
-    retrained = _tiny()  # same shapes, other weights: a different target (or the same one retrained)
+    # same shapes, other weights: a different target (or the same one retrained)
+    retrained = _tiny()
     with torch.no_grad():
         retrained[0].weight.add_(0.1)
     with pytest.raises(CheckpointMismatchError, match="target_fingerprint.*re-run notebooks/04"):
-        load_or_train_chain("tiny", retrained, split_blocks(retrained, [2, 5, 7]), "real", 3, sample, batch_size=4)
+        load_or_train_chain(
+            "tiny", retrained, split_blocks(retrained, [2, 5, 7]), "real", 3, sample, batch_size=4
+        )
     assert path.stat().st_mtime_ns == untouched  # refused, and the saved inverse is kept
 
 
 def test_an_injective_leaky_conv_block_is_inverted_exactly_by_a_fitted_path() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(
-        nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.LeakyReLU(0.1),  # 784 -> 3136: injective, 64 weights >= 36 equations
-        nn.Flatten(), nn.Linear(16 * 14 * 14, 10),
+        nn.Conv2d(1, 16, 4, stride=2, padding=1),
+        nn.LeakyReLU(0.1),  # 784 -> 3136: injective, 64 weights >= 36 equations
+        nn.Flatten(),
+        nn.Linear(16 * 14 * 14, 10),
     ).requires_grad_(False)
     blocks = split_blocks(model, [2, 4])
     assert exact_path_applies(blocks[0], (1, 28, 28), (16, 14, 14))
-    assert not exact_path_applies(_tiny()[:2], (1, 28, 28), (4, 14, 14))  # 4 channels: 16 weights < 36 equations
-    assert not exact_path_applies(nn.Sequential(nn.Conv2d(1, 16, 4, 2, 1), nn.ReLU()), (1, 28, 28), (16, 14, 14))
+    # 4 channels: 16 weights < 36 equations
+    assert not exact_path_applies(_tiny()[:2], (1, 28, 28), (4, 14, 14))
+    assert not exact_path_applies(
+        nn.Sequential(nn.Conv2d(1, 16, 4, 2, 1), nn.ReLU()), (1, 28, 28), (16, 14, 14)
+    )
     chain = InverseChain(blocks)
     assert list(chain.exact) == ["0"] and InverseChain(blocks, exact=False).exact.keys() == set()
     x = structured_noise(8, torch.Generator().manual_seed(1))
@@ -232,7 +279,8 @@ def test_an_injective_leaky_conv_block_is_inverted_exactly_by_a_fitted_path() ->
     train_inverse_chain(chain, blocks, sample, steps=2, batch_size=4, exact_images=16)
     assert chain.exact["0"].is_exact and chain.exact["0"].fit_db > 100
     recovered = chain(f1, 1)
-    assert 10 * torch.log10(1 / (recovered - x).pow(2).mean()) > 80  # float32 precision, on images it never saw
+    # float32 precision, on images it never saw
+    assert 10 * torch.log10(1 / (recovered - x).pow(2).mean()) > 80
     # from deeper: the learned module of block 1 (the exact path would amplify the estimate's error)
     deeper = chain(model(x), 2)
     assert deeper.shape == x.shape and not torch.allclose(deeper, recovered)
@@ -240,13 +288,17 @@ def test_an_injective_leaky_conv_block_is_inverted_exactly_by_a_fitted_path() ->
 
 @pytest.mark.parametrize("unpool", [False, True])
 def test_losses_compute_the_first_module_once_and_equal_the_definition(unpool: bool) -> None:
-    """The chain's first module on the true f_k is shared by the block loss and the image loss: the loss and its
-    gradients equal those of the definition (each term evaluated on its own), with and without an exact path."""
+    """The chain's first module on the true f_k is shared by the block loss and the image loss: the
+    loss and its gradients equal those of the definition (each term evaluated on its own), with and
+    without an exact path."""
     import torch.nn.functional as F
 
     torch.manual_seed(0)
-    wide = nn.Sequential(nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.LeakyReLU(0.1), *_tiny()[2:]).requires_grad_(False)
-    wide[2] = nn.Conv2d(16, 8, 3, padding=1).requires_grad_(False)  # block 1 injective: an exact path
+    wide = nn.Sequential(
+        nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.LeakyReLU(0.1), *_tiny()[2:]
+    ).requires_grad_(False)
+    # block 1 injective: an exact path
+    wide[2] = nn.Conv2d(16, 8, 3, padding=1).requires_grad_(False)
     blocks = split_blocks(wide, [2, 5, 7])
     x = torch.rand(6, 1, 28, 28)
     assert exact_path_applies(blocks[0], (1, 28, 28), (16, 14, 14))
@@ -254,7 +306,10 @@ def test_losses_compute_the_first_module_once_and_equal_the_definition(unpool: b
         torch.manual_seed(1)
         chain = InverseChain(blocks, unpool=unpool, exact=exact)
         if exact:
-            assert chain.fit_exact(blocks, torch.rand(64, 1, 28, 28))[1] > 50 and chain.exact["0"].is_exact
+            assert (
+                chain.fit_exact(blocks, torch.rand(64, 1, 28, 28))[1] > 50
+                and chain.exact["0"].is_exact
+            )
         for k in (1, 2, 3):
             chain.zero_grad()
             loss = progressive_losses(chain, blocks, x, k)
@@ -264,22 +319,32 @@ def test_losses_compute_the_first_module_once_and_equal_the_definition(unpool: b
             feats, indices = forward_features(blocks, x, upto=k, with_indices=unpool)
             power = [f.pow(2).mean().clamp_min(1e-8) for f in feats]
             w = LossWeights()
-            block = sum(F.mse_loss(chain.step(j, feats[j + 1], indices), feats[j]) / power[j] for j in range(k))
+            block = sum(
+                F.mse_loss(chain.step(j, feats[j + 1], indices), feats[j]) / power[j]
+                for j in range(k)
+            )
             x_hat = chain(feats[k], k, indices)
             again = x_hat
             for b in blocks[:k]:
                 again = b(again)
-            ref = w.block * block + w.image * F.mse_loss(x_hat, x) / power[0] + w.cycle * F.mse_loss(again, feats[k]) / power[k]
+            ref = (
+                w.block * block
+                + w.image * F.mse_loss(x_hat, x) / power[0]
+                + w.cycle * F.mse_loss(again, feats[k]) / power[k]
+            )
             if k == len(blocks):
                 ref = ref + w.class_cycle * F.cross_entropy(again, feats[k].argmax(1))
             ref.backward()
             assert torch.allclose(loss, ref, rtol=1e-5), (k, exact, loss, ref)
             for g, p in zip(fast, chain.parameters()):
-                assert (g is None) == (p.grad is None) and (g is None or torch.allclose(g, p.grad, rtol=1e-4, atol=1e-6))
+                assert (g is None) == (p.grad is None) and (
+                    g is None or torch.allclose(g, p.grad, rtol=1e-4, atol=1e-6)
+                )
 
 
 def test_forward_features_in_chunks_equals_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A large batch runs in chunks (cache-friendly on a CPU): the same features and pooling indices."""
+    """A large batch runs in chunks (cache-friendly on a CPU): the same features and pooling
+    indices."""
     from reversenet_utils import progressive
 
     blocks = split_blocks(_tiny(), [2, 5, 7])
@@ -288,15 +353,27 @@ def test_forward_features_in_chunks_equals_one_batch(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(progressive, "FEATURE_CHUNK", 10)  # 10 + 10 + 5
     parts, parts_idx = forward_features(blocks, x, with_indices=True)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(whole, parts)) and len(parts) == 4
-    assert [i is None for i in parts_idx] == [True, False, True] and torch.equal(whole_idx[1], parts_idx[1])
+    assert [i is None for i in parts_idx] == [True, False, True] and torch.equal(
+        whole_idx[1], parts_idx[1]
+    )
     assert len(forward_features(blocks, x, upto=1)[0]) == 2
 
 
-@pytest.mark.parametrize("kernel, stride, padding, output_padding, size", [
-    (4, 2, 1, 0, 7), (3, 1, 1, 0, 5), (5, 2, 2, 1, 6), ((3, 2), (2, 1), (1, 0), (1, 0), 4), (2, 3, 0, 2, 3),
-])
-def test_transposed_conv_design_is_the_convolution_as_a_matrix(kernel, stride, padding, output_padding, size) -> None:
-    """Every output channel of the transposed convolution is the design matrix times that channel's weights."""
+@pytest.mark.parametrize(
+    "kernel, stride, padding, output_padding, size",
+    [
+        (4, 2, 1, 0, 7),
+        (3, 1, 1, 0, 5),
+        (5, 2, 2, 1, 6),
+        ((3, 2), (2, 1), (1, 0), (1, 0), 4),
+        (2, 3, 0, 2, 3),
+    ],
+)
+def test_transposed_conv_design_is_the_convolution_as_a_matrix(
+    kernel, stride, padding, output_padding, size
+) -> None:
+    """Every output channel of the transposed convolution is the design matrix times that channel's
+    weights."""
     torch.manual_seed(0)
     conv = nn.ConvTranspose2d(3, 2, kernel, stride, padding, output_padding, bias=False).double()
     z = torch.randn(2, 3, size, size + 1, dtype=torch.float64)

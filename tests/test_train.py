@@ -36,60 +36,102 @@ def test_unknown_target_names_the_known_ones() -> None:
         build_target("mlp_typo")
 
 
-def test_a_dataset_recipe_changes_only_its_own_dataset(tmp_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``TargetSpec.on`` applies a dataset's recipe; training on that dataset uses it, on another the default."""
+def test_a_dataset_recipe_changes_only_its_own_dataset(
+    tmp_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``TargetSpec.on`` applies a dataset's recipe; training on that dataset uses it, on another
+    the default."""
     from reversenet_utils import artifacts
 
     monkeypatch.setitem(artifacts._current, "dataset", "mnist")  # restored afterwards
-    tiny = TargetSpec(lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "tiny", epochs=1, lr=1e-2,
-                      dataset_recipes={"fashion_mnist": {"epochs": 2, "batch_size": 32}})
-    assert (tiny.on("fashion_mnist").epochs, tiny.on("fashion_mnist").batch_size, tiny.on("fashion_mnist").lr) == (2, 32, 1e-2)
-    assert tiny.on("mnist") == replace(tiny, dataset_recipes={}) and tiny.on("fashion_mnist").dataset_recipes == {}
+    tiny = TargetSpec(
+        lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
+        "tiny",
+        epochs=1,
+        lr=1e-2,
+        dataset_recipes={"fashion_mnist": {"epochs": 2, "batch_size": 32}},
+    )
+    assert (
+        tiny.on("fashion_mnist").epochs,
+        tiny.on("fashion_mnist").batch_size,
+        tiny.on("fashion_mnist").lr,
+    ) == (2, 32, 1e-2)
+    assert (
+        tiny.on("mnist") == replace(tiny, dataset_recipes={})
+        and tiny.on("fashion_mnist").dataset_recipes == {}
+    )
     monkeypatch.setitem(models.TARGETS, "tiny", tiny)
     split = _toy_split(64, 0)
     for dataset, (epochs, batch_size) in (("fashion_mnist", (2, 32)), ("mnist", (1, 128))):
         artifacts.use_dataset(dataset)
         _, meta = train.train_target("tiny", device="cpu", train=split, test=split)
-        assert (meta["epochs"], meta["batch_size"], meta["dataset"]) == (epochs, batch_size, dataset)
-    with pytest.raises(ValueError, match="may change epochs, lr, batch_size, channels_last, not seed"):
+        assert (meta["epochs"], meta["batch_size"], meta["dataset"]) == (
+            epochs,
+            batch_size,
+            dataset,
+        )
+    with pytest.raises(
+        ValueError, match="may change epochs, lr, batch_size, channels_last, not seed"
+    ):
         TargetSpec(tiny.build, "tiny", epochs=1, dataset_recipes={"fashion_mnist": {"seed": 3}})
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"epochs": 0}, "epochs=0; epochs must be a whole number >= 1"),
-    ({"epochs": 2.5}, "epochs=2.5; epochs must be"),
-    ({"batch_size": True}, "batch_size=True; batch_size must be"),
-    ({"lr": float("nan")}, "lr=nan; lr must be a finite number > 0"),
-    ({"lr": -1e-3}, "lr=-0.001"),
-    ({"channels_last": "yes"}, "channels_last='yes'; channels_last must be True or False"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"epochs": 0}, "epochs=0; epochs must be a whole number >= 1"),
+        ({"epochs": 2.5}, "epochs=2.5; epochs must be"),
+        ({"batch_size": True}, "batch_size=True; batch_size must be"),
+        ({"lr": float("nan")}, "lr=nan; lr must be a finite number > 0"),
+        ({"lr": -1e-3}, "lr=-0.001"),
+        ({"channels_last": "yes"}, "channels_last='yes'; channels_last must be True or False"),
+    ],
+)
 def test_a_recipe_refuses_values_it_cannot_train_with(change: dict, message: str) -> None:
     build = lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10))  # noqa: E731
-    with pytest.raises(ValueError, match=f"the recipe on 'fashion_mnist' sets {re.escape(message)}"):
+    with pytest.raises(
+        ValueError, match=f"the recipe on 'fashion_mnist' sets {re.escape(message)}"
+    ):
         TargetSpec(build, "tiny", epochs=1, dataset_recipes={"fashion_mnist": change})
     with pytest.raises(ValueError, match=f"the default recipe sets {re.escape(message)}"):
         TargetSpec(build, "tiny", **{"epochs": 1, **change})
 
 
 def test_a_channels_last_fit_learns_the_same_model_and_returns_it_in_the_standard_layout() -> None:
-    """The layout changes only the rounding: the same initialisation and batches give the same model to float error."""
+    """The layout changes only the rounding: the same initialisation and batches give the same
+    model to float error."""
+
     def conv() -> nn.Sequential:
         torch.manual_seed(0)
-        return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 14 * 14, 2))
+        return nn.Sequential(
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(8 * 14 * 14, 2),
+        )
 
     models_ = {layout: conv() for layout in (False, True)}
     for layout, model in models_.items():
-        train.fit(model, _toy_split(256, 0), None, epochs=1, lr=1e-3, batch_size=64, channels_last=layout)
+        train.fit(
+            model, _toy_split(256, 0), None, epochs=1, lr=1e-3, batch_size=64, channels_last=layout
+        )
     plain, channels_last = models_[False], models_[True]
     assert channels_last[0].weight.is_contiguous() and not channels_last.training
-    assert all(torch.allclose(p, q, atol=1e-4) for p, q in zip(plain.parameters(), channels_last.parameters()))
-    assert not all(torch.equal(p, q) for p, q in zip(plain.parameters(), conv().parameters()))  # it did train
+    assert all(
+        torch.allclose(p, q, atol=1e-4)
+        for p, q in zip(plain.parameters(), channels_last.parameters())
+    )
+    # it did train
+    assert not all(torch.equal(p, q) for p, q in zip(plain.parameters(), conv().parameters()))
 
 
 def test_fit_learns_and_reports_every_epoch() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 2))
-    history = train.fit(model, _toy_split(512, 0), _toy_split(256, 1), epochs=2, lr=1e-2, batch_size=64)
+    history = train.fit(
+        model, _toy_split(512, 0), _toy_split(256, 1), epochs=2, lr=1e-2, batch_size=64
+    )
     assert [row["epoch"] for row in history] == [1, 2]
     assert history[-1]["test_accuracy"] > 0.95
     assert history[-1]["loss"] < history[0]["loss"]
@@ -97,15 +139,23 @@ def test_fit_learns_and_reports_every_epoch() -> None:
         train.fit(model, _toy_split(8, 0), epochs=0)
 
 
-def test_load_target_trains_when_missing_then_loads(tmp_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    tiny = TargetSpec(lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "tiny", epochs=1, lr=1e-2)
+def test_load_target_trains_when_missing_then_loads(
+    tmp_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = TargetSpec(
+        lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "tiny", epochs=1, lr=1e-2
+    )
     monkeypatch.setitem(models.TARGETS, "tiny", tiny)
-    monkeypatch.setattr(train, "load_dataset", lambda split: _toy_split(256 if split == "train" else 64, 0))
+    monkeypatch.setattr(
+        train, "load_dataset", lambda split: _toy_split(256 if split == "train" else 64, 0)
+    )
     first = train.load_target("tiny", device="cpu")
     assert (tmp_root / "artifacts" / "targets" / "tiny.pt").is_file()
     assert first.meta["epochs"] == 1 and 0 <= first.meta["test_accuracy"] <= 1
     assert not any(p.requires_grad for p in first.parameters()) and not first.training
-    monkeypatch.setattr(train, "train_target", lambda *a, **k: pytest.fail("should load, not retrain"))
+    monkeypatch.setattr(
+        train, "train_target", lambda *a, **k: pytest.fail("should load, not retrain")
+    )
     second = train.load_target("tiny", device="cpu")
     assert torch.equal(first[1].weight, second[1].weight)
 
@@ -116,7 +166,8 @@ def test_load_target_without_training_says_which_notebook(tmp_root: Path) -> Non
 
 
 def test_predict_runs_cnns_channels_last_with_the_same_logits() -> None:
-    """predict's channels-last copy of a CNN gives the model's own logits; the model itself is left as it was."""
+    """predict's channels-last copy of a CNN gives the model's own logits; the model itself is left
+    as it was."""
     from reversenet_utils.models import build_target
     from reversenet_utils.train import predict
 
@@ -127,13 +178,16 @@ def test_predict_runs_cnns_channels_last_with_the_same_logits() -> None:
         expected = net.eval()(x)
     net.train()
     got = predict(net, x, batch_size=128)
-    assert torch.allclose(got, expected, atol=1e-4) and torch.equal(got.argmax(1), expected.argmax(1))
+    assert torch.allclose(got, expected, atol=1e-4) and torch.equal(
+        got.argmax(1), expected.argmax(1)
+    )
     assert net.training and all(p.is_contiguous() for p in net.parameters())
 
 
 def test_the_targets_max_pooling_is_torch_s_with_and_without_gradients() -> None:
-    """models.MaxPool2d's no-gradient path (two maxima of strided views) gives F.max_pool2d's values, NaN included;
-    with gradients it is nn.MaxPool2d's, so the backward routes to the same positions."""
+    """models.MaxPool2d's no-gradient path (two maxima of strided views) gives F.max_pool2d's
+    values, NaN included; with gradients it is nn.MaxPool2d's, so the backward routes to the same
+    positions."""
     from reversenet_utils.models import MaxPool2d
 
     pool = MaxPool2d(2)
@@ -142,7 +196,9 @@ def test_the_targets_max_pooling_is_torch_s_with_and_without_gradients() -> None
     with torch.no_grad():
         fast = pool(x)
     reference = torch.nn.functional.max_pool2d(x, 2)
-    assert torch.equal(fast.isnan(), reference.isnan()) and torch.equal(fast.nan_to_num(), reference.nan_to_num())
+    assert torch.equal(fast.isnan(), reference.isnan()) and torch.equal(
+        fast.nan_to_num(), reference.nan_to_num()
+    )
     odd = torch.rand(2, 1, 7, 7)  # an odd size, another stride: nn.MaxPool2d's own path
     with torch.no_grad():
         assert torch.equal(pool(odd), torch.nn.functional.max_pool2d(odd, 2))

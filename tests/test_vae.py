@@ -37,9 +37,16 @@ def _widening_decoder() -> nn.Sequential:
 def test_trace_of_a_widening_decoder_on_its_own_outputs_is_exact() -> None:
     decoder = _widening_decoder()
     z = torch.randn(50, 3, dtype=torch.float64) * 0.5
-    z_back, trace = inversion_trace(decoder, invert(decoder, input_shape=None, eps=1e-15), decoder(z))
+    z_back, trace = inversion_trace(
+        decoder, invert(decoder, input_shape=None, eps=1e-15), decoder(z)
+    )
     assert (z_back - z).abs().max() < 1e-9
-    assert [r["step"] for r in trace] == ["0: Sigmoid^-1", "1: Linear^-1", "2: Tanh^-1", "3: Linear^-1"]
+    assert [r["step"] for r in trace] == [
+        "0: Sigmoid^-1",
+        "1: Linear^-1",
+        "2: Tanh^-1",
+        "3: Linear^-1",
+    ]
     assert all(r.get("residual", 0) < 1e-9 and r.get("clamped", 0) == 0 for r in trace)
 
 
@@ -60,7 +67,9 @@ def test_optimise_preimage_fits_the_decoder_output() -> None:
     def bce(recon: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy(recon, goal, reduction="none").sum(1)
 
-    z = optimise_preimage(decoder, target, torch.zeros_like(z_true), bce, steps=300, lr=0.05, batch_size=16)
+    z = optimise_preimage(
+        decoder, target, torch.zeros_like(z_true), bce, steps=300, lr=0.05, batch_size=16
+    )
     assert z.shape == z_true.shape
     with torch.no_grad():
         assert (decoder(z) - target).abs().max() < 0.02

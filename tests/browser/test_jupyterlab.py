@@ -1,4 +1,5 @@
-"""A person's path through the project: JupyterLab in a real browser, Run All, no errors (``make test-browser``).
+"""A person's path through the project: JupyterLab in a real browser, Run All, no errors (``make
+test-browser``).
 
 Starts JupyterLab on a free loopback port, opens a notebook in headless Chromium (Debian's
 ``/usr/bin/chromium``, driven by Playwright), runs every cell from the *Run* menu, waits until the
@@ -27,8 +28,18 @@ from pathlib import Path
 
 import pytest
 
-from helpers_browser import REPO, chromium_page, free_port, lab_command, make_root, notebook_path, open_notebook, prompts, \
-    run_all, server
+from helpers_browser import (
+    REPO,
+    chromium_page,
+    free_port,
+    lab_command,
+    make_root,
+    notebook_path,
+    open_notebook,
+    prompts,
+    run_all,
+    server,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -38,7 +49,8 @@ RUN_TIMEOUT_S = 900  # the whole notebook, from Run All to the last cell
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """A JupyterLab server on 127.0.0.1 serving a temporary project root with a copy of the notebook."""
+    """A JupyterLab server on 127.0.0.1 serving a temporary project root with a copy of the
+    notebook."""
     book = notebook_path(NOTEBOOK_NUMBER)
     root = make_root(tmp_path_factory.mktemp("lab"), book)
     port, token = free_port(), "reversenet-browser-test"
@@ -52,7 +64,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 def test_run_all_cells_in_jupyterlab(lab: dict) -> None:
     stem = Path(lab["notebook"]).stem
-    shot = Path(os.environ.get("BROWSER_SCREENSHOT", REPO / "artifacts" / "browser" / f"{stem}.png"))
+    shot = Path(
+        os.environ.get("BROWSER_SCREENSHOT", REPO / "artifacts" / "browser" / f"{stem}.png")
+    )
     shot.parent.mkdir(parents=True, exist_ok=True)
     console: list[str] = []
     with chromium_page(console) as page:
@@ -64,33 +78,67 @@ def test_run_all_cells_in_jupyterlab(lab: dict) -> None:
             while True:  # done when every code cell has a number and the kernel is idle again
                 texts = prompts(page)
                 numbered = sum(bool(re.fullmatch(r"\[\d+\]:", t)) for t in texts)
-                idle = page.query_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']") is not None
-                errors = page.query_selector_all(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] pre")
-                tracebacks = [e.inner_text() for e in errors if "Traceback" in e.inner_text() or "Error" in e.inner_text()]
+                idle = (
+                    page.query_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']")
+                    is not None
+                )
+                errors = page.query_selector_all(
+                    ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr'] pre"
+                )
+                tracebacks = [
+                    e.inner_text()
+                    for e in errors
+                    if "Traceback" in e.inner_text() or "Error" in e.inner_text()
+                ]
                 if (numbered == n_code and idle) or tracebacks:
                     break
-                if idle and "[*]:" not in texts and numbered < n_code and time.monotonic() - start > 30:
+                if (
+                    idle
+                    and "[*]:" not in texts
+                    and numbered < n_code
+                    and time.monotonic() - start > 30
+                ):
                     raise AssertionError(f"the kernel went idle with cells left unrun: {texts}")
-                assert time.monotonic() - start < RUN_TIMEOUT_S, f"still running after {RUN_TIMEOUT_S} s: {texts}"
+                assert time.monotonic() - start < RUN_TIMEOUT_S, (
+                    f"still running after {RUN_TIMEOUT_S} s: {texts}"
+                )
                 time.sleep(1)
             seconds = time.monotonic() - start
             page.keyboard.press("Control+s")
-            page.wait_for_function("() => !document.title.startsWith('*') && !document.querySelector('.jp-mod-dirty')",
-                                   timeout=30_000)
+            page.wait_for_function(
+                "() => !document.title.startsWith('*') && !document.querySelector('.jp-mod-dirty')",
+                timeout=30_000,
+            )
             page.screenshot(path=str(shot), full_page=False)
         except Exception:
             failed = shot.with_name(f"{stem}-failure.png")
             page.screenshot(path=str(failed), full_page=False)
             shot.with_name(f"{stem}-console.log").write_text("\n".join(console) + "\n")
-            print(f"browser test failed: screenshot {failed}, console log {shot.with_name(stem + '-console.log')}, "
-                  f"prompts {prompts(page)}", file=sys.stderr)
+            print(
+                f"browser test failed: screenshot {failed}, console log "
+                f"{shot.with_name(stem + '-console.log')}, prompts {prompts(page)}",
+                file=sys.stderr,
+            )
             raise
 
     saved = json.loads((lab["root"] / "notebooks" / lab["notebook"]).read_text())
-    saved_errors = [o for c in saved["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
-    print(f"{lab['notebook']}: {n_code} code cells run in JupyterLab (headless Chromium) in {seconds:.0f} s "
-          f"(Run All clicked {attempts}x); screenshot {shot}")
+    saved_errors = [
+        o
+        for c in saved["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if o["output_type"] == "error"
+    ]
+    print(
+        f"{lab['notebook']}: {n_code} code cells run in JupyterLab (headless Chromium) in "
+        f"{seconds:.0f} s (Run All clicked {attempts}x); screenshot {shot}"
+    )
     assert not tracebacks, f"error output in the page:\n{tracebacks[0][-2000:]}"
-    assert not saved_errors, f"error output in the saved notebook: {saved_errors[0]['ename']}: {saved_errors[0]['evalue']}"
+    assert not saved_errors, (
+        f"error output in the saved notebook: {saved_errors[0]['ename']}: "
+        f"{saved_errors[0]['evalue']}"
+    )
     assert numbered == n_code, f"not every cell ran: {texts}"
-    assert all(c.get("execution_count") for c in saved["cells"] if c["cell_type"] == "code"), "the saved notebook has unrun cells"
+    assert all(c.get("execution_count") for c in saved["cells"] if c["cell_type"] == "code"), (
+        "the saved notebook has unrun cells"
+    )
