@@ -35,6 +35,7 @@ from .inverse_weights import SIGMOID_MLP_LAYERS, load_inverse_weights
 from .labels import CHAIN_NOISE, CHAIN_REAL, INVERSE_WEIGHTS, MATCHING, PINV, PRIOR, chain_label
 from .models import TARGETS
 from .optimise import match_features
+from .metrics import psnr
 from .progressive import forward_features, load_or_train_chain, regime_sampler, split_blocks
 from .train import load_target
 
@@ -53,6 +54,9 @@ __all__ = [
     "png",
     "grid_figure",
     "depth_labels",
+    "measure_latency",
+    "latency_table",
+    "best_fast_methods",
 ]
 
 #: the targets of notebook 07 (every one with block boundaries and a saved inverse chain)
@@ -514,3 +518,61 @@ def grid_figure(
     )
     fig.tight_layout()
     return fig
+
+
+# --- measurements of notebook 08 -----------------------------------------------------------------
+
+
+def measure_latency(
+    explorer: Explorer, images: torch.Tensor, digits: int, warm_up: int = 3, first: int = 0
+) -> dict:
+    """What one stroke costs: the whole grid of each of the first ``digits`` test ``images``, one at
+    a time, after ``warm_up`` runs on image ``first`` (the first calls allocate). Returns
+    ``{digits, median_ms, p90_ms, max_ms, per_method_ms}`` (each method's mean share, from a
+    second pass)."""
+    if not 1 <= digits <= len(images):
+        raise ValueError(f"digits must be 1..{len(images)} (the images given), got {digits}")
+    for _ in range(warm_up):
+        explorer.run(images[first])
+    times = torch.tensor([explorer.run(images[i]).seconds for i in range(digits)]) * 1000
+    per_method = dict.fromkeys(explorer.methods, 0.0)
+    for i in range(digits):
+        for m, s in explorer.run(images[i]).method_seconds.items():
+            per_method[m] += s * 1000 / digits
+    return {
+        "digits": digits,
+        "median_ms": times.median().item(),
+        "p90_ms": times.quantile(0.9).item(),
+        "max_ms": times.max().item(),
+        "per_method_ms": per_method,
+    }
+
+
+def latency_table(latency: dict) -> tuple[list[str], list[list[str]]]:
+    """The header and rows of :func:`measure_latency`'s table (for ``plotting.markdown_table``)."""
+    rows = [
+        ["median, one digit's whole grid", f"{latency['median_ms']:.1f}"],
+        ["90th percentile", f"{latency['p90_ms']:.1f}"],
+        ["max", f"{latency['max_ms']:.1f}"],
+    ]
+    rows += [[f"of which {m} (mean)", f"{v:.1f}"] for m, v in latency["per_method_ms"].items()]
+    return ["", "ms"], rows
+
+
+def best_fast_methods(grid: Grid) -> dict[str, dict[str, list]]:
+    """Per target, the fast method with the highest PSNR on the grid's digit from block 1 and from
+    the logits: ``{target: {"block 1": [method, psnr], "logits": [method, psnr]}}`` (``["none",
+    nan]`` where no method inverts that boundary)."""
+    out = {}
+    for name in dict.fromkeys(n for _, n, _ in grid.reconstructions):
+        last = max(k for (_, n, k) in grid.reconstructions if n == name)
+        out[name] = {}
+        for label, k in (("block 1", 1), ("logits", last)):
+            scored = {
+                m: psnr(r[None, None], grid.image[None, None])
+                for (m, n, kk), r in grid.reconstructions.items()
+                if n == name and kk == k
+            }
+            best = max(scored.items(), key=lambda kv: kv[1]) if scored else ("none", math.nan)
+            out[name][label] = [best[0], float(best[1])]
+    return out

@@ -6,6 +6,7 @@ README cannot disagree. Each claim is a :class:`Claim`: the sentence it makes, w
 the numbers it rests on.
 
 - :mod:`reversenet_utils.claims.zero_shot`: notebook 04, zero-shot progressive inversion.
+- :mod:`reversenet_utils.claims.explore`: notebook 08, the explorer.
 """
 
 from __future__ import annotations
