@@ -38,6 +38,10 @@ __all__ = [
     "load_inverse_weights",
     "MLPDecoder",
     "optimise_hidden_for_classes",
+    "classifier_opinion",
+    "generate_classes",
+    "unit_projections",
+    "train_decoder",
 ]
 
 
@@ -256,3 +260,84 @@ def optimise_hidden_for_classes(
     with torch.no_grad():
         probs = torch.softmax(readout(torch.sigmoid(z)), 1)
     return z.detach(), probs
+
+
+# --- notebook 03's experiment stages -----------------------------------------------------------
+
+
+def classifier_opinion(
+    net: nn.Module, images: torch.Tensor, labels: torch.Tensor, reconstructions: torch.Tensor
+) -> tuple[dict, torch.Tensor]:
+    """How ``net`` classifies the reconstructions of ``images``: as its own prediction on the
+    original, as the true label, and the same for the images it gets wrong. Returns the shares and
+    the mask of misclassified originals."""
+    if len(images) != len(reconstructions) or len(images) != len(labels):
+        raise ValueError(
+            f"images ({len(images)}), labels ({len(labels)}) and reconstructions "
+            f"({len(reconstructions)}) must be as many"
+        )
+    pred_orig = predict(net, images).argmax(1)
+    pred_rec = predict(net, reconstructions.clamp(0, 1)).argmax(1)
+    labels = labels.cpu()
+    wrong = pred_orig != labels
+    opinion = {
+        "as_prediction_on_original": (pred_rec == pred_orig).double().mean().item(),
+        "as_true_label": (pred_rec == labels).double().mean().item(),
+        "misclassified_originals": int(wrong.sum()),
+        "misclassified_as_prediction": (pred_rec[wrong] == pred_orig[wrong]).double().mean().item(),
+        "misclassified_as_true_label": (pred_rec[wrong] == labels[wrong]).double().mean().item(),
+    }
+    return opinion, wrong
+
+
+def generate_classes(
+    net: nn.Sequential, inverse: InverseWeights, steps: int = 1000, seed: int = 0
+) -> tuple[torch.Tensor, list[float], list[float]]:
+    """One image per class of the sigmoid MLP ``net``: a hidden vector optimised until the readout
+    picks the class (:func:`optimise_hidden_for_classes`), projected back by ``inverse``. Returns
+    the images, the readout's confidence in each class and the network's on each image."""
+    z, probs = optimise_hidden_for_classes(
+        net[5], net[3].out_features, list(range(10)), steps, seed=seed
+    )
+    with torch.no_grad():
+        generated = inverse.from_pre_activation(z).reshape(-1, 1, 28, 28)
+        image_confidence = torch.softmax(net(generated.clamp(0, 1)), 1).diagonal().tolist()
+    return generated, probs.diagonal().tolist(), image_confidence
+
+
+@torch.no_grad()
+def unit_projections(inverse: InverseWeights, n_units: int, scale: float = 1e8) -> torch.Tensor:
+    """What each hidden unit alone projects to: ``inverse`` of a one-hot pre-activation of size
+    ``scale`` per unit, each image min-max scaled to [0, 1] for display."""
+    device = next(inverse.parameters()).device
+    images = inverse.from_pre_activation(torch.eye(n_units, device=device) * scale)
+    images = images.reshape(-1, 1, 28, 28)
+    lo = images.amin(dim=(1, 2, 3), keepdim=True)
+    hi = images.amax(dim=(1, 2, 3), keepdim=True)
+    return (images - lo) / (hi - lo)
+
+
+def train_decoder(
+    features: torch.Tensor, images: torch.Tensor, hidden: int = 512, epochs: int = 5, seed: int = 0
+) -> tuple[MLPDecoder, float]:
+    """A small nonlinear inverse (:class:`MLPDecoder`) trained with MSE from ``features`` to
+    ``images`` (Adam at 2e-3 with cosine decay, batches of 256); returns it and its training
+    seconds."""
+    torch.manual_seed(seed)
+    decoder = MLPDecoder(features.shape[1], hidden).to(features.device)
+    start = time.perf_counter()
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        return F.mse_loss(decoder(features[idx]), images[idx])
+
+    train_loop(
+        decoder.parameters(),
+        loss,
+        len(images),
+        epochs=epochs,
+        batch_size=256,
+        lr=2e-3,
+        seed=seed,
+        desc="improved inverse",
+    )
+    return decoder, time.perf_counter() - start

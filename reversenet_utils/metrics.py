@@ -23,6 +23,7 @@ from .train import predict
 
 __all__ = [
     "PSNR_CAP_DB",
+    "share_interval",
     "clip_images",
     "mse",
     "psnr",
@@ -273,6 +274,21 @@ def _resample_counts(n: int, n_boot: int, seed: int) -> torch.Tensor:
             1, idx, torch.ones(idx.shape, dtype=torch.float64)
         )
     return counts
+
+
+def share_interval(share: float, n: int, level: float = 0.95) -> list[float]:
+    """The Wilson score interval ``[lo, hi]`` of a share measured on ``n`` items
+    (``scipy.stats.binomtest``): the interval of a re-classification rate."""
+    from scipy.stats import binomtest
+
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(
+            f"n must be the number of items the share was measured on (>= 1), got {n!r}"
+        )
+    if not 0 <= share <= 1:
+        raise ValueError(f"share must be a fraction in [0, 1], got {share!r}")
+    ci = binomtest(round(share * n), n).proportion_ci(level, method="wilson")
+    return [float(ci.low), float(ci.high)]
 
 
 def verdict(ci: list[float], other: float) -> str:

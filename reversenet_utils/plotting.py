@@ -16,6 +16,7 @@ from .artifacts import assets_dir
 __all__ = [
     "image_grid",
     "show_images",
+    "show_framed_pair",
     "show_rows",
     "show_row_panels",
     "plot_curves",
@@ -58,6 +59,32 @@ def show_images(
     if title:
         ax.set_title(title)
     return ax.figure
+
+
+def show_framed_pair(
+    left: torch.Tensor,
+    right: torch.Tensor,
+    framed: torch.Tensor,
+    nrow: int = 6,
+    titles: tuple[str, str] = ("", ""),
+    suptitle: str | None = None,
+) -> Figure:
+    """Two grids of images side by side (e.g. originals and their reconstructions), the images where
+    the boolean mask ``framed`` is set framed in red on both."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4.8))
+    show_images(left, nrow=nrow, title=titles[0], ax=axes[0])
+    show_images(right, nrow=nrow, title=titles[1], ax=axes[1])
+    cell = left.shape[-1] + 2  # image_grid's padding
+    for i in torch.nonzero(framed)[:, 0].tolist():
+        r, c = divmod(i, nrow)
+        for ax in axes:
+            frame = plt.Rectangle(
+                (c * cell + 1, r * cell + 1), cell - 1, cell - 1, fill=False, edgecolor="red", lw=2
+            )
+            ax.add_patch(frame)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
 
 
 def _draw_rows(axes: Sequence[plt.Axes], rows: Mapping[str, torch.Tensor | None], n: int) -> None:

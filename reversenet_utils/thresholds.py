@@ -7,7 +7,7 @@ or checks its default against it (tests/test_scripts.py).
 
 from __future__ import annotations
 
-__all__ = ["RECOVERED_DB", "EXACT_MAX_ABS_ERR", "ZERO_SHOT_GAP_DB"]
+__all__ = ["RECOVERED_DB", "EXACT_MAX_ABS_ERR", "ZERO_SHOT_GAP_DB", "DECODER_GAIN_DB"]
 
 #: PSNR (dB) from which a recovery counts as exact ("float precision"): float32 rounding of [0, 1]
 #: images alone is ~150 dB, and no inverse short of exact gets near 60 dB on digits
@@ -21,3 +21,7 @@ EXACT_MAX_ABS_ERR = 1e-4
 #: count as "close" (notebook 04's claim and gate, README's generalisation table; judged on whole 95
 #: % intervals)
 ZERO_SHOT_GAP_DB = 2.0
+
+#: dB by which notebook 03's small nonlinear decoder must beat the faithful inverse weights (its
+#: gate: the decoder is the improvement the notebook claims)
+DECODER_GAIN_DB = 1.0

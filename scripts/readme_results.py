@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sync_links import colab_url, config  # noqa: E402
 
 from reversenet_utils.claims import explore as explore_claims  # noqa: E402
+from reversenet_utils.claims import inverse_weights as inverse_weights_claims  # noqa: E402
 from reversenet_utils.claims import zero_shot  # noqa: E402
 from reversenet_utils.data import SPECS  # noqa: E402
 from reversenet_utils.labels import MATCHING, METHOD_ORDER, PINV, PRIOR  # noqa: E402
@@ -116,18 +117,7 @@ FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
             m["regularised"]["psnr"],
         ),
     ),
-    "03": (
-        "Learned inverse weights",
-        lambda m: (
-            "faithful inverse weights {:.1f} dB / {:.1%} re-classified, a small decoder {:.1f} dB; "
-            "generated images reach {:.2%} confidence or more"
-        ).format(
-            m["faithful"]["psnr"],
-            m["faithful"]["reclass"],
-            m["improved"]["psnr"],
-            min(m["generation"]["confidence"]),
-        ),
-    ),
+    "03": ("Learned inverse weights", inverse_weights_claims.headline),
     "04": ("Zero-shot progressive inversion", zero_shot.headline),
     "05": (
         "VAE decoder inversion",
@@ -383,14 +373,6 @@ def _ci(ci: list[float], unit: str = "", fmt: str = ".1f") -> str:
     return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]{unit}"
 
 
-def _wilson(p: float, n: int) -> list[float]:
-    """95 % Wilson interval of a share p measured on n items."""
-    z = 1.96
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return [centre - half, centre + half]
-
-
 def _claim_01(m: dict) -> tuple[str, bool]:
     t = m["targets"]
     low = min(t, key=lambda n: t[n]["test_accuracy"])
@@ -419,18 +401,9 @@ def _claim_07_prior(m: dict) -> tuple[str, bool]:
     )
 
 
-def _claim_03(m: dict) -> tuple[str, bool]:
-    o = m["opinion"]
-    n = o["misclassified_originals"]
-    pred, true = (
-        _wilson(o["misclassified_as_prediction"], n),
-        _wilson(o["misclassified_as_true_label"], n),
-    )
-    return (
-        f"{o['misclassified_as_prediction']:.0%} {_ci(pred, fmt='.0%')} as the prediction vs "
-        f"{o['misclassified_as_true_label']:.0%} {_ci(true, fmt='.0%')} as the label (n = {n})",
-        pred[0] > true[1],
-    )
+def _claim_03(m: dict) -> tuple[str, bool]:  # the one definition: claims.inverse_weights
+    found = inverse_weights_claims.follows_opinion(m)
+    return found.text, found.holds
 
 
 def _claim_04_zero_shot(target: str, depth: int) -> Callable[[dict], tuple[str, bool]]:
