@@ -7,7 +7,16 @@ or checks its default against it (tests/test_scripts.py).
 
 from __future__ import annotations
 
-__all__ = ["RECOVERED_DB", "EXACT_MAX_ABS_ERR", "ZERO_SHOT_GAP_DB", "DECODER_GAIN_DB"]
+__all__ = [
+    "RECOVERED_DB",
+    "EXACT_MAX_ABS_ERR",
+    "ZERO_SHOT_GAP_DB",
+    "DECODER_GAIN_DB",
+    "NAIVE_FAILURE_DB",
+    "ENCODER_MATCH_DB",
+    "FIX_GAIN_DB",
+    "LATENT_REL_ERR",
+]
 
 #: PSNR (dB) from which a recovery counts as exact ("float precision"): float32 rounding of [0, 1]
 #: images alone is ~150 dB, and no inverse short of exact gets near 60 dB on digits
@@ -25,3 +34,17 @@ ZERO_SHOT_GAP_DB = 2.0
 #: dB by which notebook 03's small nonlinear decoder must beat the faithful inverse weights (its
 #: gate: the decoder is the improvement the notebook claims)
 DECODER_GAIN_DB = 1.0
+
+#: notebook 05 (VAE decoder inversion): the naive layer-by-layer inverse "fails" on real images when
+#: it decodes at least this many dB below the encoder
+NAIVE_FAILURE_DB = 6.0
+
+#: notebook 05: a fix "comes close to the encoder" within this many dB of it
+ENCODER_MATCH_DB = 1.5
+
+#: notebook 05: each fix must gain at least this many dB over the naive inverse
+FIX_GAIN_DB = 3.0
+
+#: notebook 05: the median relative error (float64) within which the inverse returns the decoder's
+#: own latents; over the whole set (Frobenius) ten times this
+LATENT_REL_ERR = 1e-3
