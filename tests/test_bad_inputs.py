@@ -27,7 +27,8 @@ from reversenet_utils.artifacts import (
     save_checkpoint,
     write_results,
 )
-from reversenet_utils.featureviz import _Recorder, channel, neuron, render
+from reversenet_utils.featureviz import channel, neuron, render
+from reversenet_utils.featureviz.hooks import _Recorder
 from reversenet_utils.inverse_weights import load_inverse_weights
 from reversenet_utils.metrics import mse, psnr, reconstruction_report, ssim
 from reversenet_utils.models import build_target
