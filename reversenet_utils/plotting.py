@@ -20,6 +20,7 @@ __all__ = [
     "show_rows",
     "show_row_panels",
     "plot_curves",
+    "training_curves",
     "save_figure",
     "markdown_table",
 ]
@@ -156,6 +157,22 @@ def plot_curves(
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     return ax.figure
+
+
+def training_curves(runs: Mapping[str, dict], low: float) -> Figure:
+    """Each run's training loss (log scale) and test accuracy per epoch, side by side; ``runs``
+    hold a ``history`` of ``{loss, test_accuracy}`` per epoch; the accuracy axis starts at
+    ``low``."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 3.6))
+    losses = {n: [r["loss"] for r in m["history"]] for n, m in runs.items()}
+    accuracies = {n: [r["test_accuracy"] for r in m["history"]] for n, m in runs.items()}
+    plot_curves(losses, ylabel="training loss", ax=ax_loss)
+    plot_curves(accuracies, ylabel="test accuracy", ax=ax_acc)
+    ax_loss.set_yscale("log")
+    ax_acc.set_ylim(low, 1.0)
+    fig.suptitle("Training curves of the targets (test accuracy after each epoch)")
+    fig.tight_layout()
+    return fig
 
 
 def save_figure(fig: Figure, name: str, dpi: int = 110) -> Path:

@@ -6,7 +6,7 @@ import copy
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -31,6 +31,8 @@ __all__ = [
     "train_loop",
     "fit",
     "train_target",
+    "train_targets",
+    "targets_summary",
     "load_target",
     "vae_loss",
     "load_vae",
@@ -375,6 +377,36 @@ def train_target(
     }
     save_checkpoint(model, checkpoint_path(name), meta)
     return model.requires_grad_(False).eval(), meta
+
+
+def train_targets(
+    names: Sequence[str],
+    epochs: int | None = None,
+    seed: int = 0,
+    device: torch.device | str | None = None,
+    train: MNISTSplit | None = None,
+    test: MNISTSplit | None = None,
+) -> dict[str, dict]:
+    """Train each named target in turn (:func:`train_target`); their ``meta`` by name."""
+    return {
+        name: train_target(name, epochs=epochs, seed=seed, device=device, train=train, test=test)[1]
+        for name in names
+    }
+
+
+def targets_summary(runs: Mapping[str, dict], floors: Mapping[str, float]) -> dict[str, dict]:
+    """Per trained target (``runs``: :func:`train_targets`), what its results record: test
+    accuracy, training seconds, epochs, parameter count and the accuracy floor it must clear."""
+    return {
+        name: {
+            "test_accuracy": meta["test_accuracy"],
+            "train_s": round(meta["train_s"], 2),
+            "epochs": meta["epochs"],
+            "parameters": sum(p.numel() for p in get_spec(name).build().parameters()),
+            "floor": floors[name],
+        }
+        for name, meta in runs.items()
+    }
 
 
 def load_target(
