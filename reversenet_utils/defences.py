@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .artifacts import current_dataset
+from .context import Context
 from .data import MNISTSplit
 from .models import build_target, get_spec
 from .progress import progress_bar
-from .train import evaluate, fit, get_device, seed_everything, train_loop
+from .train import evaluate, fit, seed_everything, train_loop
 
 __all__ = [
     "FEATURE_DEFENCES",
@@ -239,6 +239,7 @@ def distance_correlation(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
 
 
 def train_defended(
+    ctx: Context,
     name: str,
     train: MNISTSplit,
     test: MNISTSplit,
@@ -249,11 +250,11 @@ def train_defended(
     seed: int = 0,
     max_grad_norm: float = 1.0,
     delta: float = 1e-5,
-    device: torch.device | str | None = None,
 ) -> tuple[nn.Sequential, dict[str, Any]]:
-    """Train target ``name`` (its architecture, and its learning rate and batch size on the current
-    dataset) on ``train`` for ``epochs``, with a training-time defence of the features after layer
-    ``split_end``, or none (``defence=None`` or strength 0: the plain recipe, the baseline).
+    """Train target ``name`` (its architecture, and its learning rate and batch size on the
+    context's dataset) on ``train`` for ``epochs``, on the context's device, with a training-time
+    defence of the features after layer ``split_end``, or none (``defence=None`` or strength 0: the
+    plain recipe, the baseline).
 
     - ``"nopeek"``: cross-entropy plus ``strength * distance_correlation(x, features)`` per batch;
     - ``"dp"``: DP-SGD with opacus on the device's layers ``net[:split_end]`` (Poisson sampling,
@@ -277,13 +278,13 @@ def train_defended(
         )
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
-    spec = get_spec(name).on(current_dataset())  # its recipe on the dataset of this run
+    spec = get_spec(name).on(ctx.dataset)  # its recipe on the dataset of this run
     if not isinstance(split_end, int) or not 1 <= split_end < len(build_target(name)):
         raise ValueError(
             f"split_end must be a layer index inside {name!r} (1..{len(build_target(name)) - 1}), "
             f"got {split_end!r}"
         )
-    device = get_device(None if device is None else str(device))
+    device = ctx.device
     torch.manual_seed(spec.seed + seed)
     net = build_target(name).to(device)
     start = time.perf_counter()

@@ -6,6 +6,8 @@
   the ``params`` dict that goes into the results JSON: derived from the cell, never re-typed.
 - :func:`check_value` is the same type check, used by ``scripts/run_notebooks.py`` *before* a
   notebook runs, on papermill's view of the parameters cell.
+- :func:`require` checks values beyond their types (ranges, choices), naming every one that is
+  wrong, with the rules most parameters follow (:data:`AT_LEAST_0`, :func:`one_of`, ...);
 - :func:`find_row` is the one look-up of a row in a list of result rows.
 - :func:`stage_seconds`: the seconds of every cell run so far in this kernel (its stages), which
   ``artifacts.write_results`` records in each results JSON; the clock starts with
@@ -18,10 +20,23 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["ParameterError", "check_value", "parameters", "find_row", "stage_name", "stage_seconds"]
+__all__ = [
+    "ParameterError",
+    "check_value",
+    "parameters",
+    "Rule",
+    "AT_LEAST_0",
+    "AT_LEAST_1",
+    "FRACTION",
+    "one_of",
+    "require",
+    "find_row",
+    "stage_name",
+    "stage_seconds",
+]
 
 _TYPES: dict[str, tuple[type, ...]] = {
     "int": (int,),
@@ -221,3 +236,36 @@ def find_row(
         return None
     seen = {k: sorted({str(r.get(k)) for r in rows}) for k in match}
     raise KeyError(f"no row with {match}; the rows hold {seen}")
+
+
+#: a parameter's rule: a test of its value, and what the value must be (said in the error)
+Rule = tuple[Callable[[Any], bool], str]
+#: the rules most parameters follow
+AT_LEAST_0: Rule = (lambda v: v >= 0, ">= 0 (0: the recipe's)")
+AT_LEAST_1: Rule = (lambda v: v >= 1, ">= 1")
+FRACTION: Rule = (lambda v: 0 <= v < 1, "a fraction in [0, 1)")
+
+
+def one_of(choices: Sequence[Any], what: str = "") -> Rule:
+    """The rule of a list parameter: not empty, and every item one of ``choices``."""
+    return (
+        lambda v: bool(v) and all(item in choices for item in v),
+        f"one or more of {list(choices)}" + (f" ({what})" if what else ""),
+    )
+
+
+def require(
+    params: Mapping[str, Any], rules: Mapping[str, Rule], problems: Sequence[str] = ()
+) -> None:
+    """Check the parameters' values beyond their types (:func:`parameters` checks those): one
+    ``ValueError`` that names every parameter whose value breaks its rule (``{name: (test, what it
+    must be)}``) and every other problem the notebook found (``problems``: rules that join several
+    parameters)."""
+    found = [
+        f"{name} must be {what}, got {params[name]!r}"
+        for name, (test, what) in rules.items()
+        if name in params and not test(params[name])
+    ]
+    found += [p for p in problems if p]
+    if found:
+        raise ValueError("; ".join(found))

@@ -11,7 +11,7 @@ import torch
 from matplotlib.figure import Figure
 from torchvision.utils import make_grid
 
-from .artifacts import assets_dir
+from .context import Context
 
 __all__ = [
     "image_grid",
@@ -175,10 +175,10 @@ def training_curves(runs: Mapping[str, dict], low: float) -> Figure:
     return fig
 
 
-def save_figure(fig: Figure, name: str, dpi: int = 110) -> Path:
-    """Save ``fig`` as ``assets/<name>`` (PNG unless the name says otherwise) and return the
-    path."""
-    path = assets_dir() / (name if Path(name).suffix else f"{name}.png")
+def save_figure(ctx: Context, fig: Figure, name: str, dpi: int = 110) -> Path:
+    """Save ``fig`` as ``assets/<name>`` of the context's dataset (PNG unless the name says
+    otherwise) and return the path."""
+    path = ctx.assets / (name if Path(name).suffix else f"{name}.png")
     fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata={"Software": None})
     return path
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .artifacts import effective_recipe, inverse_checkpoint, inverse_identity, load_or_train
+from .context import Context
 from .checks import image_batch
 from .labels import REGIMES, SCHEDULES, chain_label
 from .synthetic import structured_noise
@@ -48,6 +49,7 @@ __all__ = [
     "regime_sampler",
     "chain_label",
     "load_or_train_chain",
+    "target_shapes",
 ]
 
 
@@ -73,6 +75,15 @@ def block_shapes(blocks: Sequence[nn.Module], in_shape: tuple[int, ...]) -> list
             h = block(h)
             shapes.append(tuple(h.shape[1:]))
     return shapes
+
+
+def target_shapes(blocks: Mapping[str, Sequence[nn.Sequential]]) -> dict[str, dict]:
+    """Per target cut into ``blocks``, what a results file records of its shape: the number of
+    blocks and whether its first layer is a convolution."""
+    return {
+        name: {"blocks": len(bs), "conv": isinstance(bs[0][0], nn.Conv2d)}
+        for name, bs in blocks.items()
+    }
 
 
 def ends_with_pool(block: nn.Sequential) -> bool:
@@ -649,6 +660,7 @@ def regime_sampler(
 
 
 def load_or_train_chain(
+    ctx: Context,
     name: str,
     net: nn.Sequential,
     blocks: Sequence[nn.Sequential],
@@ -677,9 +689,9 @@ def load_or_train_chain(
     # a misspelled override is an error here, before a saved chain is loaded without ever reading
     # the recipe
     effective_recipe(train_inverse_chain, {**recipe, "schedule": schedule, "seed": seed})
-    path = inverse_checkpoint(name, label)
+    path = inverse_checkpoint(ctx, name, label)
     device = next(net.parameters()).device
-    identity = inverse_identity(name, net, label)
+    identity = inverse_identity(ctx, name, net, label)
 
     def build() -> InverseChain:
         with GLOBAL_RNG:  # seeded and initialised at once, also when chains train side by side

@@ -15,13 +15,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .artifacts import checkpoint_path, current_dataset, load_or_train, save_checkpoint
-from .data import MNISTSplit, load_dataset
-from .models import VAE, build_target, get_spec
+from .artifacts import checkpoint_path, load_or_train, save_checkpoint
+from .context import Context
+from .data import MNISTSplit
+from .anchors import TARGET_ACCURACY
+from .models import ACCURACY_FLOORS, TARGETS, VAE, build_target, get_spec
+from .notebook import AT_LEAST_0, FRACTION, require
 from .progress import progress_bar
 
 __all__ = [
-    "get_device",
     "GLOBAL_RNG",
     "seed_everything",
     "run_side_by_side",
@@ -32,37 +34,13 @@ __all__ = [
     "fit",
     "train_target",
     "train_targets",
+    "check_training_parameters",
     "targets_summary",
+    "targets_metrics",
     "load_target",
     "vae_loss",
     "load_vae",
 ]
-
-
-def get_device(prefer: str | None = None) -> torch.device:
-    """CUDA when present, else CPU (``prefer`` forces one, e.g. ``"cpu"``, ``"cuda:1"``).
-
-    Raises:
-        ValueError: ``prefer`` is not a device name, or names a CUDA device this machine does not
-        have.
-    """
-    if prefer:
-        try:
-            device = torch.device(prefer)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(
-                f"device {prefer!r} is not a device name ({exc}); use 'cpu', 'cuda' or 'cuda:N'"
-            ) from None
-        if device.type == "cuda" and (
-            not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
-        ):
-            have = torch.cuda.device_count() if torch.cuda.is_available() else 0
-            raise ValueError(
-                f"device {prefer!r} asked for, but this machine has {have} CUDA device(s): "
-                f"use 'cpu' (or leave device empty to pick CUDA when present)"
-            )
-        return device
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 #: Held while torch's global generator is seeded and drawn from (:func:`seed_everything`; a seeded
@@ -299,6 +277,7 @@ def fit(
 
 
 def _fit_recipe(
+    ctx: Context,
     model: nn.Module,
     name: str,
     epochs: int | None,
@@ -308,11 +287,11 @@ def _fit_recipe(
 ) -> dict[str, Any]:
     """Train ``model`` (a freshly built target ``name``) with its recipe in place; return its
     metadata."""
-    spec = get_spec(name).on(current_dataset())
+    spec = get_spec(name).on(ctx.dataset)
     seed = spec.seed + seed
     device = next(model.parameters()).device
-    train = train if train is not None else load_dataset("train")
-    test = test if test is not None else load_dataset("test")
+    train = train if train is not None else ctx.load("train")
+    test = test if test is not None else ctx.load("test")
     epochs = spec.epochs if epochs is None else epochs
     start = time.perf_counter()
     history = fit(
@@ -346,14 +325,15 @@ def _build_seeded(name: str, seed: int, device: torch.device) -> nn.Sequential:
 
 
 def train_target(
+    ctx: Context,
     name: str,
     epochs: int | None = None,
     seed: int = 0,
-    device: torch.device | str | None = None,
     train: MNISTSplit | None = None,
     test: MNISTSplit | None = None,
 ) -> tuple[nn.Sequential, dict[str, Any]]:
-    """Train the named target anew with its recipe (``epochs`` overrides it), save and return it.
+    """Train the named target anew with its recipe on the context's dataset (``epochs`` overrides
+    it), on the context's device; save and return it.
 
     The checkpoint goes to ``artifacts/targets/<name>.pt`` (replacing any earlier one: inverses
     saved for the old weights then refuse to load, by fingerprint) with its test accuracy, wall time
@@ -366,32 +346,48 @@ def train_target(
     ):
         raise ValueError(
             f"epochs must be a whole number >= 1 (or None for the recipe's "
-            f"{get_spec(name).on(current_dataset()).epochs}), got {epochs!r}"
+            f"{get_spec(name).on(ctx.dataset).epochs}), got {epochs!r}"
         )
-    device = get_device(None if device is None else str(device))
-    model = _build_seeded(name, seed, device)
+    model = _build_seeded(name, seed, ctx.device)
     meta = {
         "name": name,
-        "dataset": current_dataset(),
-        **_fit_recipe(model, name, epochs, seed, train, test),
+        "dataset": ctx.dataset,
+        **_fit_recipe(ctx, model, name, epochs, seed, train, test),
     }
-    save_checkpoint(model, checkpoint_path(name), meta)
+    save_checkpoint(model, checkpoint_path(ctx, name), meta)
     return model.requires_grad_(False).eval(), meta
 
 
 def train_targets(
+    ctx: Context,
     names: Sequence[str],
     epochs: int | None = None,
     seed: int = 0,
-    device: torch.device | str | None = None,
     train: MNISTSplit | None = None,
     test: MNISTSplit | None = None,
 ) -> dict[str, dict]:
     """Train each named target in turn (:func:`train_target`); their ``meta`` by name."""
     return {
-        name: train_target(name, epochs=epochs, seed=seed, device=device, train=train, test=test)[1]
+        name: train_target(ctx, name, epochs=epochs, seed=seed, train=train, test=test)[1]
         for name in names
     }
+
+
+def check_training_parameters(params: Mapping[str, Any]) -> None:
+    """Notebook 01's parameters beyond their types (``notebook.require``): the targets are
+    registered ones, ``epochs >= 0`` (0: each recipe's), the accuracy floor a fraction (0: each
+    target's own)."""
+    require(
+        params,
+        {
+            "targets": (
+                lambda v: all(t in TARGETS for t in v),
+                f"among {list(TARGETS)} (empty: all)",
+            ),
+            "epochs": AT_LEAST_0,
+            "accuracy_floor": FRACTION,
+        },
+    )
 
 
 def targets_summary(runs: Mapping[str, dict], floors: Mapping[str, float]) -> dict[str, dict]:
@@ -409,27 +405,49 @@ def targets_summary(runs: Mapping[str, dict], floors: Mapping[str, float]) -> di
     }
 
 
-def load_target(
-    name: str, device: torch.device | str | None = None, train_if_missing: bool = True
-) -> nn.Sequential:
-    """A trained target by name, frozen and in eval mode (``artifacts.load_or_train``).
+def targets_metrics(
+    ctx: Context,
+    runs: Mapping[str, dict],
+    n_test: int,
+    accuracy_floor: float = 0.0,
+    full_recipes: bool = True,
+) -> dict[str, Any]:
+    """Notebook 01's results metrics: each trained target's summary (:func:`targets_summary`)
+    with its accuracy floor (``accuracy_floor``, else its own in ``models.ACCURACY_FLOORS``), the
+    published accuracies for these architectures on the context's dataset (``anchors.py``), the
+    test-set size, whether the recipes ran in full, and the dataset."""
+    floors = ACCURACY_FLOORS[ctx.dataset]
+    published = TARGET_ACCURACY.get(ctx.dataset, {})
+    return {
+        "targets": targets_summary(runs, {n: accuracy_floor or floors[n] for n in runs}),
+        "anchors": {n: {"value": a.value, "what": a.what} for n, a in published.items()},
+        "n_test": n_test,
+        "full_recipes": full_recipes,
+        "dataset": ctx.dataset,
+        "dataset_title": ctx.title,
+    }
+
+
+def load_target(ctx: Context, name: str, train_if_missing: bool = True) -> nn.Sequential:
+    """A trained target by name for the context's dataset, on its device, frozen and in eval mode
+    (``artifacts.load_or_train``).
 
     Loads ``artifacts/targets/<name>.pt``; when it is missing, trains the target with its
     default recipe (progress bar) and saves it, so every notebook also runs standalone.
     The checkpoint's metadata is attached as ``model.meta``.
     """
     get_spec(name)  # unknown names: a clear error before anything else
-    device = get_device(None if device is None else str(device))
+    device = ctx.device
 
     def train(model: nn.Module) -> dict[str, Any]:
         print(f"No checkpoint for {name!r}: training it now (default recipe).")
-        return _fit_recipe(model, name, None, 0, None, None)
+        return _fit_recipe(ctx, model, name, None, 0, None, None)
 
     model = load_or_train(
         lambda: _build_seeded(name, 0, device),
-        checkpoint_path(name),
+        checkpoint_path(ctx, name),
         train,
-        {"name": name, "dataset": current_dataset()},
+        {"name": name, "dataset": ctx.dataset},
         train_if_missing,
         fix="re-run notebooks/01_train_targets.ipynb",
     )
@@ -446,24 +464,24 @@ def vae_loss(model: VAE, x: torch.Tensor, kl_weight: float = 1.0) -> torch.Tenso
 
 
 def load_vae(
+    ctx: Context,
     latent: int = 16,
     epochs: int = 10,
     lr: float = 2e-3,
     batch_size: int = 256,
     seed: int = 0,
-    device: torch.device | str | None = None,
 ) -> VAE:
-    """The VAE with ``latent`` dimensions, frozen and in eval mode; trained (and saved to
-    ``artifacts/vae/vae_<latent>.pt``) when no checkpoint exists (``artifacts.load_or_train``).
-    ``model.meta`` holds its history."""
-    device = get_device(None if device is None else str(device))
+    """The VAE with ``latent`` dimensions for the context's dataset, on its device, frozen and in
+    eval mode; trained (and saved to ``artifacts/vae/vae_<latent>.pt``) when no checkpoint exists
+    (``artifacts.load_or_train``). ``model.meta`` holds its history."""
+    device = ctx.device
 
     def build() -> VAE:
         torch.manual_seed(seed)
         return VAE(latent).to(device)
 
     def train(model: VAE) -> dict[str, Any]:
-        train, test = load_dataset("train", device=device), load_dataset("test", device=device)
+        train, test = ctx.load("train"), ctx.load("test")
 
         def on_epoch() -> dict[str, float]:
             model.eval()
@@ -498,9 +516,9 @@ def load_vae(
 
     model = load_or_train(
         build,
-        checkpoint_path(f"vae_{latent}", kind="vae"),
+        checkpoint_path(ctx, f"vae_{latent}", kind="vae"),
         train,
-        {"latent": latent, "dataset": current_dataset()},
+        {"latent": latent, "dataset": ctx.dataset},
         fix="re-run notebooks/05_vae_decoder_inversion.ipynb",
         budget={"epochs": epochs},
     )

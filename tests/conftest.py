@@ -24,3 +24,12 @@ def real_raw() -> Path:
     if not (raw / "t10k-labels-idx1-ubyte").is_file():
         pytest.skip("MNIST not fetched: run `make data`")
     return raw
+
+
+@pytest.fixture
+def ctx(tmp_root: Path):
+    """An MNIST context on the CPU in the temporary root, as a notebook named ``99_demo`` makes
+    it."""
+    from reversenet_utils.context import Context
+
+    return Context("mnist", "cpu", tmp_root, "99_demo")

@@ -21,13 +21,14 @@ from reversenet_utils.artifacts import (
     save_checkpoint,
     write_results,
 )
+from reversenet_utils.context import Context
 from reversenet_utils.models import build_target
 
 
-def test_checkpoint_round_trip(tmp_root: Path) -> None:
+def test_checkpoint_round_trip(tmp_root: Path, ctx) -> None:
     model = build_target("mlp_leaky")
     path = save_checkpoint(
-        model, checkpoint_path("mlp_leaky"), {"test_accuracy": 0.5, "history": [{"loss": 1.0}]}
+        model, checkpoint_path(ctx, "mlp_leaky"), {"test_accuracy": 0.5, "history": [{"loss": 1.0}]}
     )
     assert path.parent == tmp_root / "artifacts" / "targets"
     fresh = build_target("mlp_leaky")
@@ -56,10 +57,8 @@ def test_a_non_checkpoint_file_is_a_clear_error(tmp_root: Path) -> None:
         load_checkpoint(build_target("mlp_leaky"), tmp_root / "missing.pt")
 
 
-def test_results_json_schema(tmp_root: Path) -> None:
-    path = write_results(
-        "99_demo", {"epochs": 2}, {"acc": torch.tensor(0.25), "curve": [1, 2]}, 1.234
-    )
+def test_results_json_schema(tmp_root: Path, ctx) -> None:
+    path = write_results(ctx, {"epochs": 2}, {"acc": torch.tensor(0.25), "curve": [1, 2]}, 1.234)
     assert path == tmp_root / "results" / "99_demo.json"
     data = json.loads(path.read_text())
     assert data == {
@@ -72,17 +71,20 @@ def test_results_json_schema(tmp_root: Path) -> None:
     }  # no IPython kernel: no cells timed
     # what ran it, named
     assert data["machine"]["cores"] == os.cpu_count() and data["machine"]["cpu"]
-    assert read_results("99_demo") == data
+    assert read_results(ctx, "99_demo") == data
     with pytest.raises(ValueError, match="non-finite"):
-        write_results("99_demo", {}, {"psnr": math.nan}, 1.0)
+        write_results(ctx, {}, {"psnr": math.nan}, 1.0)
+    with pytest.raises(ValueError, match="needs the notebook's name"):
+        write_results(Context("mnist", "cpu", tmp_root), {}, {}, 1.0)
+    assert write_results(ctx, {}, {}) and read_results(ctx, "99_demo")["runtime_s"] >= 0  # clock
     path.write_text(path.read_text()[:20])  # truncated
     with pytest.raises(
         ValueError, match=r"99_demo.json is not valid JSON .*re-run notebooks/99_demo.ipynb"
     ):
-        read_results("99_demo")
+        read_results(ctx, "99_demo")
     path.write_text("[1, 2]")
     with pytest.raises(ValueError, match="99_demo.json is not a results file"):
-        read_results("99_demo")
+        read_results(ctx, "99_demo")
 
 
 def test_project_root_finds_the_repository(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from reversenet_utils import data as data_mod
+from reversenet_utils.context import Context
 from reversenet_utils.analytic import InverseActivation, invert, linear_input_stats, prior_inverse
 from reversenet_utils.artifacts import (
     CheckpointMismatchError,
@@ -68,37 +69,47 @@ def _cnn() -> nn.Sequential:
 # ------
 
 
-def test_a_chain_saved_for_one_cnn_is_refused_for_the_other_with_the_same_shapes(tmp_root) -> None:
+def test_a_chain_saved_for_one_cnn_is_refused_for_the_other_with_the_same_shapes(
+    tmp_root, ctx
+) -> None:
     pool, nopool = build_target("cnn_pool"), build_target("cnn_nopool")
     blocks = split_blocks(nopool, (2, 4, 7, 8))
     sample = regime_sampler("noise", torch.Generator().manual_seed(0))
-    load_or_train_chain("cnn_nopool", nopool, blocks, "real", 2, sample, batch_size=2)
+    load_or_train_chain(ctx, "cnn_nopool", nopool, blocks, "real", 2, sample, batch_size=2)
     # cnn_pool's file name differs, so copy cnn_nopool's chain where cnn_pool's would be (a user's
     # mistake)
     src, dst = (
-        inverse_checkpoint("cnn_nopool", chain_label("real")),
-        inverse_checkpoint("cnn_pool", chain_label("real")),
+        inverse_checkpoint(ctx, "cnn_nopool", chain_label("real")),
+        inverse_checkpoint(ctx, "cnn_pool", chain_label("real")),
     )
     dst.write_bytes(src.read_bytes())
     with pytest.raises(
         CheckpointMismatchError, match=r"target: saved for 'cnn_nopool', needed 'cnn_pool'.*delete"
     ):
         load_or_train_chain(
-            "cnn_pool", pool, split_blocks(pool, (3, 6, 9, 10)), "real", 2, sample, batch_size=2
+            ctx,
+            "cnn_pool",
+            pool,
+            split_blocks(pool, (3, 6, 9, 10)),
+            "real",
+            2,
+            sample,
+            batch_size=2,
         )
     assert dst.read_bytes() == src.read_bytes()  # refused, not overwritten
 
 
-def test_a_chain_is_refused_once_its_target_was_retrained(tmp_root) -> None:
+def test_a_chain_is_refused_once_its_target_was_retrained(tmp_root, ctx) -> None:
     net = _cnn()
     blocks = split_blocks(net, (2, 4, 7, 8))
     sample = regime_sampler("noise", torch.Generator().manual_seed(0))
-    load_or_train_chain("cnn_nopool", net, blocks, "noise", 2, sample, batch_size=2)
+    load_or_train_chain(ctx, "cnn_nopool", net, blocks, "noise", 2, sample, batch_size=2)
     torch.manual_seed(5)
     retrained = build_target("cnn_nopool")  # `make run NB=01,07` with another seed
     assert fingerprint(retrained) != fingerprint(net)
     with pytest.raises(CheckpointMismatchError, match="target_fingerprint.*re-run notebooks/04"):
         load_or_train_chain(
+            ctx,
             "cnn_nopool",
             retrained,
             split_blocks(retrained, (2, 4, 7, 8)),
@@ -109,20 +120,20 @@ def test_a_chain_is_refused_once_its_target_was_retrained(tmp_root) -> None:
         )
 
 
-def test_inverse_weights_are_refused_for_another_sigmoid_mlp(tmp_root) -> None:
+def test_inverse_weights_are_refused_for_another_sigmoid_mlp(tmp_root, ctx) -> None:
     torch.manual_seed(0)
     a, b = build_target("mlp_sigmoid"), build_target("mlp_sigmoid")
     images = torch.rand(64, 1, 28, 28)
     load_inverse_weights(
-        a, "mlp_sigmoid", images, confidence_threshold=0.05, steps=2, batch_size=16
+        ctx, a, "mlp_sigmoid", images, confidence_threshold=0.05, steps=2, batch_size=16
     )
     with pytest.raises(CheckpointMismatchError, match="target_fingerprint.*notebooks/03"):
         load_inverse_weights(
-            b, "mlp_sigmoid", images, confidence_threshold=0.05, steps=2, batch_size=16
+            ctx, b, "mlp_sigmoid", images, confidence_threshold=0.05, steps=2, batch_size=16
         )
 
 
-def test_a_target_checkpoint_of_another_dataset_or_name_is_refused(tmp_root) -> None:
+def test_a_target_checkpoint_of_another_dataset_or_name_is_refused(tmp_root, ctx) -> None:
     net = build_target("mlp_leaky")
     path = tmp_root / "artifacts" / "targets" / "mlp_leaky.pt"
     save_checkpoint(net, path, {"name": "mlp_leaky", "dataset": "fashion_mnist"})
@@ -130,10 +141,10 @@ def test_a_target_checkpoint_of_another_dataset_or_name_is_refused(tmp_root) -> 
         CheckpointMismatchError,
         match="dataset: saved for 'fashion_mnist', needed 'mnist'.*01_train",
     ):
-        load_target("mlp_leaky", device="cpu")
+        load_target(ctx, "mlp_leaky")
     save_checkpoint(net, path, {"epochs": 3})  # from before checkpoints recorded what they are
     with pytest.raises(CheckpointMismatchError, match=r"name: saved for '\(not recorded\)'"):
-        load_target("mlp_leaky", device="cpu")
+        load_target(ctx, "mlp_leaky")
 
 
 def test_load_or_train_trains_once_and_never_overwrites_a_mismatch(tmp_root) -> None:
@@ -455,9 +466,9 @@ def test_a_checkpoint_of_another_architecture_names_the_fix(tmp_path: Path) -> N
         load_checkpoint(nn.Linear(2, 2), path)
 
 
-def test_results_refuse_nan(tmp_root) -> None:
+def test_results_refuse_nan(tmp_root, ctx) -> None:
     with pytest.raises(ValueError, match="non-finite"):
-        write_results("99_x", {}, {"psnr": float("nan")}, 1.0)
+        write_results(ctx, {}, {"psnr": float("nan")}, 1.0)
 
 
 # --- 5. metrics on the wrong scale, or on nothing
@@ -562,7 +573,7 @@ def test_training_budgets_must_be_whole_and_positive(steps) -> None:
         invert_by_optimisation(net[:2], torch.zeros(2, 16, 14, 14), steps=steps)
 
 
-def test_other_bad_budgets_and_weights() -> None:
+def test_other_bad_budgets_and_weights(ctx) -> None:
     with pytest.raises(ValueError, match="LossWeights.block must be a finite number >= 0"):
         LossWeights(block=-1)
     with pytest.raises(TypeError, match="unexpected keyword argument 'blok'"):
@@ -593,13 +604,13 @@ def test_other_bad_budgets_and_weights() -> None:
     with pytest.raises(ValueError, match="epochs must be at least 1"):
         train_loop([nn.Parameter(torch.zeros(1))], lambda idx: torch.zeros(()), 4, 0, 2, 0.1)
     with pytest.raises(ValueError, match="epochs must be a whole number >= 1"):
-        train_target("mlp_leaky", epochs=2.5)
+        train_target(ctx, "mlp_leaky", epochs=2.5)
     with pytest.raises(KeyError, match="Unknown target 'mlp_leakyy'; known targets: mlp_leaky"):
-        load_target("mlp_leakyy")
+        load_target(ctx, "mlp_leakyy")
 
 
 def test_a_device_this_machine_lacks_or_a_misspelled_one() -> None:
-    from reversenet_utils.train import get_device
+    from reversenet_utils.context import get_device
 
     with pytest.raises(ValueError, match="'tpu' is not a device name.*'cpu', 'cuda'"):
         get_device("tpu")
@@ -791,7 +802,15 @@ def test_dp_accounting_needs_a_delta_in_0_1(delta) -> None:
     data = MNISTSplit(torch.rand(8, 1, 28, 28), torch.arange(8) % 10)
     with pytest.raises(ValueError, match=r"delta must be a probability in \(0, 1\)"):
         train_defended(
-            "mlp_relu", data, data, epochs=1, defence="dp", strength=1.0, split_end=2, delta=delta
+            Context("mnist", "cpu"),
+            "mlp_relu",
+            data,
+            data,
+            epochs=1,
+            defence="dp",
+            strength=1.0,
+            split_end=2,
+            delta=delta,
         )
 
 
@@ -1014,16 +1033,18 @@ def test_a_list_of_str_parameter_checks_its_items_and_a_missing_value_is_named()
         parameters({"__annotations__": {"epochs": int, "seed": int}, "seed": 0})
 
 
-def test_a_misspelled_recipe_override_is_an_error_even_with_a_saved_chain(tmp_root: Path) -> None:
+def test_a_misspelled_recipe_override_is_an_error_even_with_a_saved_chain(
+    tmp_root: Path, ctx
+) -> None:
     from reversenet_utils.models import TARGETS
     from reversenet_utils.progressive import load_or_train_chain, regime_sampler, split_blocks
 
     net = build_target("mlp_relu").eval()
     blocks = split_blocks(net, TARGETS["mlp_relu"].block_ends)
     sample = regime_sampler("noise", torch.Generator().manual_seed(0))
-    load_or_train_chain("mlp_relu", net, blocks, "noise", 2, sample)  # trained and saved
+    load_or_train_chain(ctx, "mlp_relu", net, blocks, "noise", 2, sample)  # trained and saved
     with pytest.raises(TypeError, match=r"has no setting \['batchsize'\]"):
-        load_or_train_chain("mlp_relu", net, blocks, "noise", 2, sample, batchsize=8)
+        load_or_train_chain(ctx, "mlp_relu", net, blocks, "noise", 2, sample, batchsize=8)
 
 
 def test_a_refused_selection_leaves_no_temporary_folder(

@@ -1,5 +1,5 @@
-"""Fashion-MNIST beside MNIST: verified data, one dataset at a time, folders and checkpoints kept
-apart."""
+"""Fashion-MNIST beside MNIST: verified data, each run's dataset in its context, folders and
+checkpoints kept apart."""
 
 from __future__ import annotations
 
@@ -12,14 +12,9 @@ from torch import nn
 
 from reversenet_utils import artifacts
 from reversenet_utils import data as data_mod
+from reversenet_utils.context import Context
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(autouse=True)
-def back_to_mnist():
-    yield
-    artifacts.use_dataset("mnist")
 
 
 def test_the_datasets_are_named_alike_everywhere() -> None:
@@ -30,7 +25,7 @@ def test_the_datasets_are_named_alike_everywhere() -> None:
 
 def test_an_unknown_dataset_is_refused_with_the_choices() -> None:
     with pytest.raises(ValueError, match="'mnist', 'fashion_mnist'"):
-        artifacts.use_dataset("cifar10")
+        Context("cifar10")
     with pytest.raises(ValueError, match="unknown dataset 'FashionMNIST'"):
         data_mod.load_dataset("test", dataset="FashionMNIST")
     with pytest.raises(ValueError, match="'debian', 'torchvision'"):
@@ -38,23 +33,25 @@ def test_an_unknown_dataset_is_refused_with_the_choices() -> None:
 
 
 def test_each_dataset_has_its_own_folders(tmp_root: Path) -> None:
-    assert artifacts.results_dir() == tmp_root / "results"
-    artifacts.use_dataset("fashion_mnist")
-    for folder in (artifacts.results_dir(), artifacts.assets_dir(), artifacts.artifacts_dir()):
+    mnist, fashion = Context("mnist", "cpu"), Context("fashion_mnist", "cpu")
+    assert mnist.results == tmp_root / "results" and mnist.root == fashion.root == tmp_root
+    for folder in (fashion.results, fashion.assets, fashion.artifacts):
         assert folder.parent.parent == tmp_root and folder.name == "fashion_mnist"
     assert (
-        artifacts.checkpoint_path("cnn_pool")
+        artifacts.checkpoint_path(fashion, "cnn_pool")
         == tmp_root / "artifacts" / "fashion_mnist" / "targets" / "cnn_pool.pt"
     )
+    assert fashion.data_root == mnist.data_root == tmp_root / "data"
+    assert fashion.title == "Fashion-MNIST" and mnist.spec.title == "MNIST"
     assert artifacts.data_dir() == tmp_root / "data"  # data/ holds both, in torchvision's folders
-    assert data_mod.raw_dir(root=tmp_root) == tmp_root / "FashionMNIST" / "raw"
+    assert data_mod.raw_dir("fashion_mnist", tmp_root) == tmp_root / "FashionMNIST" / "raw"
 
 
 def test_a_checkpoint_never_loads_for_the_other_dataset(tmp_root: Path) -> None:
     path = tmp_root / "net.pt"
     net = nn.Linear(3, 2)
     artifacts.save_checkpoint(net, path, {"name": "net", "dataset": "mnist"})
-    artifacts.use_dataset("fashion_mnist")
+    fashion = Context("fashion_mnist", "cpu")
     with pytest.raises(
         artifacts.CheckpointMismatchError,
         match="dataset: saved for 'mnist', needed 'fashion_mnist'",
@@ -63,7 +60,7 @@ def test_a_checkpoint_never_loads_for_the_other_dataset(tmp_root: Path) -> None:
             lambda: nn.Linear(3, 2),
             path,
             lambda m: {},
-            {"name": "net", "dataset": artifacts.current_dataset()},
+            {"name": "net", "dataset": fashion.dataset},
         )
 
 
@@ -135,7 +132,7 @@ def test_real_fashion_mnist_is_complete_and_verified() -> None:
     assert test.images.mean() > 2 * mnist.images.mean()
 
 
-def test_loads_follow_the_current_dataset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_loads_follow_the_contexts_dataset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen = []
     monkeypatch.setattr(
         data_mod, "verify_dataset", lambda name, root: seen.append(name) or ["missing"]
@@ -145,9 +142,10 @@ def test_loads_follow_the_current_dataset(monkeypatch: pytest.MonkeyPatch, tmp_p
         "prepare_dataset",
         lambda name, root: (_ for _ in ()).throw(OSError(f"fetch {name}")),
     )
-    artifacts.use_dataset("fashion_mnist")
     with pytest.raises(OSError, match="fetch fashion_mnist"):
-        data_mod.load_dataset("test", root=tmp_path)
+        Context("fashion_mnist", "cpu", tmp_path).load("test")
     with pytest.raises(OSError, match="fetch mnist"):
-        data_mod.load_mnist("test", root=tmp_path)  # MNIST by name, whatever the current dataset
-    assert seen == ["fashion_mnist", "mnist"] and data_mod.spec().title == "Fashion-MNIST"
+        data_mod.load_mnist("test", root=tmp_path)  # MNIST by name
+    assert seen == ["fashion_mnist", "mnist"]
+    with pytest.raises(ValueError, match="unknown dataset None"):
+        data_mod.spec(None)  # no dataset chosen elsewhere to fall back on

@@ -114,24 +114,24 @@ def _small_data(n: int = 512) -> tuple[MNISTSplit, MNISTSplit]:
     )
 
 
-def test_training_defences_run_and_dp_reports_a_budget_that_shrinks_with_noise() -> None:
+def test_training_defences_run_and_dp_reports_a_budget_that_shrinks_with_noise(ctx) -> None:
     train, test = _small_data()
-    plain, meta = train_defended("mlp_relu", train, test, 1)
+    plain, meta = train_defended(ctx, "mlp_relu", train, test, 1)
     assert (
         0 <= meta["accuracy"] <= 1
         and "epsilon" not in meta
         and not any(p.requires_grad for p in plain.parameters())
     )
-    _, nopeek = train_defended("mlp_relu", train, test, 1, "nopeek", 1.0, 3)
+    _, nopeek = train_defended(ctx, "mlp_relu", train, test, 1, "nopeek", 1.0, 3)
     eps = [
-        train_defended("mlp_relu", train, test, 1, "dp", sigma, 3)[1]["epsilon"]
+        train_defended(ctx, "mlp_relu", train, test, 1, "dp", sigma, 3)[1]["epsilon"]
         for sigma in (0.7, 2.0)
     ]
     assert 0 < eps[1] < eps[0] < math.inf and 0 <= nopeek["accuracy"] <= 1
     with pytest.raises(ValueError, match="unknown training-time defence"):
-        train_defended("mlp_relu", train, test, 1, "gaussian", 1.0, 3)
+        train_defended(ctx, "mlp_relu", train, test, 1, "gaussian", 1.0, 3)
     with pytest.raises(ValueError, match="split_end"):
-        train_defended("mlp_relu", train, test, 1, "nopeek", 1.0, 99)
+        train_defended(ctx, "mlp_relu", train, test, 1, "nopeek", 1.0, 99)
 
 
 def test_the_device_and_the_server_compose_to_the_network() -> None:

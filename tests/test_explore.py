@@ -160,6 +160,6 @@ def test_progress_bars_are_text_outside_a_widget_front_end(monkeypatch) -> None:
         assert type(bar).__module__ == "tqdm.std"
 
 
-def test_explorer_load_refuses_targets_without_blocks() -> None:
+def test_explorer_load_refuses_targets_without_blocks(ctx) -> None:
     with pytest.raises(ValueError, match="block boundaries"):
-        Explorer.load(targets=["judge_cnn"], train_images=torch.zeros(2000, 1, 28, 28))
+        Explorer.load(ctx, targets=["judge_cnn"], train_images=torch.zeros(2000, 1, 28, 28))

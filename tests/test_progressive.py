@@ -224,21 +224,28 @@ def test_regime_sampler_draws_each_regime() -> None:
         regime_sampler("imagenet", gen)
 
 
-def test_a_chain_is_trained_once_then_loaded_for_the_same_target_only(tmp_root) -> None:
+def test_a_chain_is_trained_once_then_loaded_for_the_same_target_only(ctx) -> None:
     net = _tiny()
     blocks = split_blocks(net, [2, 5, 7])
     sample = regime_sampler("noise", torch.Generator().manual_seed(0))
     chain = load_or_train_chain(
-        "tiny", net, blocks, "real", 3, lambda idx: torch.rand(len(idx), 1, 28, 28), batch_size=4
+        ctx,
+        "tiny",
+        net,
+        blocks,
+        "real",
+        3,
+        lambda idx: torch.rand(len(idx), 1, 28, 28),
+        batch_size=4,
     )
-    path = inverse_checkpoint("tiny", chain_label("real"))
+    path = inverse_checkpoint(ctx, "tiny", chain_label("real"))
     assert path.name == "tiny__progressive-real.pt" and path.is_file() and chain.meta["steps"] == 3
     assert (
         chain.meta["target"] == "tiny" and chain.meta["dataset"] == "mnist" and not chain.training
     )
     untouched = path.stat().st_mtime_ns
     # loaded, not retrained
-    loaded = load_or_train_chain("tiny", net, blocks, "real", 3, sample, batch_size=4)
+    loaded = load_or_train_chain(ctx, "tiny", net, blocks, "real", 3, sample, batch_size=4)
     assert path.stat().st_mtime_ns == untouched
     f = torch.rand(2, 8, 7, 7)
     with torch.no_grad():
@@ -249,7 +256,14 @@ def test_a_chain_is_trained_once_then_loaded_for_the_same_target_only(tmp_root) 
         retrained[0].weight.add_(0.1)
     with pytest.raises(CheckpointMismatchError, match="target_fingerprint.*re-run notebooks/04"):
         load_or_train_chain(
-            "tiny", retrained, split_blocks(retrained, [2, 5, 7]), "real", 3, sample, batch_size=4
+            ctx,
+            "tiny",
+            retrained,
+            split_blocks(retrained, [2, 5, 7]),
+            "real",
+            3,
+            sample,
+            batch_size=4,
         )
     assert path.stat().st_mtime_ns == untouched  # refused, and the saved inverse is kept
 

@@ -19,6 +19,7 @@ from reversenet_utils.claims.targets import (
     table,
 )
 from reversenet_utils.plotting import training_curves
+from reversenet_utils.context import Context
 from reversenet_utils.train import targets_summary, train_targets
 
 matplotlib.use("Agg")
@@ -101,14 +102,16 @@ def test_the_conclusion_the_table_and_the_headline() -> None:
 def test_the_stages_train_in_turn_and_summarise(monkeypatch) -> None:
     calls = []
 
-    def fake(name, **kwargs):
-        calls.append(name)
+    def fake(ctx, name, **kwargs):
+        calls.append((ctx.dataset, name))
         history = [{"loss": 1.0, "test_accuracy": 0.9}, {"loss": 0.5, "test_accuracy": 0.95}]
         return None, {"test_accuracy": 0.95, "train_s": 1.234, "epochs": 2, "history": history}
 
     monkeypatch.setattr(train_module, "train_target", fake)
-    runs = train_targets(["mlp_leaky", "mlp_sigmoid"], epochs=2)
-    assert calls == ["mlp_leaky", "mlp_sigmoid"] and set(runs) == {"mlp_leaky", "mlp_sigmoid"}
+    runs = train_targets(Context("fashion_mnist", "cpu"), ["mlp_leaky", "mlp_sigmoid"], epochs=2)
+    assert calls == [("fashion_mnist", "mlp_leaky"), ("fashion_mnist", "mlp_sigmoid")] and set(
+        runs
+    ) == {"mlp_leaky", "mlp_sigmoid"}
     summary = targets_summary(runs, {"mlp_leaky": 0.9, "mlp_sigmoid": 0.9})
     assert summary["mlp_leaky"]["train_s"] == 1.23 and summary["mlp_leaky"]["parameters"] == 55050
     fig = training_curves(runs, low=0.8)

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from reversenet_utils import models, train
+from reversenet_utils.context import Context
 from reversenet_utils.data import MNISTSplit
 from reversenet_utils.models import TARGETS, TargetSpec, build_target
 
@@ -41,9 +42,6 @@ def test_a_dataset_recipe_changes_only_its_own_dataset(
 ) -> None:
     """``TargetSpec.on`` applies a dataset's recipe; training on that dataset uses it, on another
     the default."""
-    from reversenet_utils import artifacts
-
-    monkeypatch.setitem(artifacts._current, "dataset", "mnist")  # restored afterwards
     tiny = TargetSpec(
         lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)),
         "tiny",
@@ -63,8 +61,8 @@ def test_a_dataset_recipe_changes_only_its_own_dataset(
     monkeypatch.setitem(models.TARGETS, "tiny", tiny)
     split = _toy_split(64, 0)
     for dataset, (epochs, batch_size) in (("fashion_mnist", (2, 32)), ("mnist", (1, 128))):
-        artifacts.use_dataset(dataset)
-        _, meta = train.train_target("tiny", device="cpu", train=split, test=split)
+        ctx = Context(dataset, "cpu")
+        _, meta = train.train_target(ctx, "tiny", train=split, test=split)
         assert (meta["epochs"], meta["batch_size"], meta["dataset"]) == (
             epochs,
             batch_size,
@@ -140,29 +138,29 @@ def test_fit_learns_and_reports_every_epoch() -> None:
 
 
 def test_load_target_trains_when_missing_then_loads(
-    tmp_root: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_root: Path, ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tiny = TargetSpec(
         lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), "tiny", epochs=1, lr=1e-2
     )
     monkeypatch.setitem(models.TARGETS, "tiny", tiny)
     monkeypatch.setattr(
-        train, "load_dataset", lambda split: _toy_split(256 if split == "train" else 64, 0)
+        Context, "load", lambda self, split: _toy_split(256 if split == "train" else 64, 0)
     )
-    first = train.load_target("tiny", device="cpu")
+    first = train.load_target(ctx, "tiny")
     assert (tmp_root / "artifacts" / "targets" / "tiny.pt").is_file()
     assert first.meta["epochs"] == 1 and 0 <= first.meta["test_accuracy"] <= 1
     assert not any(p.requires_grad for p in first.parameters()) and not first.training
     monkeypatch.setattr(
         train, "train_target", lambda *a, **k: pytest.fail("should load, not retrain")
     )
-    second = train.load_target("tiny", device="cpu")
+    second = train.load_target(ctx, "tiny")
     assert torch.equal(first[1].weight, second[1].weight)
 
 
-def test_load_target_without_training_says_which_notebook(tmp_root: Path) -> None:
+def test_load_target_without_training_says_which_notebook(ctx: Context) -> None:
     with pytest.raises(FileNotFoundError, match="01_train_targets"):
-        train.load_target("mlp_leaky", train_if_missing=False)
+        train.load_target(ctx, "mlp_leaky", train_if_missing=False)
 
 
 def test_predict_runs_cnns_channels_last_with_the_same_logits() -> None:

@@ -39,6 +39,11 @@ from helpers_browser import (
 pytestmark = pytest.mark.browser
 
 BOOK = notebook_path("08")
+#: what notebook 08 loads, trained where missing (MNIST, as the explorer's defaults)
+LOAD = (
+    "from reversenet_utils.context import Context; from reversenet_utils.explore import Explorer; "
+    "Explorer.load(Context('mnist'))"
+)
 RECONS_JS = "els => els.map(e => e.src || e.querySelector('img')?.src)"
 RECONS_CHANGED_JS = """before => {
     const now = [...document.querySelectorAll('.rn-recon')]
@@ -55,7 +60,7 @@ def trained() -> None:
     shows."""
     env = {**os.environ, "TQDM_DISABLE": "1"}
     subprocess.run(
-        [sys.executable, "-c", "from reversenet_utils.explore import Explorer; Explorer.load()"],
+        [sys.executable, "-c", LOAD],
         env=env,
         cwd=REPO,
         check=True,
