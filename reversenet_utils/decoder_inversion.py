@@ -19,10 +19,16 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 
-from .analytic import invert, inversion_trace
+from .analytic import invert, inversion_trace, linear_input_stats
+from .metrics import reconstruction_report
+from .notebook import AT_LEAST_0, AT_LEAST_1, FRACTION, require
 from .optimise import optimise_preimage
 
 __all__ = [
+    "check_parameters",
+    "route_scores",
+    "prior_latents",
+    "routes_table",
     "own_output_check",
     "bce_per_image",
     "optimised_latents",
@@ -56,6 +62,71 @@ def own_output_check(
         "trace": trace,
     }
     return summary, trace
+
+
+def check_parameters(params: Mapping) -> None:
+    """Notebook 05's parameters beyond their types (``notebook.require``)."""
+    margin = (lambda v: 0 < v < 0.5, "in (0, 0.5)")
+    require(
+        params,
+        {
+            **dict.fromkeys(("latent", "opt_steps", "n_show"), AT_LEAST_1),
+            "vae_epochs": AT_LEAST_0,
+            "clamp_eps": margin,
+            "exact_eps": margin,
+            "prior_damping": (lambda v: v > 0, "> 0"),
+            "opt_lr": (lambda v: v > 0, "> 0"),
+            "min_reclass": FRACTION,
+        },
+    )
+
+
+@torch.no_grad()
+def route_scores(
+    vae: nn.Module,
+    routes: Mapping[str, torch.Tensor],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classifier: nn.Module,
+) -> dict[str, dict]:
+    """Each route's latents decoded and scored against ``images`` (PSNR, SSIM, re-classification by
+    ``classifier``: ``metrics.reconstruction_report``)."""
+    return {
+        name: reconstruction_report(images, vae.decode(z), labels, classifier)
+        for name, z in routes.items()
+    }
+
+
+@torch.no_grad()
+def prior_latents(
+    vae: nn.Module, train_images: torch.Tensor, images: torch.Tensor, eps: float, damping: float
+) -> torch.Tensor:
+    """The latents of ``images`` by the Gaussian-prior (range-aware) pseudo-inverse of the decoder:
+    its layers' input statistics taken from the encoder means of ``train_images``, ridge
+    ``damping``."""
+    mu_train, _ = vae.encode(train_images)
+    priors = linear_input_stats(vae.decoder, mu_train)
+    inverse = invert(vae.decoder, input_shape=None, eps=eps, priors=priors, damping=damping)
+    return inverse(images.flatten(1))
+
+
+def routes_table(
+    scores: Mapping[str, dict], routes: Mapping[str, torch.Tensor], mu: torch.Tensor
+) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the routes' scores, with each route's mean latent distance to the encoder
+    mean ``mu`` (for ``plotting.markdown_table``)."""
+    header = ["route", "PSNR (dB)", "SSIM", "re-classified", "latent distance to encoder mean"]
+    rows = [
+        [
+            name,
+            f"{s['psnr']:.2f}",
+            f"{s['ssim']:.3f}",
+            f"{s['reclass']:.2%}",
+            f"{(routes[name] - mu).norm(dim=1).mean():.2f}",
+        ]  # fmt: skip
+        for name, s in scores.items()
+    ]
+    return header, rows
 
 
 def bce_per_image(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

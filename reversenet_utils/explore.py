@@ -31,11 +31,13 @@ import torch
 from torch import nn
 
 from .analytic import boundary_inverses
+from .context import Context
 from .inverse_weights import SIGMOID_MLP_LAYERS, load_inverse_weights
 from .labels import CHAIN_NOISE, CHAIN_REAL, INVERSE_WEIGHTS, MATCHING, PINV, PRIOR, chain_label
 from .models import TARGETS
 from .optimise import match_features
 from .metrics import psnr
+from .notebook import AT_LEAST_0, AT_LEAST_1, require
 from .progressive import forward_features, load_or_train_chain, regime_sampler, split_blocks
 from .train import load_target
 
@@ -57,6 +59,8 @@ __all__ = [
     "measure_latency",
     "latency_table",
     "best_fast_methods",
+    "grid_summary",
+    "check_parameters",
 ]
 
 #: the targets of notebook 07 (every one with block boundaries and a saved inverse chain)
@@ -142,16 +146,17 @@ class Explorer:
     @classmethod
     def load(
         cls,
+        ctx: Context,
         targets: Sequence[str] = DEFAULT_TARGETS,
         train_images: torch.Tensor | None = None,
         chain_steps: int = 0,
         prior_images: int = 10_000,
         damping_grid: Sequence[float] = (1e-4, 1e-2, 0.1, 1.0, 10.0),
-        device: torch.device | str = "cpu",
         seed: int = 0,
         notebook: str = "08_explore",
     ) -> Explorer:
-        """Load (or train, where missing) the targets and their inverses.
+        """Load (or train, where missing) the targets and their inverses for the context's dataset,
+        on its device.
 
         ``train_images`` (MNIST training digits) feed the prior pre-image's statistics (the first
         ``prior_images``; the next 1 000 choose each boundary's ridge from ``damping_grid``) and any
@@ -164,16 +169,15 @@ class Explorer:
                 f"targets {unknown or list(targets)}: choose targets with block boundaries, "
                 f"{[n for n, s in TARGETS.items() if s.block_ends]}"
             )
+        device = ctx.device
         if train_images is None:
-            from .data import load_dataset
-
-            train_images = load_dataset("train", device=device).images
+            train_images = ctx.load("train").images
         if not 100 <= prior_images <= len(train_images) - 1000:
             raise ValueError(
                 f"prior_images must be in 100..{len(train_images) - 1000} (the next 1 000 choose "
                 f"the ridge)"
             )
-        nets = {name: load_target(name, device=device) for name in targets}
+        nets = {name: load_target(ctx, name) for name in targets}
         inverses: dict[tuple[str, str, int], Inverse] = {}
         generator = torch.Generator().manual_seed(seed)
         held_out = train_images[prior_images : prior_images + 1000]
@@ -186,6 +190,7 @@ class Explorer:
             inverses.update({(method, name, k): inverse for (method, k), inverse in found.items()})
             for regime in ("real", "noise"):  # notebook 04: the inverse chains
                 chain = load_or_train_chain(
+                    ctx,
                     name,
                     net,
                     blocks,
@@ -201,7 +206,7 @@ class Explorer:
             # notebook 03: inverse weights, from the last hidden layer
             if kinds == SIGMOID_MLP_LAYERS and 5 in ends:
                 weights = load_inverse_weights(
-                    net, name, train_images, notebook=notebook, seed=seed
+                    ctx, net, name, train_images, notebook=notebook, seed=seed
                 )
                 inverses["inverse weights", name, ends.index(5) + 1] = lambda h, w=weights: w(h)
         return cls(nets, inverses)
@@ -576,3 +581,32 @@ def best_fast_methods(grid: Grid) -> dict[str, dict[str, list]]:
             best = max(scored.items(), key=lambda kv: kv[1]) if scored else ("none", math.nan)
             out[name][label] = [best[0], float(best[1])]
     return out
+
+
+def grid_summary(grid: Grid, explorer: Explorer) -> dict:
+    """What notebook 08's results record of one digit's grid: how many reconstructions, whether
+    every one is a finite 28 x 28 image, the best fast method per target and boundary
+    (:func:`best_fast_methods`) and each target's class probabilities."""
+    return {
+        "grid_reconstructions": len(grid.reconstructions),
+        "grid_finite": all(
+            r.shape == (28, 28) and bool(torch.isfinite(r).all())
+            for r in grid.reconstructions.values()
+        ),
+        "best_fast": best_fast_methods(grid),
+        "probabilities": {n: grid.probabilities[n].tolist() for n in explorer.blocks},
+    }
+
+
+def check_parameters(params: dict) -> None:
+    """Notebook 08's parameters beyond their types (``notebook.require``)."""
+    require(
+        params,
+        {
+            "digit_index": (lambda v: 0 <= v < 10_000, "a test image, 0..9999"),
+            "latency_digits": (lambda v: 1 <= v <= 10_000, "1..10000"),
+            "opt_steps": AT_LEAST_1,
+            "max_update_ms": (lambda v: v > 0, "> 0"),
+            "chain_steps": AT_LEAST_0,
+        },
+    )

@@ -24,9 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .analytic import InverseActivation
+from .analytic import InverseActivation, domain_counts, invert
 from .artifacts import effective_recipe, inverse_checkpoint, inverse_identity, load_or_train
 from .checks import vector_batch
+from .context import Context
+from .data import MNISTSplit
+from .metrics import Timer, reconstruction_report
+from .notebook import AT_LEAST_0, AT_LEAST_1, FRACTION, require
 from .train import predict, train_loop
 
 __all__ = [
@@ -42,6 +46,11 @@ __all__ = [
     "generate_classes",
     "unit_projections",
     "train_decoder",
+    "check_parameters",
+    "train_faithful",
+    "faithful_reconstructions",
+    "compare_inverses",
+    "scores_table",
 ]
 
 
@@ -171,6 +180,7 @@ def train_inverse_weights(
 
 
 def load_inverse_weights(
+    ctx: Context,
     target: nn.Sequential,
     name: str,
     images: torch.Tensor,
@@ -187,7 +197,7 @@ def load_inverse_weights(
     ``retrain=True`` always trains, as notebook 03 does. ``inverse.meta`` holds the recipe used (its
     defaults included), training time and ``n_kept`` (images above the confidence threshold).
     """
-    path = inverse_checkpoint(name, "inverse weights")
+    path = inverse_checkpoint(ctx, name, "inverse weights")
 
     def train(inverse: InverseWeights) -> dict[str, Any]:
         start = time.perf_counter()
@@ -206,7 +216,7 @@ def load_inverse_weights(
         lambda: InverseWeights(target).to(device),
         path,
         train,
-        inverse_identity(name, target, "inverse weights"),
+        inverse_identity(ctx, name, target, "inverse weights"),
         fix="re-run notebooks/03_learned_inverse_weights.ipynb",
         retrain=retrain,
         budget={"steps": effective_recipe(train_inverse_weights, recipe)["steps"]},
@@ -263,6 +273,91 @@ def optimise_hidden_for_classes(
 
 
 # --- notebook 03's experiment stages -----------------------------------------------------------
+
+#: notebook 03's parameters of the faithful inverse's recipe, and the recipe's names for them
+RECIPE_PARAMETERS = {
+    "confidence_threshold": "confidence_threshold",
+    "inverse_steps": "steps",
+    "inverse_batch": "batch_size",
+    "inverse_lr": "lr",
+}
+
+
+def check_parameters(params: dict[str, Any]) -> None:
+    """Notebook 03's parameters beyond their types (``notebook.require``)."""
+    require(
+        params,
+        {
+            "confidence_threshold": (lambda v: 0 <= v < 1, "in [0, 1) (0: the recipe's)"),
+            **dict.fromkeys(("inverse_steps", "inverse_batch", "inverse_lr"), AT_LEAST_0),
+            **dict.fromkeys(("decoder_epochs", "decoder_hidden", "generation_steps"), AT_LEAST_1),
+            "min_generation_confidence": FRACTION,
+            "min_faithful_reclass": FRACTION,
+        },
+    )
+
+
+def train_faithful(
+    ctx: Context, net: nn.Sequential, name: str, images: torch.Tensor, params: dict[str, Any]
+) -> tuple[InverseWeights, dict[str, Any], float]:
+    """Notebook 03's faithful inverse weights of ``net`` (registered as ``name``), trained anew on
+    ``images`` with the recipe and the parameters' overrides (:data:`RECIPE_PARAMETERS`; 0 keeps
+    the recipe's), saved with the target's fingerprint for notebook 07. Returns the inverse, the
+    recipe as trained (its defaults included) and the seconds it took."""
+    overrides = {key: params[p] for p, key in RECIPE_PARAMETERS.items() if params[p]}
+    with Timer() as t:
+        faithful = load_inverse_weights(
+            ctx, net, name, images, retrain=True, notebook=ctx.notebook, seed=params["seed"],
+            **overrides,
+        )  # fmt: skip
+    recipe = {key: faithful.meta[key] for key in RECIPE_PARAMETERS.values()}
+    return faithful, recipe, t.seconds
+
+
+@torch.no_grad()
+def faithful_reconstructions(
+    inverse: InverseWeights, hidden: torch.Tensor
+) -> tuple[torch.Tensor, int, int]:
+    """The images ``inverse`` reconstructs from the last hidden layer ``hidden``, with how many
+    hidden values its logit clamped in this pass, of how many."""
+    inverse.sigmoid_inverse.clamped = inverse.sigmoid_inverse.seen = 0
+    images = inverse(hidden).reshape(-1, 1, 28, 28)
+    return images, inverse.sigmoid_inverse.clamped, inverse.sigmoid_inverse.seen
+
+
+def compare_inverses(
+    net: nn.Sequential,
+    faithful: torch.Tensor,
+    decoder: MLPDecoder,
+    hidden: torch.Tensor,
+    test: MNISTSplit,
+) -> tuple[dict[str, torch.Tensor], dict[str, dict], dict[str, Any]]:
+    """The three inverses of the sigmoid MLP ``net`` from its last hidden layer ``hidden`` (of
+    ``test``'s images): the faithful inverse weights' reconstructions ``faithful``, the improved
+    ``decoder``'s, and the layer-wise pseudo-inverse's (``analytic.invert``). Returns their
+    reconstructions, their scores (``metrics.reconstruction_report`` against ``net``), and the
+    pseudo-inverse's clamped values and the condition number of the hidden weight matrix."""
+    analytic = invert(net[:5]).to(hidden.device)
+    with torch.no_grad():
+        recon = {"faithful": faithful, "improved": decoder(hidden), "pinv": analytic(hidden)}
+    scores = {
+        name: reconstruction_report(test.images, r, test.labels, net) for name, r in recon.items()
+    }
+    pinv = {
+        "clamped": domain_counts(analytic),
+        "w2_condition_number": torch.linalg.cond(net[3].weight.double()).item(),
+    }
+    return recon, scores, pinv
+
+
+def scores_table(scores: dict[str, dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the inverses' scores (for ``plotting.markdown_table``)."""
+    header = ["inverse", "PSNR (dB)", "SSIM", "re-classified"]
+    rows = [
+        [name, f"{s['psnr']:.2f}", f"{s['ssim']:.3f}", f"{s['reclass']:.2%}"]
+        for name, s in scores.items()
+    ]
+    return header, rows
 
 
 def classifier_opinion(

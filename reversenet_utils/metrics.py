@@ -291,10 +291,12 @@ def share_interval(share: float, n: int, level: float = 0.95) -> list[float]:
     return [float(ci.low), float(ci.high)]
 
 
-def verdict(ci: list[float], other: float) -> str:
+def verdict(ci: list[float], other: float, tolerance: float = 0.0) -> str:
     """How a measured mean with interval ``ci`` compares with the number ``other`` (higher is
     better): ``"beats"`` when the whole interval lies above it, ``"falls short of"`` when below,
-    else ``"matches"``.
+    else ``"matches"``. ``tolerance`` widens the interval on both sides first: what a re-run of
+    the training moves a trained method's score by, which an interval over test images leaves out
+    (``thresholds.RERUN_TOLERANCE_DB``).
 
     Raises:
         ValueError: ``ci`` is not two finite numbers with ``lo <= hi``, or ``other`` is not finite
@@ -318,6 +320,9 @@ def verdict(ci: list[float], other: float) -> str:
         raise ValueError(
             f"verdict: the interval {ci!r} is upside down (lo > hi): give it as [lo, hi]"
         )
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise ValueError(f"verdict: tolerance must be a finite number >= 0, got {tolerance!r}")
+    lo, hi = lo - tolerance, hi + tolerance
     if lo > other:
         return "beats"
     if hi < other:

@@ -54,7 +54,6 @@ __all__ = [
     "score",
     "strongest",
     "cheapest_defence",
-    "privacy_answer",
 ]
 
 
@@ -180,7 +179,7 @@ def analytic_attackers(
     return {k: inverse for (method, k), inverse in found.items() if method == PRIOR}
 
 
-# --- scoring and the one-page answer ------------------------------------------------------------
+# --- scoring -----------------------------------------------------------------------------------
 
 
 def score(
@@ -235,56 +234,3 @@ def cheapest_defence(
         if best["accuracy_loss"] <= max_loss and best["ssim_ci"][1] < below_ssim:
             ok.append(best)
     return min(ok, key=lambda r: (r["accuracy_loss"], r["ssim"])) if ok else None
-
-
-def _ci(ci: Sequence[float], fmt: str = ".1f") -> str:
-    return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
-
-
-def privacy_answer(metrics: dict, title: str) -> str:
-    """The one-page answer of notebook 09 (and README), from its results ``metrics``: for each
-    target and split what the strongest attacker recovers, and the cheapest defence that stops the
-    adaptive attacker."""
-    rows, p = metrics["rows"], metrics["settings"]
-    own = [r for r in rows if r["inputs"] == metrics["dataset"]]
-    lines = [
-        f"**What leaks** ({title}; the strongest of the {len(THREATS)} attacks at each split, "
-        f"{p['n_eval']} test images; recognisable: SSIM ≥ {p['recognisable_ssim']})",
-        "",
-        "| target | split | strongest attack | PSNR (dB) | SSIM | recognisable | judge "
-        "re-classifies |",
-        "|---|---:|---|---:|---:|---:|---:|",
-    ]
-    for target, device in metrics["devices"].items():
-        for split in device["splits"]:
-            r = strongest(own, target=target, split=split, defence="none")
-            lines.append(
-                f"| `{target}` | {split} | {r['threat']} | {r['psnr']:.1f} {_ci(r['psnr_ci'])} | "
-                f"{r['ssim']:.2f} {_ci(r['ssim_ci'], '.2f')} | {r['recognisable']:.0%} | "
-                f"{r['reclass']:.0%} |"
-            )
-    s = p["defence_split"]
-    lines += [
-        "",
-        f"**What stops it** (defences on the features sent after block {s}; the attacker adapts: "
-        f"it trains its inverse on defended features; at most {p['max_accuracy_loss']:.0%} of "
-        f"accuracy lost, the attacker's whole SSIM interval below {p['recognisable_ssim']})",
-        "",
-        "| target | accuracy undefended | cheapest defence that holds | its accuracy (lost) | best "
-        "attacker's SSIM |",
-        "|---|---:|---|---:|---:|",
-    ]
-    for target, device in metrics["devices"].items():
-        c = metrics["cheapest"].get(target)
-        if c is None:
-            lines.append(
-                f"| `{target}` | {device['accuracy']:.2%} | none of the "
-                f"{device['defence_settings']} settings tried | – | – |"
-            )
-        else:
-            lines.append(
-                f"| `{target}` | {device['accuracy']:.2%} | {c['defence']} {c['strength']:g} | "
-                f"{c['accuracy']:.2%} "
-                f"({c['accuracy_loss']:+.2%}) | {c['ssim']:.2f} {_ci(c['ssim_ci'], '.2f')} |"
-            )
-    return "\n".join(lines)

@@ -28,9 +28,10 @@ from torch import nn
 
 from .labels import REGIMES, chain_label
 from .artifacts import read_results
+from .context import Context
 from .metrics import Timer, paired_differences, psnr, reconstruction_report
 from .models import TARGETS
-from .notebook import find_row
+from .notebook import AT_LEAST_0, AT_LEAST_1, Rule, find_row, one_of, require
 from .optimise import invert_by_optimisation, match_features
 from .plotting import markdown_table
 from .progressive import (
@@ -70,7 +71,6 @@ __all__ = [
     "equal_psnr_speedups",
     "equal_psnr_table",
     "sweep_figure",
-    "target_shapes",
     "injectivity_rows",
     "recipe_used",
     "logit_ceiling",
@@ -83,32 +83,25 @@ SEEDED_REGIMES = ("real", "noise")
 
 
 def check_parameters(params: Mapping[str, Any]) -> None:
-    """Notebook 04's parameters beyond their types: a ``ValueError`` that names each parameter that
-    is wrong and what it must be."""
+    """Notebook 04's parameters beyond their types: one ``ValueError`` that names each parameter
+    that is wrong and what it must be (``notebook.require``)."""
     splittable = [n for n, spec in TARGETS.items() if spec.block_ends]
     targets = params["targets"]
-    problems = []
-    if not targets or any(t not in splittable for t in targets):
-        problems.append(
-            f"targets={targets}: choose from targets with block boundaries, {splittable}"
-        )
-    for name in ("joint_targets", "seed_targets"):
-        if not set(params[name]) <= set(targets):
-            problems.append(f"{name}={params[name]} must be among targets={targets}")
-    if params["extra_seeds"] < 0:
-        problems.append(f"extra_seeds must be >= 0, got {params['extra_seeds']}")
-    for name in ("n_test", "sweep_images"):
-        if not 1 <= params[name] <= 10_000:
-            problems.append(f"{name} must be 1..10000 (test images), got {params[name]}")
-    if not params["sweep_steps"] or min(params["sweep_steps"]) < 1:
-        problems.append(f"sweep_steps must be iteration counts >= 1, got {params['sweep_steps']}")
-    zero_default = ("chain_steps", "batch_size", "lr")
-    problems += [f"{n} must be >= 0 (0: the recipe's), got {params[n]}" for n in zero_default
-                 if params[n] < 0]  # fmt: skip
-    positive = ("n_synth", "synth_steps", "opt_images", "opt_steps", "logit_refine_steps")
-    problems += [f"{n} must be >= 1, got {params[n]}" for n in positive if params[n] < 1]
-    if problems:
-        raise ValueError("; ".join(problems))
+    test_images: Rule = (lambda v: 1 <= v <= 10_000, "1..10000 (test images)")
+    rules = {
+        "targets": one_of(splittable, "targets with block boundaries"),
+        "joint_targets": (lambda v: set(v) <= set(targets), f"among targets={targets}"),
+        "seed_targets": (lambda v: set(v) <= set(targets), f"among targets={targets}"),
+        "n_test": test_images,
+        "sweep_images": test_images,
+        "sweep_steps": (lambda v: bool(v) and min(v) >= 1, "iteration counts >= 1"),
+        "extra_seeds": (lambda v: v >= 0, ">= 0"),
+        **dict.fromkeys(("chain_steps", "batch_size", "lr"), AT_LEAST_0),
+        **dict.fromkeys(
+            ("n_synth", "synth_steps", "opt_images", "opt_steps", "logit_refine_steps"), AT_LEAST_1
+        ),
+    }
+    require(params, rules)
 
 
 def chain_recipe(params: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, int]]:
@@ -182,6 +175,7 @@ def training_inputs(real: torch.Tensor, synth: Mapping[str, Synthesized], n: int
 
 
 def train_chains(
+    ctx: Context,
     runs: Sequence[ChainRun],
     nets: Mapping[str, nn.Sequential],
     blocks: Mapping[str, Sequence[nn.Sequential]],
@@ -189,20 +183,21 @@ def train_chains(
     synth: Mapping[str, Synthesized],
     steps: Mapping[str, int],
     seed: int,
-    notebook: str,
     recipe: Mapping[str, Any],
 ) -> dict[tuple[str, str], InverseChain]:
-    """Train every chain of ``runs`` (``steps[target]`` batches) and save it with its target's
-    fingerprint, for notebook 07: ``{(target, label): chain}``.
+    """Train every chain of ``runs`` (``steps[target]`` batches) on the context's device and save it
+    with its target's fingerprint, for notebook 07 (the context's notebook recorded as its maker):
+    ``{(target, label): chain}``.
 
     Each chain draws its batches from its own generator, seeded ``seed``; on a CPU two train side by
     side (``train.run_side_by_side``).
     """
-    device = next(next(iter(nets.values())).parameters()).device
+    device = ctx.device
     trained = run_side_by_side(
         [
             partial(
                 load_or_train_chain,
+                ctx,
                 r.target,
                 nets[r.target],
                 blocks[r.target],
@@ -218,10 +213,10 @@ def train_chains(
                 r.schedule,
                 r.unpool,
                 seed=seed,
-                notebook=notebook,
+                notebook=ctx.notebook,
                 retrain=True,
                 **recipe,
-            )  # fmt: skip
+            )
             for r in runs
         ],
         device,
@@ -268,6 +263,7 @@ def score_chains(
 
 
 def train_seed_chains(
+    ctx: Context,
     blocks: Mapping[str, Sequence[nn.Sequential]],
     targets: Sequence[str],
     real: torch.Tensor,
@@ -275,12 +271,11 @@ def train_seed_chains(
     seed: int,
     steps: Mapping[str, int],
     recipe: Mapping[str, Any],
-    device: torch.device | str,
 ) -> dict[tuple[str, str, int], InverseChain]:
     """The real-image and noise chains of ``targets`` (in the order of ``blocks``) trained again
-    with ``extra_seeds`` further seeds (the same recipe and budget; not saved): ``{(target,
-    regime, seed): chain}``."""
-    extra = {}
+    with ``extra_seeds`` further seeds on the context's device (the same recipe and budget; not
+    saved): ``{(target, regime, seed): chain}``."""
+    extra, device = {}, ctx.device
     for name in [t for t in blocks if t in targets]:
         for regime in SEEDED_REGIMES:
             for s in range(seed + 1, seed + 1 + extra_seeds):
@@ -297,7 +292,7 @@ def train_seed_chains(
                 seed=s,
                 desc=f"{name}: {chain_label(regime)}, seed {s}",
                 **recipe,
-            )  # fmt: skip
+            )
             for (name, regime, s), chain in extra.items()
         ],
         device,
@@ -592,18 +587,10 @@ def sweep_figure(points: Sequence[dict], equal: Mapping[str, dict], n_images: in
     return fig
 
 
-def target_shapes(blocks: Mapping[str, Sequence[nn.Sequential]]) -> dict[str, dict]:
-    """Per target, for the results file: its number of blocks and whether its first layer is a
-    convolution."""
-    return {
-        n: {"blocks": len(bs), "conv": isinstance(bs[0][0], nn.Conv2d)} for n, bs in blocks.items()
-    }
-
-
-def injectivity_rows(targets: Sequence[str]) -> list[dict]:
-    """Notebook 02's injectivity map for ``targets``, as its results file holds it (empty where
-    notebook 02 has not run on this dataset)."""
-    found = read_results("02_analytic_pseudo_inverse", missing_ok=True)
+def injectivity_rows(ctx: Context, targets: Sequence[str]) -> list[dict]:
+    """Notebook 02's injectivity map for ``targets``, as its results file for the context's dataset
+    holds it (empty where notebook 02 has not run on that dataset)."""
+    found = read_results(ctx, "02_analytic_pseudo_inverse", missing_ok=True)
     return [r for r in found.get("metrics", {}).get("injectivity", []) if r["target"] in targets]
 
 

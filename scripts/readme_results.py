@@ -5,9 +5,9 @@ README.md holds two generated blocks, each between marker comments:
 - ``notebooks``: every notebook with its Colab badge, its one-line finding (numbers read from its
   results file) and its runtime;
 - ``results``: notebook 07's benchmark, every method side by side, and the gallery images;
-- ``privacy``: notebook 09's one-page answer on each dataset (``split.privacy_answer``): what a
-  split-computing server recovers from each split, and the cheapest defence that stops an adaptive
-  attacker;
+- ``privacy``: notebook 09's one-page answer on each dataset
+  (``claims.privacy.privacy_answer``): what a split-computing server recovers from each split, and
+  the cheapest defence that stops an adaptive attacker;
 - ``generalise``: each notebook's key claims on MNIST and on Fashion-MNIST side by side
   (``results/`` and ``results/fashion_mnist/``), with the intervals of the rows that carry claims
   and one sentence each saying where the claim holds, computed from the same test the notebook's
@@ -40,20 +40,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sync_links import colab_url, config  # noqa: E402
 
+from reversenet_utils.claims import benchmark as benchmark_claims  # noqa: E402
 from reversenet_utils.claims import decoder_inversion as decoder_inversion_claims  # noqa: E402
 from reversenet_utils.claims import explore as explore_claims  # noqa: E402
+from reversenet_utils.claims import featureviz as featureviz_claims  # noqa: E402
 from reversenet_utils.claims import inverse_weights as inverse_weights_claims  # noqa: E402
+from reversenet_utils.claims import privacy as privacy_claims  # noqa: E402
+from reversenet_utils.claims import pseudo_inverse as pseudo_inverse_claims  # noqa: E402
 from reversenet_utils.claims import targets as targets_claims  # noqa: E402
 from reversenet_utils.claims import zero_shot  # noqa: E402
 from reversenet_utils.data import SPECS  # noqa: E402
-from reversenet_utils.labels import MATCHING, METHOD_ORDER, PINV, PRIOR  # noqa: E402
-from reversenet_utils.split import privacy_answer, strongest  # noqa: E402
-from reversenet_utils.notebook import find_row  # noqa: E402
+from reversenet_utils.labels import METHOD_ORDER  # noqa: E402
 from reversenet_utils.thresholds import (  # noqa: E402
     ENCODER_MATCH_DB,
     EXACT_MAX_ABS_ERR,
     NAIVE_FAILURE_DB,
-    RECOVERED_DB,
     ZERO_SHOT_GAP_DB,
 )
 
@@ -67,75 +68,18 @@ class ResultsError(ValueError):
     """A results file is unreadable, lacks what README reads, or holds a non-finite number."""
 
 
-def _finding_07(m: dict) -> str:
-    logits = [r for r in m["rows"] if r["depth_is_logits"]]
-    best = max(logits, key=lambda r: r["psnr"])
-    fool = max(r["reclass_target"] - r["reclass_independent"] for r in logits)
-    return (
-        f"{len({r['method'] for r in m['rows']})} methods × "
-        f"{len({r['target'] for r in m['rows']})} targets; best from the logits: {best['method']} "
-        f"on {best['target']}, {best['psnr']:.1f} dB; the target accepts reconstructions up to "
-        f"{fool:.1%} more often than an independent judge"
-    )
-
-
-def _finding_09(m: dict) -> str:
-    parts = []
-    for target, device in m["devices"].items():
-        r = strongest(
-            m["rows"], target=target, split=device["splits"][0], defence="none", inputs=m["dataset"]
-        )
-        c = m["cheapest"].get(target)
-        parts.append(
-            f"`{target}` split 1: {r['recognisable']:.0%} recognisable ({r['threat']}, "
-            f"{r['psnr']:.1f} dB); "
-            + (
-                f"stopped by {c['defence']} {c['strength']:g} at {c['accuracy']:.2%} accuracy"
-                if c
-                else "no defence tried stops the adaptive attacker within 1 point"
-            )
-        )
-    return "; ".join(parts)
-
-
 #: notebook number -> (title, one-line finding from its metrics). Only the keys docs/design.md
 #: fixes are read.
 FINDINGS: dict[str, tuple[str, Callable[[dict], str]]] = {
     "01": ("Training the targets", targets_claims.headline),
-    "02": (
-        "Analytic inversion",
-        lambda m: (
-            "square weights invert exactly (max error {:.1e} in float32), and so does cnn_nopool's "
-            "first conv block ({:.1e}); feature matching recovers the image from {} of {} block "
-            "boundaries; from mlp_leaky's logits the pseudo-inverse gives {:.1f} dB, the prior "
-            "pre-image {:.1f} dB"
-        ).format(
-            m["exact"]["max_abs_err_float32"],
-            m["conv"]["cnn_nopool_block1"]["max_abs_err_float32"],
-            sum(r["recovered"] for r in m["injectivity"]),
-            len(m["injectivity"]),
-            m["pinv"]["psnr"],
-            m["regularised"]["psnr"],
-        ),
-    ),
+    "02": ("Analytic inversion", pseudo_inverse_claims.headline),
     "03": ("Learned inverse weights", inverse_weights_claims.headline),
     "04": ("Zero-shot progressive inversion", zero_shot.headline),
     "05": ("VAE decoder inversion", decoder_inversion_claims.headline),
-    "06": (
-        "Feature visualisation",
-        lambda m: (
-            "{}: class visualisations at probability ≥ {:.3f}, {:.1f} s each on a CPU; batched "
-            "rendering {:.1f}x faster"
-        ).format(
-            m["model"],
-            min(c["probability"] for c in m["classes"].values()),
-            m["seconds_per_image"],
-            m["batched_speedup"],
-        ),
-    ),
-    "07": ("Every method side by side", _finding_07),
+    "06": ("Feature visualisation", featureviz_claims.headline),
+    "07": ("Every method side by side", benchmark_claims.headline),
     "08": ("Explore: draw a digit", explore_claims.headline),
-    "09": ("Split computing under attack", _finding_09),
+    "09": ("Split computing under attack", privacy_claims.headline),
 }
 
 
@@ -369,24 +313,19 @@ def _claim_01(m: dict) -> tuple[str, bool]:  # the one definition: claims.target
     return found.text, found.holds
 
 
-def _claim_02_exact(m: dict) -> tuple[str, bool]:
-    a, b = m["exact"]["max_abs_err_float32"], m["conv"]["cnn_nopool_block1"]["max_abs_err_float32"]
-    return f"max error {a:.1e} / {b:.1e}", max(a, b) <= EXACT_MAX_ABS_ERR
+def _claim_02_exact(m: dict) -> tuple[str, bool]:  # the one definition: claims.pseudo_inverse
+    found = pseudo_inverse_claims.exact_inverse(m)
+    return found.text, found.holds
 
 
-def _claim_02_null(m: dict) -> tuple[str, bool]:
-    share = m["preimage"]["null_space_energy_fraction"]
-    return f"{share:.0%} of an image's energy in the null space", share > 0.5
+def _claim_02_null(m: dict) -> tuple[str, bool]:  # the one definition: claims.pseudo_inverse
+    found = pseudo_inverse_claims.null_space_loss(m)
+    return found.text, found.holds
 
 
-def _claim_07_prior(m: dict) -> tuple[str, bool]:
-    prior = find_row(m["rows"], method=PRIOR, target="mlp_leaky", depth=1)
-    pinv = find_row(m["rows"], method=PINV, target="mlp_leaky", depth=1)
-    return (
-        f"{prior['psnr']:.1f} dB {_ci(prior['psnr_ci'])} vs pinv {pinv['psnr']:.1f} dB "
-        f"{_ci(pinv['psnr_ci'])}",
-        prior["psnr_ci"][0] > pinv["psnr_ci"][1],
-    )
+def _claim_07_prior(m: dict) -> tuple[str, bool]:  # the one definition: claims.benchmark
+    found = benchmark_claims.prior_beats_pinv(m)
+    return found.text, found.holds
 
 
 def _claim_03(m: dict) -> tuple[str, bool]:  # the one definition: claims.inverse_weights
@@ -419,27 +358,14 @@ def _claim_05(m: dict) -> tuple[str, bool]:  # the one definition: claims.decode
     return found.text, found.holds
 
 
-def _claim_07_matching(m: dict) -> tuple[str, bool]:
-    found = {
-        t: find_row(m["rows"], method=MATCHING, target=t, depth=1)
-        for t in ("cnn_nopool", "cnn_pool")
-    }
-    return (
-        "; ".join(
-            f"`{t}` {r['psnr']:.0f} dB {_ci(r['psnr_ci'], fmt='.0f')}" for t, r in found.items()
-        ),
-        all(r["psnr_ci"][0] >= RECOVERED_DB for r in found.values()),
-    )
+def _claim_07_matching(m: dict) -> tuple[str, bool]:  # the one definition: claims.benchmark
+    found = benchmark_claims.matching_recovers_block1(m)
+    return found.text, found.holds
 
 
-def _claim_07_judge(m: dict) -> tuple[str, bool]:
-    logits = [r for r in m["rows"] if r["depth_is_logits"]]
-    worst = max(logits, key=lambda r: r["reclass_target"] - r["reclass_independent"])
-    return (
-        f"{worst['method']} on `{worst['target']}`: target {worst['reclass_target']:.0%} "
-        f"{_ci(worst['reclass_target_ci'], fmt='.0%')}, judge {worst['reclass_independent']:.0%}",
-        worst["reclass_independent"] < worst["reclass_target_ci"][0],
-    )
+def _claim_07_judge(m: dict) -> tuple[str, bool]:  # the one definition: claims.benchmark
+    found = benchmark_claims.judge_exposes_target(m)
+    return found.text, found.holds
 
 
 def _claim_08(m: dict) -> tuple[str, bool]:  # the one definition: claims.explore.update_in_time
@@ -578,7 +504,7 @@ def privacy_section(results: Path = RESULTS) -> str:
             continue
         figure = "assets/" + ("" if name == "mnist" else f"{name}/") + "09_leaks.png"
         with reading(folder / "09_split_computing_privacy.json"):
-            answer = privacy_answer(data["metrics"], DATASET_TITLES[name])
+            answer = privacy_claims.privacy_answer(data["metrics"], DATASET_TITLES[name])
         blocks.append(
             f"### {DATASET_TITLES[name]}\n\n"
             + answer

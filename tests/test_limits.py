@@ -186,6 +186,11 @@ def test_bootstrap_interval_and_verdict() -> None:
     assert hi_small - lo_small > hi - lo  # fewer images, wider interval
     assert verdict([lo, hi], 2.0) == "beats" and verdict([lo, hi], 4.0) == "falls short of"
     assert verdict([lo, hi], values.mean().item()) == "matches"
+    # a re-run's tolerance widens the interval: close to the other number, a match
+    assert verdict([1.0, 1.2], 0.9) == "beats" and verdict([1.0, 1.2], 0.9, 0.3) == "matches"
+    assert verdict([1.0, 1.2], 1.4, 0.3) == "matches" and verdict([1.0, 1.2], 1.6, 0.3) != "matches"
+    with pytest.raises(ValueError, match="tolerance must be a finite number >= 0"):
+        verdict([1.0, 1.2], 0.9, -0.1)
     for bad, match in ((torch.tensor([]), "no values"), (torch.tensor([1.0, float("nan")]), "NaN")):
         with pytest.raises(ValueError, match=match):
             bootstrap_ci(bad)

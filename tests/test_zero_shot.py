@@ -10,7 +10,7 @@ import torch
 from reversenet_utils import zero_shot
 from reversenet_utils.claims.zero_shot import anchor_table
 from reversenet_utils.models import TARGETS, get_spec
-from reversenet_utils.progressive import InverseChain, split_blocks
+from reversenet_utils.progressive import InverseChain, split_blocks, target_shapes
 
 matplotlib.use("Agg")
 
@@ -72,7 +72,7 @@ def test_chain_runs_add_joint_and_unpooling_chains_where_they_apply() -> None:
     assert sum(r.target == "mlp_relu" for r in runs) == 3  # the three regimes
 
 
-def test_chains_train_score_and_give_seeds_and_pairs(tmp_root) -> None:
+def test_chains_train_score_and_give_seeds_and_pairs(tmp_root, ctx) -> None:
     nets, blocks = _nets()
     x, y = torch.rand(8, 1, 28, 28), torch.arange(8) % 10
     synth = zero_shot.synthesize(nets, 4, steps=1, seed=0)
@@ -82,14 +82,15 @@ def test_chains_train_score_and_give_seeds_and_pairs(tmp_root) -> None:
     runs = [zero_shot.ChainRun("cnn_pool", "real"), zero_shot.ChainRun("mlp_relu", "real"),
             zero_shot.ChainRun("mlp_relu", "noise")]  # fmt: skip
     recipe, steps = {"batch_size": 4}, {"cnn_pool": 2, "mlp_relu": 2}
-    chains = zero_shot.train_chains(runs, nets, blocks, x, synth, steps, 0, "test", recipe)
+    chains = zero_shot.train_chains(ctx, runs, nets, blocks, x, synth, steps, 0, recipe)
     assert set(chains) == {(r.target, r.label) for r in runs}
-    assert (tmp_root / "artifacts").is_dir()  # saved with the target's fingerprint
+    assert (tmp_root / "artifacts" / "inverses").is_dir()  # saved with the target's fingerprint
+    assert {c.meta["notebook"] for c in chains.values()} == {"99_demo"}
     scores = zero_shot.score_chains(runs, chains, blocks, nets, x, y, seed=0)
     assert len(scores.rows) == 4 + 2 + 2 and set(scores.rates) == {
         ("cnn_pool", k) for k in range(1, 5)
     } | {("mlp_relu", 1), ("mlp_relu", 2)}
-    extra = zero_shot.train_seed_chains(blocks, ["mlp_relu"], x, 1, 0, steps, recipe, "cpu")
+    extra = zero_shot.train_seed_chains(ctx, blocks, ["mlp_relu"], x, 1, 0, steps, recipe)
     assert set(extra) == {("mlp_relu", "real", 1), ("mlp_relu", "noise", 1)}
     per_seed = zero_shot.seed_scores(scores.per_image, extra, blocks, x)
     rows = zero_shot.with_seeds(scores.rows, per_seed, extra, seed=0)
@@ -104,8 +105,8 @@ def test_chains_train_score_and_give_seeds_and_pairs(tmp_root) -> None:
     }  # fmt: skip
     assert zero_shot.recipe_used(chains, steps)["steps"] == steps
     shapes = {"cnn_pool": {"blocks": 4, "conv": True}, "mlp_relu": {"blocks": 2, "conv": False}}
-    assert zero_shot.target_shapes(blocks) == shapes
-    assert zero_shot.injectivity_rows(["cnn_pool"]) == []  # notebook 02 has not run here
+    assert target_shapes(blocks) == shapes
+    assert zero_shot.injectivity_rows(ctx, ["cnn_pool"]) == []  # notebook 02 has not run here
 
 
 def test_speed_sweep_grids_and_ceiling_on_untrained_chains() -> None:

@@ -1,0 +1,286 @@
+"""Notebook 09's claims (split computing under attack), from its results metrics and parameters
+alone.
+
+The notebook's answer, notes and gates and README's headline and privacy section call these:
+
+- :func:`privacy_answer`: the one-page answer: what leaks at each split, what stops it;
+- :func:`notes`: the notebook's measured conclusion;
+- :func:`gates`: its quality gates, each a :class:`~reversenet_utils.claims.Claim`;
+- :func:`headline`: README's one-line finding.
+
+``metrics`` is the ``metrics`` mapping of ``results/09_split_computing_privacy.json``: ``dataset``,
+``shifted_dataset``, ``devices`` (per target: accuracy, epochs, splits, whether it starts with a
+convolution, the defence settings tried), ``rows`` (one per attack, see ``split.score``),
+``anchors`` and ``journal_anchors`` (He et al.'s numbers on the same ground), ``cheapest`` (per
+target, the cheapest defence that holds, or None), ``settings``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from ..anchors import HE_2019_SPLIT_PSNR
+from ..labels import THREATS
+from ..metrics import verdict
+from ..split import strongest
+from ..thresholds import RERUN_TOLERANCE_DB
+from . import Claim
+
+__all__ = ["privacy_answer", "notes", "gates", "headline"]
+
+#: a working device: its least test accuracy, trained on half the training images
+MIN_DEVICE_ACCURACY = 0.8
+#: slack of a row's mean inside its interval (an exact reconstruction's SSIM is 1.0, its interval's
+#: float32 end 0.9999999)
+ROUNDING = 1e-6
+#: accuracy that more noise may gain back by chance (one point)
+NOISE_ACCURACY_SLACK = 0.01
+
+
+def _ci(ci: Sequence[float], fmt: str = ".1f") -> str:
+    return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]"
+
+
+def privacy_answer(metrics: Mapping, title: str) -> str:
+    """The one-page answer of notebook 09 (and README), from its results ``metrics``: for each
+    target and split what the strongest attacker recovers, and the cheapest defence that stops the
+    adaptive attacker."""
+    rows, p = metrics["rows"], metrics["settings"]
+    own = [r for r in rows if r["inputs"] == metrics["dataset"]]
+    lines = [
+        f"**What leaks** ({title}; the strongest of the {len(THREATS)} attacks at each split, "
+        f"{p['n_eval']} test images; recognisable: SSIM ≥ {p['recognisable_ssim']})",
+        "",
+        "| target | split | strongest attack | PSNR (dB) | SSIM | recognisable | judge "
+        "re-classifies |",
+        "|---|---:|---|---:|---:|---:|---:|",
+    ]
+    for target, device in metrics["devices"].items():
+        for split in device["splits"]:
+            r = strongest(own, target=target, split=split, defence="none")
+            lines.append(
+                f"| `{target}` | {split} | {r['threat']} | {r['psnr']:.1f} {_ci(r['psnr_ci'])} | "
+                f"{r['ssim']:.2f} {_ci(r['ssim_ci'], '.2f')} | {r['recognisable']:.0%} | "
+                f"{r['reclass']:.0%} |"
+            )
+    s = p["defence_split"]
+    lines += [
+        "",
+        f"**What stops it** (defences on the features sent after block {s}; the attacker adapts: "
+        f"it trains its inverse on defended features; at most {p['max_accuracy_loss']:.0%} of "
+        f"accuracy lost, the attacker's whole SSIM interval below {p['recognisable_ssim']})",
+        "",
+        "| target | accuracy undefended | cheapest defence that holds | its accuracy (lost) | best "
+        "attacker's SSIM |",
+        "|---|---:|---|---:|---:|",
+    ]
+    for target, device in metrics["devices"].items():
+        c = metrics["cheapest"].get(target)
+        if c is None:
+            lines.append(
+                f"| `{target}` | {device['accuracy']:.2%} | none of the "
+                f"{device['defence_settings']} settings tried | – | – |"
+            )
+        else:
+            lines.append(
+                f"| `{target}` | {device['accuracy']:.2%} | {c['defence']} {c['strength']:g} | "
+                f"{c['accuracy']:.2%} "
+                f"({c['accuracy_loss']:+.2%}) | {c['ssim']:.2f} {_ci(c['ssim_ci'], '.2f')} |"
+            )
+    return "\n".join(lines)
+
+
+def _undefended(metrics: Mapping, name: str, k: int, inputs: str | None = None, **match) -> dict:
+    return strongest(
+        metrics["rows"], target=name, split=k, defence="none",
+        inputs=inputs or metrics["dataset"], **match,
+    )  # fmt: skip
+
+
+def notes(metrics: Mapping, shifted_title: str) -> list[str]:
+    """The notebook's measured conclusion, one markdown line each: per target what the strongest
+    attack recovers from its first and last split, on its own and on shifted inputs; the defences
+    that stop only a naive attacker; the cheapest that holds; the anchors."""
+    rows, s = metrics["rows"], metrics["settings"]["defence_split"]
+    rs, lines = metrics["settings"]["recognisable_ssim"], []
+    for name, device in metrics["devices"].items():
+        first, last = device["splits"][0], device["splits"][-1]
+        a, b = _undefended(metrics, name, first), _undefended(metrics, name, last)
+        f = _undefended(metrics, name, first, metrics["shifted_dataset"])
+        free = _undefended(metrics, name, first, threat="inverse net, data-free")
+        other = _undefended(metrics, name, first, threat="inverse net, other data")
+        # both attackers trained: each interval widened by what a re-run of training moves it by
+        compared = verdict(free["psnr_ci"], other["psnr"], 2 * RERUN_TOLERANCE_DB)
+        deeper = (
+            f"; from split {last}, {b['recognisable']:.0%} ({b['threat']}, {b['psnr']:.1f} dB)"
+            if last != first
+            else " (its only split)"
+        )
+        lines.append(
+            f"- `{name}`: from split {first} the strongest attack ({a['threat']}) makes "
+            f"{a['recognisable']:.0%} of test images recognisable ({a['psnr']:.1f} dB){deeper}. "
+            f"The data-free attacker reaches {free['psnr']:.1f} dB at split {first} against "
+            f"{other['psnr']:.1f} dB with other real data ({compared} it). On shifted inputs "
+            f"({shifted_title}) "
+            f"the strongest attack at split {first} ({f['threat']}) still makes "
+            f"{f['recognisable']:.0%} recognisable."
+        )
+    fooled = []
+    for r in [r for r in rows if r["threat"].endswith("(naive)")]:
+        adaptive = strongest(
+            rows, target=r["target"], split=s, defence=r["defence"], strength=r["strength"],
+            threat="inverse net, other data (adaptive)",
+        )  # fmt: skip
+        if r["ssim_ci"][1] < rs <= adaptive["ssim_ci"][0]:
+            fooled.append(
+                f"`{r['target']}` {r['defence']} {r['strength']:g} (naive {r['ssim']:.2f}, "
+                f"adaptive {adaptive['ssim']:.2f})"
+            )
+    if fooled:
+        lines.append(
+            "- Defences that only stop a naive attacker (its SSIM below the threshold, the "
+            "adaptive attacker's above): " + "; ".join(fooled) + "."
+        )
+    cheapest = metrics["cheapest"]
+    held = [n for n in metrics["devices"] if cheapest.get(n) is not None]
+    lines.append(
+        f"- Defences at split {s}: "
+        + (
+            "; ".join(
+                f"`{n}`: {cheapest[n]['defence']} {cheapest[n]['strength']:g} "
+                f"({cheapest[n]['accuracy']:.2%} accuracy, attacker SSIM "
+                f"{cheapest[n]['ssim']:.2f})"
+                for n in held
+            )
+            if held
+            else "none of the settings tried"
+        )
+        + (
+            "; none holds for " + ", ".join(f"`{n}`" for n in metrics["devices"] if n not in held)
+            if len(held) < len(metrics["devices"])
+            else ""
+        )
+        + "."
+    )
+    anchors = metrics["anchors"]
+    beaten = [a for a in anchors if a["verdict"] == "falls short of"]
+    lines.append(
+        f"- Anchors (He et al. 2019): {len(anchors) - len(beaten)} of {len(anchors)} comparisons "
+        "at or above the anchor"
+        + (
+            ": below for "
+            + "; ".join(
+                f"`{a['target']}` {a['threat']} at split {a['split']} ({a['psnr']:.1f} vs "
+                f"{a['anchor_db']} dB)"
+                for a in beaten
+            )
+            if beaten
+            else ""
+        )
+        + "."
+    )
+    return lines
+
+
+def _in_range(r: Mapping) -> bool:
+    return (
+        -1 <= r["ssim"] <= 1
+        and 0 < r["psnr"] <= 100
+        and 0 <= r["recognisable"] <= 1
+        and 0 <= r["accuracy"] <= 1
+        and r["psnr_ci"][0] - ROUNDING <= r["psnr"] <= r["psnr_ci"][1] + ROUNDING
+        and r["ssim_ci"][0] - ROUNDING <= r["ssim"] <= r["ssim_ci"][1] + ROUNDING
+    )
+
+
+def gates(metrics: Mapping, params: Mapping) -> list[Claim]:
+    """The notebook's quality gates (thresholds from ``params``)."""
+    rows, s = metrics["rows"], metrics["settings"]["defence_split"]
+    bad = [f"{r['target']} {r['threat']} split {r['split']}" for r in rows if not _in_range(r)]
+    found = [
+        Claim("every score in range" + (f" (not {', '.join(bad[:5])})" if bad else ""), not bad)
+    ]
+    for name, device in metrics["devices"].items():
+        found += _device_gates(metrics, params, name, device, s)
+    eps = [r["epsilon"] for r in rows if "epsilon" in r]
+    found.append(Claim(f"every DP budget positive ({eps})", all(e > 0 for e in eps)))
+    return found
+
+
+def _device_gates(
+    metrics: Mapping, params: Mapping, name: str, device: Mapping, s: int
+) -> list[Claim]:
+    rows = metrics["rows"]
+    found = [
+        Claim(
+            f"`{name}`: a working device, accuracy {device['accuracy']:.2%} >= "
+            f"{MIN_DEVICE_ACCURACY:.0%}",
+            device["accuracy"] >= MIN_DEVICE_ACCURACY,
+        )
+    ]
+    if device["conv"]:  # the CNNs: their first block is the anchor's first conv
+        top = _undefended(metrics, name, 1)
+        free = _undefended(metrics, name, 1, threat="inverse net, data-free")
+        floor = (
+            HE_2019_SPLIT_PSNR["inverse net, data-free", 1].value + params["min_datafree_margin_db"]
+        )
+        found += [
+            Claim(
+                f"`{name}` split 1: the strongest attack {top['psnr']:.1f} dB >= "
+                f"{params['min_split1_psnr']:g} dB",
+                top["psnr"] >= params["min_split1_psnr"],
+            ),
+            Claim(
+                f"`{name}` split 1: the data-free attack's interval from {free['psnr_ci'][0]:.1f} "
+                f"dB >= {floor:.2f} dB (the anchor's noise-trained inverse, plus the margin)",
+                free["psnr_ci"][0] >= floor,
+            ),
+        ]
+    splits = device["splits"]
+    first, last = _undefended(metrics, name, splits[0]), _undefended(metrics, name, splits[-1])
+    found.append(
+        Claim(
+            f"`{name}`: the deepest split leaks least (SSIM {first['ssim']:.2f} at split "
+            f"{splits[0]}, {last['ssim']:.2f} at {splits[-1]})",
+            first["ssim"] >= last["ssim"],
+        )
+    )
+    for kind in ("gaussian", "laplace"):  # more noise: less privacy lost, less accuracy kept
+        weak, strong = (
+            strongest(
+                rows,
+                target=name,
+                split=s,
+                defence=kind,
+                strength=float(v),
+                inputs=metrics["dataset"],
+            )  # fmt: skip
+            for v in (min(params["noise_strengths"]), max(params["noise_strengths"]))
+        )
+        found.append(
+            Claim(
+                f"`{name}` {kind}: more noise, SSIM {weak['ssim']:.2f} -> {strong['ssim']:.2f}, "
+                f"accuracy {weak['accuracy']:.2%} -> {strong['accuracy']:.2%}",
+                strong["ssim"] <= weak["ssim"]
+                and strong["accuracy"] <= weak["accuracy"] + NOISE_ACCURACY_SLACK,
+            )
+        )
+    return found
+
+
+def headline(metrics: Mapping) -> str:
+    """README's one-line finding of notebook 09."""
+    parts = []
+    for target, device in metrics["devices"].items():
+        r = _undefended(metrics, target, device["splits"][0])
+        c = metrics["cheapest"].get(target)
+        parts.append(
+            f"`{target}` split 1: {r['recognisable']:.0%} recognisable ({r['threat']}, "
+            f"{r['psnr']:.1f} dB); "
+            + (
+                f"stopped by {c['defence']} {c['strength']:g} at {c['accuracy']:.2%} accuracy"
+                if c
+                else "no defence tried stops the adaptive attacker within 1 point"
+            )
+        )
+    return "; ".join(parts)

@@ -1,0 +1,175 @@
+"""Notebook 09's stages (reversenet_utils.privacy) on a tiny device and data, and its claims
+(claims.privacy) on fixture metrics: every branch."""
+
+from __future__ import annotations
+
+import copy
+
+import matplotlib
+import pytest
+import torch
+
+from reversenet_utils import privacy
+from reversenet_utils.anchors import HE_2019_SPLIT_PSNR
+from reversenet_utils.claims import privacy as claims
+from reversenet_utils.data import MNISTSplit
+from reversenet_utils.models import build_target
+
+matplotlib.use("Agg")
+
+PARAMS = {
+    "dataset": "mnist", "targets": ["mlp_relu"], "device_epochs": 1, "n_eval": 8, "n_opt": 2,
+    "opt_steps": 2, "attack_steps": 2, "defence_split": 1, "defence_attack_steps": 2,
+    "noise_strengths": [0.5, 4.0], "dropout_rates": [0.5], "quant_bits": [2],
+    "nopeek_weights": [1.0], "dp_noise": [1.0], "defence_epochs": 1, "recognisable_ssim": 0.3,
+    "max_accuracy_loss": 0.01, "min_split1_psnr": 15.0, "min_datafree_margin_db": 3.0, "seed": 0,
+}  # fmt: skip
+
+
+def test_parameters_are_checked_beyond_their_types() -> None:
+    privacy.check_parameters(PARAMS)
+    with pytest.raises(ValueError) as err:
+        privacy.check_parameters({**PARAMS, "defence_split": 2, "recognisable_ssim": 1.5})
+    assert "defence_split=2 must be a split" in str(err.value)
+    assert "recognisable_ssim must be in (0, 1)" in str(err.value)
+    with pytest.raises(ValueError, match="targets must be targets with block boundaries"):
+        privacy.check_parameters({**PARAMS, "targets": ["judge_cnn"]})
+
+
+def _data(n: int) -> MNISTSplit:
+    g = torch.Generator().manual_seed(0)
+    return MNISTSplit(torch.rand(n, 1, 28, 28, generator=g), torch.arange(n) % 10)
+
+
+def test_a_device_is_attacked_then_defended(ctx) -> None:
+    owner, attacker = privacy.split_halves(_data(64), torch.Generator().manual_seed(0))
+    assert len(owner) == 32 and attacker.shape == (32, 1, 28, 28)
+    test = _data(16)
+    x, y = test.images[:8], test.labels[:8]
+    judge = build_target("judge_cnn").eval()
+    inputs = {"mnist": (x, y), "fashion_mnist": (x.flip(-1), None)}
+    device, net, chains, rows, recons = privacy.attack_device(
+        ctx, "mlp_relu", owner, attacker, test, inputs, judge, PARAMS
+    )
+    assert device["splits"] == [1] and not device["conv"] and len(chains) == 3
+    threats = {(r["inputs"], r["threat"]) for r in rows}
+    assert ("fashion_mnist", "inverse net, data-free") in threats
+    assert ("mnist", "analytic") in threats and ("mnist", "optimisation") in threats
+    assert all("reclass" not in r for r in rows if r["inputs"] == "fashion_mnist")  # no judge
+    devices = {"mlp_relu": device}
+    assert "inverse net, same data" in privacy.leak_table(rows, devices, "mnist")
+    fig = privacy.leaks_figure(rows, {"mlp_relu": recons}, devices, x, "mnist", "MNIST")
+    assert len(fig.axes) == 2
+    assert privacy.anchor_rows(rows, devices, "mnist") == []  # one split: not the anchors' ground
+    naive = chains["inverse net, other data"]
+    defended = privacy.defend_device(ctx, "mlp_relu", net, device, naive, owner, attacker, test,
+                                     (x, y), judge, PARAMS)  # fmt: skip
+    assert device["defence_settings"] == 8 and device["defence_epochs"] == 1
+    kinds = {(r["defence"], r["threat"].split("(")[-1][:-1]) for r in defended}
+    assert ("gaussian", "naive") in kinds and ("dp", "naive") not in kinds
+    assert all(r["epsilon"] > 0 for r in defended if r["defence"] == "dp")
+    all_rows = rows + defended
+    assert len(privacy.privacy_utility_figure(all_rows, PARAMS, "MNIST").axes) == 1
+    assert privacy.defence_table(all_rows, PARAMS).count("`mlp_relu`") == 8
+    journal = privacy.journal_anchors(all_rows, ["mlp_relu"], 1)
+    assert len(journal) == 2 and "holds?" in privacy.journal_table(journal)
+
+
+def _r(
+    target,
+    split,
+    threat,
+    ssim,
+    psnr=20.0,
+    inputs="mnist",
+    defence="none",
+    strength=0.0,
+    accuracy=0.99,
+    **extra,
+) -> dict:
+    return {"target": target, "split": split, "threat": threat, "ssim": ssim,
+            "ssim_ci": [ssim - 0.02, ssim + 0.02], "psnr": psnr, "psnr_ci": [psnr - 1, psnr + 1],
+            "recognisable": ssim, "reclass": 0.9, "accuracy": accuracy, "inputs": inputs,
+            "defence": defence, "strength": strength, "accuracy_loss": 0.0, **extra}  # fmt: skip
+
+
+def _metrics() -> dict:
+    free = HE_2019_SPLIT_PSNR["inverse net, data-free", 1].value + 10
+    rows = [
+        _r("cnn", 1, "inverse net, other data", 0.9, 40.0),
+        _r("cnn", 1, "inverse net, data-free", 0.8, free),
+        _r("cnn", 2, "inverse net, other data", 0.4, 18.0),
+        _r("cnn", 1, "optimisation", 0.7, 30.0, inputs="fashion_mnist"),
+        _r("mlp", 1, "inverse net, other data", 0.5, 16.0),
+        _r("mlp", 1, "inverse net, data-free", 0.2, 10.0),
+        _r("mlp", 1, "analytic", 0.3, 12.0, inputs="fashion_mnist"),
+    ]
+    for name in ("cnn", "mlp"):
+        for s, ssim, acc in ((0.5, 0.6, 0.99), (4.0, 0.2, 0.98)):
+            for kind in ("gaussian", "laplace"):
+                rows.append(_r(name, 1, "inverse net, other data (adaptive)", ssim, defence=kind,
+                               strength=s, accuracy=acc))  # fmt: skip
+        rows.append(_r(name, 1, "inverse net, other data (naive)", 0.1, defence="dropout",
+                       strength=0.9))  # fmt: skip
+        rows.append(_r(name, 1, "inverse net, other data (adaptive)", 0.5, defence="dropout",
+                       strength=0.9))  # fmt: skip
+        rows.append(_r(name, 1, "inverse net, other data (adaptive)", 0.5, defence="dp",
+                       strength=1.0, epsilon=3.0))  # fmt: skip
+    cheap = _r(
+        "cnn", 1, "inverse net, other data (adaptive)", 0.2, defence="gaussian", strength=4.0
+    )
+    return {
+        "dataset": "mnist", "shifted_dataset": "fashion_mnist", "rows": rows,
+        "devices": {
+            "cnn": {"accuracy": 0.99, "splits": [1, 2], "conv": True, "defence_settings": 5},
+            "mlp": {"accuracy": 0.98, "splits": [1], "conv": False, "defence_settings": 5},
+        },
+        "anchors": [{"target": "cnn", "threat": "optimisation", "split": 1, "anchor_db": 39.69,
+                     "psnr": 30.0, "verdict": "falls short of"},
+                    {"target": "cnn", "threat": "inverse net, data-free", "split": 1,
+                     "anchor_db": 14.76, "psnr": 24.0, "verdict": "beats"}],
+        "cheapest": {"cnn": cheap | {"accuracy_loss": 0.001}, "mlp": None},
+        "settings": {"n_eval": 8, "n_opt": 2, "recognisable_ssim": 0.3, "defence_split": 1,
+                     "max_accuracy_loss": 0.01},
+    }  # fmt: skip
+
+
+def test_the_claims_hold_on_good_numbers_and_say_what_stops_what() -> None:
+    m = _metrics()
+    gates = claims.gates(m, PARAMS)
+    assert all(g.holds for g in gates), [g.text for g in gates if not g.holds]
+    notes = claims.notes(m, "Fashion-MNIST")
+    assert "from split 2, 40%" in notes[0] and "(its only split)" in notes[1]
+    assert "only stop a naive attacker" in notes[2] and "`cnn` dropout 0.9" in notes[2]
+    assert "none holds for `mlp`" in notes[3] and "1 of 2 comparisons" in notes[4]
+    answer = claims.privacy_answer(m, "MNIST")
+    assert "none of the 5 settings tried" in answer and "gaussian 4" in answer
+    assert "stopped by gaussian 4" in claims.headline(m) and "no defence tried" in claims.headline(
+        m
+    )
+
+
+def test_the_gates_fail_and_the_notes_turn_on_other_numbers() -> None:
+    m = copy.deepcopy(_metrics())
+    m["devices"]["cnn"]["accuracy"] = 0.5
+    for r in m["rows"]:
+        if r["target"] == "cnn" and r["defence"] == "none" and r["inputs"] == "mnist":
+            r["psnr"], r["psnr_ci"] = 5.0, [4.0, 6.0]
+        if r["target"] == "cnn" and r["split"] == 2:
+            r["ssim"] = 0.95
+        if r["defence"] == "gaussian" and r["strength"] == 4.0:
+            r["ssim"] = 0.9
+        if r["defence"] == "dp":
+            r["epsilon"] = 0.0
+    m["rows"][3]["ssim"] = 2.0  # the shifted inputs' optimisation row: out of range
+    failed = [g.text for g in claims.gates(m, PARAMS) if not g.holds]
+    for start in ("every score in range", "`cnn`: a working device", "`cnn` split 1: the strongest",
+                  "`cnn` split 1: the data-free", "`cnn`: the deepest", "`cnn` gaussian",
+                  "every DP budget"):  # fmt: skip
+        assert any(t.startswith(start) for t in failed), (start, failed)
+    m = copy.deepcopy(_metrics())
+    m["cheapest"] = {"cnn": None, "mlp": None}
+    m["anchors"] = [a | {"verdict": "beats"} for a in m["anchors"]]
+    m["rows"] = [r for r in m["rows"] if "naive" not in r["threat"]]
+    notes = claims.notes(m, "Fashion-MNIST")
+    assert "none of the settings tried" in notes[2] and notes[3].endswith("at or above the anchor.")
