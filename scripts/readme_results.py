@@ -34,12 +34,14 @@ import math
 import re
 import sys
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 # sibling scripts, also when loaded by a test
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sync_links import colab_url, config  # noqa: E402
 
+from reversenet_utils.claims import Claim  # noqa: E402
 from reversenet_utils.claims import benchmark as benchmark_claims  # noqa: E402
 from reversenet_utils.claims import decoder_inversion as decoder_inversion_claims  # noqa: E402
 from reversenet_utils.claims import explore as explore_claims  # noqa: E402
@@ -304,132 +306,75 @@ DATASET_TITLES = {name: s.title for name, s in SPECS.items()}  # one source: dat
 SECOND = "fashion_mnist"
 
 
-def _ci(ci: list[float], unit: str = "", fmt: str = ".1f") -> str:
-    return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]{unit}"
-
-
-def _claim_01(m: dict) -> tuple[str, bool]:  # the one definition: claims.targets.floors_met
-    found = targets_claims.floors_met(m)
-    return found.text, found.holds
-
-
-def _claim_02_exact(m: dict) -> tuple[str, bool]:  # the one definition: claims.pseudo_inverse
-    found = pseudo_inverse_claims.exact_inverse(m)
-    return found.text, found.holds
-
-
-def _claim_02_null(m: dict) -> tuple[str, bool]:  # the one definition: claims.pseudo_inverse
-    found = pseudo_inverse_claims.null_space_loss(m)
-    return found.text, found.holds
-
-
-def _claim_07_prior(m: dict) -> tuple[str, bool]:  # the one definition: claims.benchmark
-    found = benchmark_claims.prior_beats_pinv(m)
-    return found.text, found.holds
-
-
-def _claim_03(m: dict) -> tuple[str, bool]:  # the one definition: claims.inverse_weights
-    found = inverse_weights_claims.follows_opinion(m)
-    return found.text, found.holds
-
-
-def _claim_04_zero_shot(target: str, depth: int) -> Callable[[dict], tuple[str, bool]]:
-    def claim(m: dict) -> tuple[str, bool]:  # the one definition: claims.zero_shot.zero_shot_close
-        found = zero_shot.zero_shot_close(m, target, depth, ZERO_SHOT_GAP_DB)
-        return found.text.split(": ", 1)[1], found.holds
-
-    return claim
-
-
-def _claim_04_ceiling(m: dict) -> tuple[str, bool]:
-    cells, ok = [], True
-    for name, c in m["logit_ceiling"].items():
-        ci = c["refined"]["reclass_ci"]
-        cells.append(
-            f"`{name}` {c['refined']['reclass']:.1%} {_ci(ci, fmt='.1%')} (accuracy "
-            f"{c['target_accuracy']:.1%})"
-        )
-        ok &= ci[1] >= c["target_accuracy"] - 0.005
-    return "; ".join(cells), ok
-
-
-def _claim_05(m: dict) -> tuple[str, bool]:  # the one definition: claims.decoder_inversion
-    found = decoder_inversion_claims.naive_fails_fix_works(m)
-    return found.text, found.holds
-
-
-def _claim_07_matching(m: dict) -> tuple[str, bool]:  # the one definition: claims.benchmark
-    found = benchmark_claims.matching_recovers_block1(m)
-    return found.text, found.holds
-
-
-def _claim_07_judge(m: dict) -> tuple[str, bool]:  # the one definition: claims.benchmark
-    found = benchmark_claims.judge_exposes_target(m)
-    return found.text, found.holds
-
-
-def _claim_08(m: dict) -> tuple[str, bool]:  # the one definition: claims.explore.update_in_time
-    found = explore_claims.update_in_time(m, m)
-    return found.text, found.holds
-
-
 #: (notebook number, the claim as its conclusion makes it, the test of that claim on one dataset's
 #: metrics)
-CLAIMS: list[tuple[str, str, Callable[[dict], tuple[str, bool]]]] = [
+CLAIMS: list[tuple[str, str, Callable[[dict], Claim]]] = [
     (
         "01",
         "every target clears its floor (MNIST: the recipes' margins; Fashion-MNIST: its README's "
         "benchmarks)",
-        _claim_01,
+        targets_claims.floors_met,
     ),
     (
         "02",
         f"square weights and `cnn_nopool`'s first conv block invert exactly (float32 error ≤ "
         f"{EXACT_MAX_ABS_ERR:.0e})".replace("e-0", "e-"),
-        _claim_02_exact,
+        pseudo_inverse_claims.exact_inverse,
     ),
-    ("02", "a narrowing layer (`mlp_leaky`, 784 → 64) loses most of the image", _claim_02_null),
+    (
+        "02",
+        "a narrowing layer (`mlp_leaky`, 784 → 64) loses most of the image",
+        pseudo_inverse_claims.null_space_loss,
+    ),
     (
         "03",
         "reconstructions of misclassified images follow the network's opinion, not the label",
-        _claim_03,
+        inverse_weights_claims.follows_opinion,
     ),
     (
         "04",
         f"zero-shot within {ZERO_SHOT_GAP_DB:g} dB of real images at `cnn_pool`'s block 1 (every "
         f"seed's 95 % interval)",
-        _claim_04_zero_shot("cnn_pool", 1),
+        partial(zero_shot.zero_shot_close, target="cnn_pool", k=1, gap=ZERO_SHOT_GAP_DB),
     ),
     (
         "04",
         f"zero-shot within {ZERO_SHOT_GAP_DB:g} dB of real images at `cnn_nopool`'s block 2 (every "
         f"seed's 95 % interval)",
-        _claim_04_zero_shot("cnn_nopool", 2),
+        partial(zero_shot.zero_shot_close, target="cnn_nopool", k=2, gap=ZERO_SHOT_GAP_DB),
     ),
-    ("04", "refined inversions from the logits reach the target's own accuracy", _claim_04_ceiling),
+    (
+        "04",
+        "refined inversions from the logits reach the target's own accuracy",
+        zero_shot.ceiling_reached,
+    ),
     (
         "05",
         f"the naive decoder inverse fails (≥ {NAIVE_FAILURE_DB:g} dB below the encoder); "
         f"optimising the latent comes within {ENCODER_MATCH_DB:g} dB",
-        _claim_05,
+        decoder_inversion_claims.naive_fails_fix_works,
     ),
     (
         "07",
         "from `mlp_leaky`'s first layer the prior pre-image beats pinv (PSNR, intervals apart)",
-        _claim_07_prior,
+        benchmark_claims.prior_beats_pinv,
     ),
     (
         "07",
         "feature matching (L-BFGS from grey, the benchmark's budget) recovers both CNNs' first "
         "blocks to float precision",
-        _claim_07_matching,
+        benchmark_claims.matching_recovers_block1,
     ),
     (
         "07",
         "the target accepts logit reconstructions that an independent judge rejects",
-        _claim_07_judge,
+        benchmark_claims.judge_exposes_target,
     ),
-    ("08", "one image's whole grid within the explorer's gate (`max_update_ms`)", _claim_08),
+    (
+        "08",
+        "one image's whole grid within the explorer's gate (`max_update_ms`)",
+        explore_claims.update_in_time,
+    ),
 ]
 
 
@@ -449,14 +394,14 @@ def generalise_table(results: Path = RESULTS) -> str:
                 continue
             try:
                 # a gate's threshold is a parameter
-                text, ok = test({**data["params"], **data["metrics"]})
+                found = test({**data["params"], **data["metrics"]})
             except (KeyError, IndexError, TypeError, ValueError) as exc:
                 raise ResultsError(
                     f"{folder / (stems[number] + '.json')}: lacks what README reads "
                     f"({type(exc).__name__}: {exc}); re-run the notebook"
                 ) from None
-            cells.append(("✓ " if ok else "✗ ") + text)
-            holds.append(ok)
+            cells.append(("✓ " if found.holds else "✗ ") + found.text)
+            holds.append(found.holds)
         if None in holds:
             verdict_text = (
                 f"{'only one dataset' if holds.count(None) == 1 else 'neither dataset'} run yet"

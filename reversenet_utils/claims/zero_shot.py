@@ -40,6 +40,7 @@ __all__ = [
     "findings",
     "conclusion",
     "gates",
+    "ceiling_reached",
     "anchor_table",
     "headline",
 ]
@@ -433,6 +434,25 @@ def gates(metrics: Mapping, params: Mapping) -> list[Claim]:
                 )
             )
     return found
+
+
+#: how far below the target's accuracy the upper end of the refined logit inversions' interval may
+#: lie and still "reach" it (half a point)
+CEILING_SLACK = 0.005
+
+
+def ceiling_reached(metrics: Mapping) -> Claim:
+    """Refined inversions from the logits reach every target's own accuracy: the upper end of their
+    re-classification interval within ``CEILING_SLACK`` of it."""
+    cells, ok = [], True
+    for name, c in metrics["logit_ceiling"].items():
+        lo, hi = c["refined"]["reclass_ci"]
+        cells.append(
+            f"`{name}` {c['refined']['reclass']:.1%} [{lo:.1%}, {hi:.1%}] (accuracy "
+            f"{c['target_accuracy']:.1%})"
+        )
+        ok &= hi >= c["target_accuracy"] - CEILING_SLACK
+    return Claim("; ".join(cells), ok)
 
 
 def anchor_table(metrics: Mapping) -> str:
