@@ -180,3 +180,26 @@ def test_the_anchor_table_judges_only_where_an_anchor_exists() -> None:
         and "60.00%" in a_line
     )
     assert "anchor" not in b_line
+
+
+def test_the_ceiling_is_reached_within_half_a_point_of_the_upper_end() -> None:
+    from reversenet_utils.claims.zero_shot import ceiling_reached
+
+    def ceiling(hi: float) -> dict:
+        refined = {"reclass": hi - 0.002, "reclass_ci": [hi - 0.004, hi]}
+        return {"logit_ceiling": {"t": {"target_accuracy": 0.99, "refined": refined}}}
+
+    assert (
+        ceiling_reached(ceiling(0.986)).holds
+        and "`t` 98.4%" in ceiling_reached(ceiling(0.986)).text
+    )
+    assert not ceiling_reached(ceiling(0.98)).holds
+
+
+def test_the_explorers_claim_reads_its_gate_from_merged_results() -> None:
+    from reversenet_utils.claims.explore import update_in_time
+
+    merged = {"latency": {"median_ms": 50.0}, "max_update_ms": 200.0}
+    assert (
+        update_in_time(merged).holds and not update_in_time(merged, {"max_update_ms": 10.0}).holds
+    )
