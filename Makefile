@@ -12,7 +12,7 @@ TEST_FLAGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run readme profile lint test test-unit test-notebooks test-full test-ci-full test-fashion test-browser chromium lab app compare-lucent clean distclean
+.PHONY: help setup data run readme profile seed-spread lint test test-unit test-notebooks test-full test-ci-full test-fashion test-browser chromium lab app compare-lucent clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -38,6 +38,9 @@ readme: setup ## regenerate README's notebook table and results section from res
 
 profile: setup ## seconds per notebook and per cell of the last `make run`, and the ten slowest cells [DATASET=fashion_mnist] [NB=04]
 	$(PY) scripts/profile_notebooks.py $(if $(DATASET),--dataset $(DATASET)) $(if $(NB),--nb $(NB) --cells $(NB))
+
+seed-spread: setup data ## train the anchored targets under seeds 0-2 (not saved) and record how far their accuracy moves: the re-run tolerance of the anchor verdicts [DATASET=fashion_mnist]
+	$(PY) scripts/measure_seed_spread.py $(if $(DATASET),--dataset $(DATASET))
 
 # no progress bars in test logs; never download VGG19's 548 MB in a test run (notebook 06 uses EfficientNet-Lite0)
 TEST_ENV := TQDM_DISABLE=1 REVERSENET_NO_DOWNLOAD=1

@@ -34,6 +34,7 @@ __all__ = [
     "fit",
     "train_target",
     "train_targets",
+    "seed_accuracies",
     "check_training_parameters",
     "targets_summary",
     "targets_metrics",
@@ -371,6 +372,25 @@ def train_targets(
         name: train_target(ctx, name, epochs=epochs, seed=seed, train=train, test=test)[1]
         for name in names
     }
+
+
+def seed_accuracies(
+    ctx: Context, name: str, seeds: Sequence[int], epochs: int | None = None
+) -> list[float]:
+    """The test accuracy of the named target trained with its recipe under each training seed in
+    ``seeds`` (added to the recipe's own, as in :func:`train_target`), on the context's dataset
+    and device; nothing is saved. What a re-run with another seed moves a target's accuracy by:
+    ``scripts/measure_seed_spread.py`` records it, and ``thresholds.ACCURACY_RERUN_TOLERANCE``
+    rests on that record."""
+    if not seeds:
+        raise ValueError(f"seeds must name at least one training seed, got {seeds!r}")
+    train, test = ctx.load("train"), ctx.load("test")
+    return [
+        _fit_recipe(ctx, _build_seeded(name, s, ctx.device), name, epochs, s, train, test)[
+            "test_accuracy"
+        ]
+        for s in seeds
+    ]
 
 
 def check_training_parameters(params: Mapping[str, Any]) -> None:
