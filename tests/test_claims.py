@@ -339,7 +339,7 @@ def test_the_headline_with_and_without_anchors() -> None:
     m = metrics()
     line = zs.headline(m)
     assert (
-        "cnn_pool: matches the anchor 98.56% (95 % intervals)" in line
+        "cnn_pool: matches the anchor 98.56% (95 % intervals ± " in line
         and "120x faster than L-BFGS" in line
     )
     m["anchors"], m["speed"]["equal_psnr_speedup"] = {}, None

@@ -4,7 +4,8 @@ The notebook's conclusion and gates and README's headline and claims table call 
 
 - :func:`floors_met`: every target clears its accuracy floor;
 - :func:`anchor_comparisons`: each target with a published accuracy against it, on the 95 % Wilson
-  interval of its test accuracy;
+  interval of its test accuracy widened by ``thresholds.ACCURACY_RERUN_TOLERANCE`` (what another
+  training seed moves a target's accuracy by: one run's interval over test images leaves it out);
 - :func:`gates`: the quality gates, each a :class:`~reversenet_utils.claims.Claim`;
 - :func:`conclusion`: the notebook's generated conclusion;
 - :func:`headline`: README's one-line finding.
@@ -21,12 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..metrics import share_interval, verdict
+from ..thresholds import ACCURACY_RERUN_TOLERANCE
 from . import Claim
 
 __all__ = ["floors_met", "anchor_comparisons", "gates", "conclusion", "headline", "table"]
 
 #: the anchor that gates: MNIST's sigmoid MLP must beat the original write-up's accuracy when
-#: trained with its full recipe (the other anchors are compared, not gated)
+#: trained with its full recipe, by :func:`anchor_comparisons`' verdict (the other anchors are
+#: compared, not gated)
 GATED_ANCHOR = ("mnist", "mlp_sigmoid")
 
 
@@ -45,23 +48,31 @@ def floors_met(metrics: Mapping) -> Claim:
 
 def anchor_comparisons(metrics: Mapping) -> dict[str, tuple[str, list[float]]]:
     """Per target with an anchor: the verdict against it (``beats``, ``matches``, ``falls short
-    of``) and the interval it rests on."""
+    of``) on the interval over test images widened by the re-run tolerance, and that interval
+    (before widening)."""
     out = {}
     for name, anchor in metrics["anchors"].items():
         if name in metrics["targets"]:
             ci = share_interval(metrics["targets"][name]["test_accuracy"], metrics["n_test"])
-            out[name] = (verdict(ci, anchor["value"]), ci)
+            out[name] = (verdict(ci, anchor["value"], ACCURACY_RERUN_TOLERANCE), ci)
     return out
 
 
 def gates(metrics: Mapping) -> list[Claim]:
     """Every target clears its floor; with the full recipes, MNIST's sigmoid MLP beats its anchor
-    (on its point estimate, as the original reported one run)."""
+    (:func:`anchor_comparisons`: the interval, widened by the re-run tolerance, lies above it)."""
     found = [floors_met(metrics)]
     dataset, name = GATED_ANCHOR
     if metrics["dataset"] == dataset and metrics["full_recipes"] and name in metrics["targets"]:
+        word, (lo, hi) = anchor_comparisons(metrics)[name]
         acc, anchor = metrics["targets"][name]["test_accuracy"], metrics["anchors"][name]["value"]
-        found.append(Claim(f"`{name}` {acc:.2%} above the original's {anchor:.2%}", acc > anchor))
+        found.append(
+            Claim(
+                f"`{name}` {acc:.2%} ({lo:.2%}–{hi:.2%} ± {ACCURACY_RERUN_TOLERANCE:.2%} re-run) "
+                f"{word} the original's {anchor:.2%}",
+                word == "beats",
+            )
+        )
     return found
 
 
@@ -82,6 +93,13 @@ def conclusion(metrics: Mapping) -> list[str]:
         lines.append(
             f"- `{name}` {word} the {anchor['value']:.2%} reported for {anchor['what']} "
             f"({acc[name]:.2%}, interval {lo:.2%}–{hi:.2%})."
+        )
+    if metrics["anchors"]:
+        lines.append(
+            f'- A verdict says "beats" or "falls short of" only where the interval stays clear '
+            f"of the anchor once widened by {ACCURACY_RERUN_TOLERANCE:.2%} on each side: what "
+            f"another training seed moved an anchored target's accuracy by "
+            f"(`scripts/measure_seed_spread.py`)."
         )
     return lines
 
