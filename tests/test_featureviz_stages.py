@@ -90,3 +90,6 @@ def test_the_claims_hold_fail_and_say_which() -> None:
     gates = claims.gates(bad, PARAMS)
     assert [g.holds for g in gates] == [True, False, False, False, False]
     assert "is not faster here (0.90x)" in claims.conclusion(bad)[2]
+    assert "reaches a probability of at least 0.950 with" in lines[0]
+    assert claims.lowest_probability([1.0, 0.99996]) == "a probability that rounds to 1.000"
+    assert "reach a probability of at least 0.200:" in claims.conclusion(bad)[3]

@@ -13,11 +13,11 @@ depth: ``layer``, ``objective``, ``objective_start``), ``classes`` (per class: `
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from . import Claim
 
-__all__ = ["gates", "conclusion", "headline"]
+__all__ = ["gates", "lowest_probability", "conclusion", "headline"]
 
 
 def gates(metrics: Mapping, params: Mapping) -> list[Claim]:
@@ -57,6 +57,17 @@ def gates(metrics: Mapping, params: Mapping) -> list[Claim]:
     return found
 
 
+def lowest_probability(probs: Sequence[float]) -> str:
+    """The lowest of ``probs`` as prose: "a probability of at least 0.950", or "a probability that
+    rounds to 1.000" where even the lowest does (no "1.000 or more")."""
+    low = min(probs)
+    return (
+        "a probability that rounds to 1.000"
+        if low >= 0.9995
+        else f"a probability of at least {low:.3f}"
+    )
+
+
 def conclusion(metrics: Mapping) -> list[str]:
     """The notebook's measured conclusion, one markdown line each."""
     probs = [c["probability"] for c in metrics["classes"].values()]
@@ -65,8 +76,8 @@ def conclusion(metrics: Mapping) -> list[str]:
     faster = speed["ratio"] > 1
     mnist = metrics["mnist"]["probability"]
     return [
-        f"- **{metrics['model']}**: every class visualisation reaches probability "
-        f"{min(probs):.3f} or more with the Fourier parameterisation and transformations "
+        f"- **{metrics['model']}**: every class visualisation reaches {lowest_probability(probs)} "
+        "with the Fourier parameterisation and transformations "
         f"({metrics['seconds_per_image']:.1f} s per image on this machine).",
         f"- **Naive pixels also convince the classifier**: '{first['name']}' at probability "
         f"{naive['probability']:.3f} with no parameterisation or transformations (against "
@@ -79,8 +90,8 @@ def conclusion(metrics: Mapping) -> list[str]:
             else f"is not faster here ({speed['ratio']:.2f}x) than rendering them one at a time"
         )
         + f" ({speed['size']} pixels, {speed['steps']} steps).",
-        f"- **On MNIST**, `cnn_pool`'s ten class visualisations reach probability "
-        f"{min(mnist):.2f} or more: the same tool shows what a small target has learned.",
+        f"- **On MNIST**, `cnn_pool`'s ten class visualisations reach {lowest_probability(mnist)}: "
+        "the same tool shows what a small target has learned.",
     ]
 
 
