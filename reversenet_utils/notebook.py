@@ -8,7 +8,8 @@
   notebook runs, on papermill's view of the parameters cell.
 - :func:`require` checks values beyond their types (ranges, choices), naming every one that is
   wrong, with the rules most parameters follow (:data:`AT_LEAST_0`, :func:`one_of`, ...);
-- :func:`find_row` is the one look-up of a row in a list of result rows.
+- :func:`find_row` is the one look-up of a row in a list of result rows, :func:`select_rows` of all
+  that match.
 - :func:`stage_seconds`: the seconds of every cell run so far in this kernel (its stages), which
   ``artifacts.write_results`` records in each results JSON; the clock starts with
   :func:`parameters`.
@@ -34,6 +35,7 @@ __all__ = [
     "one_of",
     "require",
     "find_row",
+    "select_rows",
     "stage_name",
     "stage_seconds",
 ]
@@ -236,6 +238,11 @@ def find_row(
         return None
     seen = {k: sorted({str(r.get(k)) for r in rows}) for k in match}
     raise KeyError(f"no row with {match}; the rows hold {seen}")
+
+
+def select_rows(rows: Sequence[Mapping[str, Any]], **match: Any) -> list[dict]:
+    """Every row whose fields equal ``match``, in order (none is an empty list)."""
+    return [dict(r) for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
 #: a parameter's rule: a test of its value, and what the value must be (said in the error)

@@ -31,7 +31,7 @@ from .artifacts import read_results
 from .context import Context
 from .metrics import Timer, paired_differences, psnr, reconstruction_report
 from .models import TARGETS
-from .notebook import AT_LEAST_0, AT_LEAST_1, Rule, find_row, one_of, require
+from .notebook import AT_LEAST_0, AT_LEAST_1, Rule, find_row, one_of, require, select_rows
 from .optimise import invert_by_optimisation, match_features
 from .plotting import markdown_table
 from .progressive import (
@@ -508,10 +508,6 @@ def equal_psnr(points: Sequence[dict], goal: float) -> dict:
     return {"steps": None, "images_per_s": None}  # not reached within the sweep's budget
 
 
-def _sweep(points: Sequence[dict], target: str, k: int, start: str = "grey") -> list[dict]:
-    return [p for p in points if p["target"] == target and p["depth"] == k and p["start"] == start]
-
-
 def equal_psnr_speedups(
     rows: Sequence[dict], points: Sequence[dict], rates: Mapping[tuple[str, int], float]
 ) -> dict[str, dict]:
@@ -520,7 +516,7 @@ def equal_psnr_speedups(
     equal = {}
     for name, k in rates:
         goal = find_row(rows, target=name, chain=REAL, depth=k)["psnr"]
-        hit = equal_psnr(_sweep(points, name, k), goal)
+        hit = equal_psnr(select_rows(points, target=name, depth=k, start="grey"), goal)
         rate = hit["images_per_s"]
         equal[f"{name}, k={k}"] = {
             "learned_psnr": goal,
@@ -563,7 +559,7 @@ def sweep_figure(points: Sequence[dict], equal: Mapping[str, dict], n_images: in
     for ax, name in zip(axes[0], targets):
         for k in sorted({p["depth"] for p in points if p["target"] == name}):
             for start, style in (("grey", "-"), ("learned", "--")):
-                pts = _sweep(points, name, k, start)
+                pts = select_rows(points, target=name, depth=k, start=start)
                 if pts:
                     label = f"k = {k}" + (
                         ", from the learned inverse" if start == "learned" else ""

@@ -33,7 +33,7 @@ from reversenet_utils.featureviz.hooks import _Recorder
 from reversenet_utils.inverse_weights import load_inverse_weights
 from reversenet_utils.metrics import mse, psnr, reconstruction_report, ssim
 from reversenet_utils.models import build_target
-from reversenet_utils.notebook import ParameterError, check_value, find_row, parameters
+from reversenet_utils.notebook import ParameterError, check_value, find_row, parameters, select_rows
 from reversenet_utils.optimise import invert_by_optimisation, optimise_preimage
 from reversenet_utils.plotting import markdown_table
 from reversenet_utils.progressive import (
@@ -697,6 +697,9 @@ def test_find_row_and_markdown_table() -> None:
         KeyError, match=r"no row with \{'target': 'b'\}; the rows hold \{'target': \['a'\]\}"
     ):
         find_row(rows, target="b")
+    rows.append({"target": "a", "depth": 2, "psnr": 25.0})
+    assert [r["depth"] for r in select_rows(rows, target="a")] == [1, 2]
+    assert select_rows(rows, target="b") == []
     with pytest.raises(ValueError, match="every row needs 2 cells"):
         markdown_table(["a", "b"], [[1]])
     with pytest.raises(ValueError, match="align needs"):
