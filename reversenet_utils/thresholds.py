@@ -46,10 +46,11 @@ RERUN_TOLERANCE_DB = 0.3
 #: share (of test images) by which another training seed may move a target's test accuracy: a
 #: stated re-run tolerance, set above the largest spread across training seeds 0-2 of any target
 #: that a notebook compares with a published anchor, on either dataset, that
-#: ``scripts/measure_seed_spread.py`` recorded in ``results/[fashion_mnist/]target_seed_spread.json``
-#: (three seeds see less than the whole spread; a test holds every record within this). The anchor
-#: verdicts of notebooks 01 (accuracy) and 04 (re-classification from the logits) widen their
-#: intervals over test images by this on each side
+#: ``scripts/measure_seed_spread.py`` recorded in
+#: ``results/[fashion_mnist/]target_seed_spread.json`` (three seeds see less than the whole
+#: spread; a test holds every record within this). The anchor verdicts of notebooks 01 (accuracy)
+#: and 04 (re-classification from the logits) widen their intervals over test images by this on
+#: each side
 ACCURACY_RERUN_TOLERANCE = 0.003
 
 #: dB by which a zero-shot (data-free) inverse may trail the one trained on real images and still
