@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .analytic import InverseActivation, domain_counts, invert
+from .analytic import domain_counts, invert
+from .layer_inverses import InverseActivation
 from .artifacts import effective_recipe, inverse_checkpoint, inverse_identity, load_or_train
 from .checks import vector_batch
 from .context import Context

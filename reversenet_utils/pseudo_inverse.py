@@ -32,13 +32,13 @@ from .analytic import (
     invert,
     invert_conv_relu_pool,
     linear_input_stats,
-    pinv,
     prior_inverse,
     reset_domain_counts,
 )
 from .context import Context
 from .data import MNISTSplit
 from .injectivity import injectivity_map
+from .layer_inverses import pinv
 from .metrics import Timer, reconstruction_report
 from .models import TARGETS
 from .notebook import AT_LEAST_0, AT_LEAST_1, FRACTION, one_of, require

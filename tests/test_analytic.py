@@ -10,17 +10,19 @@ import torch
 from torch import nn
 
 from reversenet_utils.analytic import (
-    InverseActivation,
-    conv_matrix,
-    invert_conv_relu_pool,
-    InverseLinear,
-    UnsupportedLayerError,
+    choose_damping,
     domain_counts,
     invert,
-    choose_damping,
+    invert_conv_relu_pool,
     linear_input_stats,
     prior_inverse,
     reset_domain_counts,
+)
+from reversenet_utils.layer_inverses import (
+    InverseActivation,
+    InverseLinear,
+    UnsupportedLayerError,
+    affine_matrix,
 )
 
 GEN = torch.Generator().manual_seed(0)
@@ -131,14 +133,14 @@ def test_counts_are_reported_per_layer_and_reset() -> None:
 
 
 def test_unsupported_layer_is_named() -> None:
-    model = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(4))
-    with pytest.raises(UnsupportedLayerError, match=r"Layer 1 \(BatchNorm1d.*no analytic inverse"):
+    model = nn.Sequential(nn.Flatten(), nn.LayerNorm(4))
+    with pytest.raises(UnsupportedLayerError, match=r"Layer 1 \(LayerNorm.*its own statistics"):
         invert(model)
     with pytest.raises(
         UnsupportedLayerError, match="MaxPool2d.*pooling indices.*invert_conv_relu_pool"
     ):
         invert(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2)), input_shape=(1, 8, 8))
-    with pytest.raises(ValueError, match="needs input_shape"):
+    with pytest.raises(ValueError, match="needs the shape of its input: give input_shape"):
         invert(nn.Sequential(nn.Conv2d(1, 2, 3)), input_shape=None)
     with pytest.raises(UnsupportedLayerError, match="not invertible"):
         invert(nn.Sequential(nn.LeakyReLU(0.0)))
@@ -189,13 +191,14 @@ def test_an_injective_convolution_inverts_exactly(conv: nn.Conv2d) -> None:
     assert "exact" in inverse[-1].extra_repr()
 
 
-def test_conv_matrix_is_the_convolution() -> None:
+def test_affine_matrix_is_the_convolution() -> None:
     conv = nn.Conv2d(2, 3, 3, stride=2, padding=1).double()
     x = _randn(4, 2, 7, 7)
-    matrix = conv_matrix(conv, (2, 7, 7))
+    matrix, bias, out_shape = affine_matrix(conv, (2, 7, 7))
     with torch.no_grad():
         expected = (conv(x) - conv.bias.view(1, -1, 1, 1)).flatten(1)
     assert torch.allclose(x.flatten(1) @ matrix.T, expected, atol=1e-12)
+    assert out_shape == (3, 4, 4) and torch.allclose(bias, conv.bias.repeat_interleave(16))
 
 
 def test_a_narrowing_convolution_gives_a_pre_image() -> None:
@@ -229,11 +232,38 @@ def test_conv_relu_pool_inverts_given_the_indices() -> None:
         invert_conv_relu_pool(block, pooled, idx, steps=0)
 
 
+@pytest.mark.parametrize(
+    ("conv", "pool", "shape"),
+    [
+        (nn.Conv2d(1, 16, 3, padding=1, padding_mode="reflect"), nn.MaxPool2d(3, 2), (1, 9, 9)),
+        (nn.Conv2d(2, 32, 3, padding="same", groups=2), nn.MaxPool2d(2), (2, 8, 8)),
+        (nn.Conv2d(1, 32, 3, stride=2), nn.MaxPool2d(2, 1, ceil_mode=True), (1, 11, 11)),
+    ],
+)
+def test_conv_relu_pool_takes_any_convolution_given_the_input_shape(conv, pool, shape) -> None:
+    torch.manual_seed(0)
+    block = nn.Sequential(conv, nn.ReLU(), pool).double()
+    x = torch.rand(3, *shape, dtype=torch.float64)
+    with torch.no_grad():
+        pooled, idx = torch.nn.functional.max_pool2d(
+            block[1](block[0](x)), pool.kernel_size, pool.stride, pool.padding, pool.dilation,
+            pool.ceil_mode, return_indices=True,
+        )  # fmt: skip
+    needs_shape = conv.stride != (1, 1) or pool.stride != pool.kernel_size
+    if needs_shape:
+        with pytest.raises(ValueError, match="give input_shape"):
+            invert_conv_relu_pool(block, pooled, idx)
+    x_hat = invert_conv_relu_pool(block, pooled, idx, steps=500, tol=1e-12, input_shape=shape)
+    assert (x_hat - x).abs().max() < 1e-6
+    with pytest.raises(ValueError, match="give input_shape as the shape of one input"):
+        invert_conv_relu_pool(block, pooled, idx, input_shape=(shape[0], 30, 30))
+
+
 @pytest.mark.parametrize("shape", [(100, 784), (784, 100), (64, 64), (30, 30)])
 def test_pinv_and_rank_match_torch_linalg(shape: tuple[int, int]) -> None:
     """The thin-SVD pseudo-inverse is torch.linalg.pinv's (rtol rule included), and its rank
     matrix_rank's."""
-    from reversenet_utils.analytic import pinv_and_rank
+    from reversenet_utils.layer_inverses import pinv_and_rank
 
     torch.manual_seed(0)
     m = torch.randn(*shape, dtype=torch.float64)

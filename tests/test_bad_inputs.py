@@ -18,7 +18,8 @@ from torch import nn
 
 from reversenet_utils import data as data_mod
 from reversenet_utils.context import Context
-from reversenet_utils.analytic import InverseActivation, invert, linear_input_stats, prior_inverse
+from reversenet_utils.analytic import invert, linear_input_stats, prior_inverse
+from reversenet_utils.layer_inverses import InverseActivation
 from reversenet_utils.artifacts import (
     CheckpointMismatchError,
     fingerprint,
@@ -851,7 +852,7 @@ def test_a_damaged_checkpoint_is_refused_by_name(tmp_path: Path, damage, match: 
 
 
 def test_a_linear_with_its_own_forward_is_not_inverted_as_a_linear() -> None:
-    from reversenet_utils.analytic import UnsupportedLayerError
+    from reversenet_utils.layer_inverses import UnsupportedLayerError
 
     class Scaled(nn.Linear):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
