@@ -23,10 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .analytic import invert
 from .artifacts import effective_recipe, inverse_checkpoint, inverse_identity, load_or_train
 from .context import Context
 from .checks import image_batch
 from .labels import REGIMES, SCHEDULES, chain_label
+from .layer_inverses import InverseAffine, InverseBatchNorm, InverseLinear
 from .synthetic import structured_noise
 from .train import GLOBAL_RNG, train_loop
 
@@ -38,6 +40,7 @@ __all__ = [
     "exact_path_applies",
     "transposed_conv_design",
     "ExactPath",
+    "AnalyticPath",
     "BlockInverse",
     "InverseChain",
     "invert_from_every_depth",
@@ -66,8 +69,9 @@ def split_blocks(model: nn.Sequential, ends: Sequence[int]) -> list[nn.Sequentia
 
 def block_shapes(blocks: Sequence[nn.Module], in_shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     """Shapes (without batch) of the input and of each block's output: ``[in_shape, s_1, ...,
-    s_K]``."""
-    device = next(p for b in blocks for p in b.parameters()).device
+    s_K]``. A block is any module, run as a black box."""
+    param = next((p for b in blocks for p in b.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
     h = torch.zeros(1, *in_shape, device=device)
     shapes = [tuple(in_shape)]
     with torch.no_grad():
@@ -86,10 +90,12 @@ def target_shapes(blocks: Mapping[str, Sequence[nn.Sequential]]) -> dict[str, di
     }
 
 
-def ends_with_pool(block: nn.Sequential) -> bool:
-    """True for a block whose last layer is ``MaxPool2d`` (its inverse may use the pooling
-    indices)."""
-    return isinstance(block[-1], nn.MaxPool2d)
+def ends_with_pool(block: nn.Module) -> bool:
+    """True for a block (an ``nn.Sequential``) whose last layer is ``MaxPool2d``: its inverse may
+    use the pooling indices."""
+    return (
+        isinstance(block, nn.Sequential) and len(block) > 0 and isinstance(block[-1], nn.MaxPool2d)
+    )
 
 
 #: images per chunk of :func:`forward_features` (larger batches run chunk by chunk)
@@ -127,8 +133,9 @@ def forward_features(
             pre = block[:-1](feats[-1])
             pool = block[-1]
             out, idx = F.max_pool2d(
-                pre, pool.kernel_size, pool.stride, pool.padding, return_indices=True
-            )
+                pre, pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode,
+                return_indices=True,
+            )  # fmt: skip
             feats.append(out)
             indices.append(idx)
         else:
@@ -150,7 +157,8 @@ def exact_path_applies(
     64 >= 36.)
     """
     if not (
-        len(block) == 2
+        isinstance(block, nn.Sequential)
+        and len(block) == 2
         and isinstance(block[0], nn.Conv2d)
         and isinstance(block[1], nn.LeakyReLU)
         and block[1].negative_slope > 0
@@ -281,16 +289,62 @@ class ExactPath(nn.Module):
         return float(self.fit_db)
 
 
+#: the most weights a dense block inverse may have (inputs x outputs of the block): beyond it,
+#: cut the network at a smaller boundary
+MAX_DENSE_WEIGHTS = 5 * 10**7
+
+
+def _spatial_core(
+    c_from: int, hw_from: tuple[int, ...], in_shape: tuple[int, ...], hidden: int
+) -> tuple[nn.Module, nn.Module]:
+    """The linear path and the residual from ``c_from`` maps of size ``hw_from`` to ``in_shape``:
+
+    - the same size: a 3x3 conv, plus 3x3 conv -> leaky ReLU -> 3x3 conv;
+    - twice the size: a 4x4 stride-2 transposed conv, plus 3x3 conv -> leaky ReLU -> 4x4 stride-2
+      transposed conv;
+    - any other size: bilinear resizing to it, then as for the same size (the residual resizes
+      between its two convolutions).
+    """
+    c_in, hw_in = in_shape[0], tuple(in_shape[1:])
+    if tuple(hw_from) == hw_in:
+        linear = nn.Conv2d(c_from, c_in, 3, padding=1)
+        residual = nn.Sequential(
+            nn.Conv2d(c_from, hidden, 3, padding=1),
+            nn.LeakyReLU(0.1),
+            nn.Conv2d(hidden, c_in, 3, padding=1),
+        )
+    elif all(2 * a == b for a, b in zip(hw_from, hw_in)):
+        linear = nn.ConvTranspose2d(c_from, c_in, 4, stride=2, padding=1)
+        residual = nn.Sequential(
+            nn.Conv2d(c_from, hidden, 3, padding=1), nn.LeakyReLU(0.1),
+            nn.ConvTranspose2d(hidden, c_in, 4, stride=2, padding=1),
+        )  # fmt: skip
+    else:
+        linear = nn.Sequential(
+            nn.Upsample(size=hw_in, mode="bilinear"), nn.Conv2d(c_from, c_in, 3, padding=1)
+        )
+        residual = nn.Sequential(
+            nn.Conv2d(c_from, hidden, 3, padding=1), nn.LeakyReLU(0.1),
+            nn.Upsample(size=hw_in, mode="bilinear"), nn.Conv2d(hidden, c_in, 3, padding=1),
+        )  # fmt: skip
+    return linear, residual
+
+
 class BlockInverse(nn.Module):
-    """Small learned inverse of one block, chosen by the block's input and output shapes.
+    """Small learned inverse of one block, its architecture chosen by the block's input and output
+    shapes alone (the block itself is a black box).
 
     A linear path plus a small nonlinear residual:
 
-    - image-like to image-like at half the resolution: a 4x4 stride-2 transposed conv, plus 3x3 conv
-      -> leaky ReLU -> 4x4 stride-2 transposed conv (``unpool=True``: ``MaxUnpool2d`` with the
-      target's pooling indices first, then 3x3 convs at full resolution);
-    - anything to or from a vector: layer-normalised input, then a linear map plus a two-layer MLP
-      (without the normalisation, dense inverses of ReLU features learn several times slower).
+    - image-like to image-like (``(C, H, W)`` both): convolutions from the block's output size to
+      its input's (:func:`_spatial_core`: a transposed convolution where the block halves the
+      resolution, bilinear resizing plus convolution for any other change, convolutions alone
+      where it keeps it). ``unpool=True`` (a block ending in ``MaxPool2d``): ``MaxUnpool2d`` with
+      the target's pooling indices first, back to the size before the pooling (``pooled_from``; by
+      default the input's, with ``pool`` by default 2x2), then the same;
+    - anything else (to or from a vector, or another rank): layer-normalised input, then a linear
+      map plus a two-layer MLP (without the normalisation, dense inverses of ReLU features learn
+      several times slower), at most :data:`MAX_DENSE_WEIGHTS` weights.
 
     The linear path lets an (almost) invertible block be inverted (almost) exactly; the residual
     handles what ReLU and pooling removed.
@@ -303,34 +357,36 @@ class BlockInverse(nn.Module):
         hidden: int = 32,
         hidden_dense: int = 512,
         unpool: bool = False,
+        pool: nn.MaxPool2d | None = None,
+        pooled_from: tuple[int, ...] | None = None,
     ) -> None:
         super().__init__()
         self.in_shape, self.out_shape, self.unpool = tuple(in_shape), tuple(out_shape), unpool
         self.norm = nn.Identity()
         spatial = len(in_shape) == 3 and len(out_shape) == 3
-        c_in, c_out = (in_shape[0], out_shape[0]) if spatial else (0, 0)
         if unpool and not spatial:
             raise ValueError("unpool=True needs an image-like block")
         if spatial and unpool:
-            self.unpooling = nn.MaxUnpool2d(2)
-            self.linear = nn.Conv2d(c_out, c_in, 3, padding=1)
-            self.residual = nn.Sequential(
-                nn.Conv2d(c_out, hidden, 3, padding=1),
-                nn.LeakyReLU(0.1),
-                nn.Conv2d(hidden, c_in, 3, padding=1),
+            pool = pool if pool is not None else nn.MaxPool2d(2)
+            pooled_from = tuple(pooled_from or (out_shape[0], *in_shape[1:]))
+            self.unpooling = nn.MaxUnpool2d(pool.kernel_size, pool.stride, pool.padding)
+            self.unpooled_size = pooled_from[1:]
+            self.linear, self.residual = _spatial_core(
+                out_shape[0], pooled_from[1:], in_shape, hidden
             )
         elif spatial:
-            if in_shape[1] != 2 * out_shape[1]:
-                raise ValueError(
-                    f"spatial blocks must halve the resolution: {in_shape} -> {out_shape}"
-                )
-            self.linear = nn.ConvTranspose2d(c_out, c_in, 4, stride=2, padding=1)
-            self.residual = nn.Sequential(
-                nn.Conv2d(c_out, hidden, 3, padding=1), nn.LeakyReLU(0.1),
-                nn.ConvTranspose2d(hidden, c_in, 4, stride=2, padding=1),
-            )  # fmt: skip
+            self.linear, self.residual = _spatial_core(
+                out_shape[0], out_shape[1:], in_shape, hidden
+            )
         else:
             n_in, n_out = math.prod(in_shape), math.prod(out_shape)
+            if n_in * n_out > MAX_DENSE_WEIGHTS:
+                raise ValueError(
+                    f"a block from {in_shape} to {out_shape} needs a dense inverse of {n_in} x "
+                    f"{n_out} weights (at most {MAX_DENSE_WEIGHTS:.0e}): cut the network at a "
+                    f"boundary where both sides are image-like (C, H, W), or where the features "
+                    f"are fewer"
+                )
             self.norm = nn.Sequential(nn.Flatten(), nn.LayerNorm(n_out, elementwise_affine=False))
             self.linear = nn.Linear(n_out, n_in)
             self.residual = nn.Sequential(
@@ -341,9 +397,68 @@ class BlockInverse(nn.Module):
         if self.unpool:
             if indices is None:
                 raise ValueError("this inverse uses MaxUnpool2d: pass the target's pooling indices")
-            f = self.unpooling(f, indices)
+            f = self.unpooling(f, indices, output_size=self.unpooled_size)
         f = self.norm(f)
         return (self.linear(f) + self.residual(f)).reshape(len(f), *self.in_shape)
+
+
+def _pooling(block: nn.Sequential, in_shape: tuple[int, ...]) -> dict[str, Any]:
+    """A pooling block's ``pool`` and the shape before it, for :class:`BlockInverse`."""
+    return {"pool": block[-1], "pooled_from": block_shapes([block[:-1]], in_shape)[1]}
+
+
+#: the identity pre-images and the softmax's constant: layers whose analytic inverse is not exact
+_NOT_INJECTIVE = (nn.ReLU, nn.Hardtanh, nn.Hardsigmoid, nn.Softmax, nn.LogSoftmax, nn.Softmin)
+
+
+class AnalyticPath(nn.Module):
+    """The analytic inverse of a block whose every layer inverts exactly
+    (:func:`analytic.invert`): injective affine layers (full column rank) and invertible
+    activations. Nothing is fitted: :meth:`fit` measures how well it inverts the block's true
+    outputs (dB of the input's range, ``fit_db``), and the chain uses it only where that reaches
+    :data:`EXACT_FIT_DB`, as for :class:`ExactPath`."""
+
+    def __init__(self, inverse: nn.Sequential) -> None:
+        super().__init__()
+        self.inverse = inverse
+        self.register_buffer("fit_db", torch.tensor(-math.inf, dtype=torch.float64))
+
+    @classmethod
+    def build(
+        cls, block: nn.Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+    ) -> AnalyticPath | None:
+        """The path, or None where the block's layers do not all invert exactly (checked before
+        any matrix is built where the layer kinds or a narrowing shape already say so)."""
+        if not isinstance(block, nn.Sequential) or math.prod(out_shape) < math.prod(in_shape):
+            return None
+        if any(isinstance(m, _NOT_INJECTIVE) for m in block.modules()):
+            return None
+        try:
+            inverse = invert(block, input_shape=in_shape)
+        except (TypeError, ValueError):  # UnsupportedLayerError is a TypeError
+            return None
+        for m in inverse.modules():
+            lost = (isinstance(m, InverseAffine) and not m.exact) or (
+                isinstance(m, InverseBatchNorm) and m.lost
+            )
+            if lost or (isinstance(m, InverseLinear) and m.A.shape[1] < m.A.shape[0]):
+                return None
+        return cls(inverse)
+
+    @property
+    def is_exact(self) -> bool:
+        return bool(self.fit_db >= EXACT_FIT_DB)
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        return self.inverse(f)
+
+    @torch.no_grad()
+    def fit(self, h: torch.Tensor, f: torch.Tensor) -> float:
+        """Measure the inverse on the block's inputs ``h`` and outputs ``f``; returns ``fit_db``."""
+        mse = (self.inverse(f) - h).pow(2).mean().item()
+        span = (h.max() - h.min()).item() or 1.0
+        self.fit_db.fill_(10 * math.log10(span**2 / max(mse, 1e-30)))
+        return float(self.fit_db)
 
 
 class InverseChain(nn.Module):
@@ -351,8 +466,10 @@ class InverseChain(nn.Module):
     image.
 
     With ``exact=True`` (the default) an injective ``Conv2d -> leaky ReLU`` block also gets an
-    :class:`ExactPath`, fitted before training (:meth:`fit_exact`), which inverts the block's true
-    output (``forward`` from that very block); deeper inversions pass through the learned module.
+    :class:`ExactPath`, fitted before training (:meth:`fit_exact`), and any other block whose every
+    layer inverts exactly an :class:`AnalyticPath`; the path inverts the block's true output
+    (``forward`` from that very block), and deeper inversions pass through the learned module.
+    A block is any module: its inverse module is chosen by its input and output shapes.
     """
 
     def __init__(
@@ -369,23 +486,23 @@ class InverseChain(nn.Module):
         self.uses_indices = [unpool and ends_with_pool(b) for b in blocks]
         self.inverses = nn.ModuleList(
             BlockInverse(
-                shapes[j], shapes[j + 1], hidden, hidden_dense, unpool=self.uses_indices[j]
+                shapes[j], shapes[j + 1], hidden, hidden_dense, unpool=self.uses_indices[j],
+                **(_pooling(blocks[j], shapes[j]) if self.uses_indices[j] else {}),
             )
             for j in range(len(blocks))
-        )
+        )  # fmt: skip
         # exact paths, keyed by block index (as a string: a ModuleDict's keys), for the injective
-        # blocks
-        invertible = [
-            exact and not self.uses_indices[j] and exact_path_applies(b, shapes[j], shapes[j + 1])
-            for j, b in enumerate(blocks)
-        ]
-        self.exact = nn.ModuleDict(
-            {
-                str(j): ExactPath(b, shapes[j], shapes[j + 1])
-                for j, b in enumerate(blocks)
-                if invertible[j]
-            }
-        )
+        # blocks: the fitted transposed convolution of a Conv2d -> leaky ReLU block, else the
+        # analytic inverse of a block whose every layer inverts exactly
+        paths: dict[str, nn.Module] = {}
+        for j, b in enumerate(blocks):
+            if not exact or self.uses_indices[j]:
+                continue
+            if exact_path_applies(b, shapes[j], shapes[j + 1]):
+                paths[str(j)] = ExactPath(b, shapes[j], shapes[j + 1])
+            elif (analytic := AnalyticPath.build(b, shapes[j], shapes[j + 1])) is not None:
+                paths[str(j)] = analytic
+        self.exact = nn.ModuleDict(paths)
 
     def fit_exact(self, blocks: Sequence[nn.Sequential], x: torch.Tensor) -> dict[int, float]:
         """Fit every exact path on the images ``x`` (their features through ``blocks``); ``{block:

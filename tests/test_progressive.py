@@ -9,6 +9,7 @@ from torch import nn
 from reversenet_utils.artifacts import CheckpointMismatchError, inverse_checkpoint
 from reversenet_utils.optimise import invert_by_optimisation, total_variation
 from reversenet_utils.progressive import (
+    AnalyticPath,
     BlockInverse,
     InverseChain,
     LossWeights,
@@ -397,3 +398,72 @@ def test_transposed_conv_design_is_the_convolution_as_a_matrix(
     for ci in range(2):
         got = (design @ conv.weight[:, ci].detach().flatten()).reshape(2, *out.shape[2:])
         torch.testing.assert_close(got, out[:, ci], rtol=0, atol=1e-12)
+
+
+class _Residual(nn.Module):
+    """A residual block of the user's own: a black box to the chain."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x + self.conv(x))
+
+
+def _lenet_like() -> nn.Sequential:
+    """He et al.'s LeNet shape: unpadded 5x5 convolutions (28 -> 24 -> 12 -> 8 -> 4), then a
+    residual block of its own, a 1-D feature map and dense layers."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 5), nn.ReLU(), nn.MaxPool2d(2),  # block 1: 8 x 12 x 12
+        nn.Conv2d(8, 16, 5), nn.ReLU(),  # block 2: 16 x 8 x 8
+        _Residual(16), nn.MaxPool2d(2, 2),  # block 3: 16 x 4 x 4
+        nn.Flatten(2),  # block 4: 16 x 16 (neither an image nor a vector)
+        nn.Flatten(), nn.Linear(256, 10),  # block 5: logits
+    ).requires_grad_(False)  # fmt: skip
+
+
+def test_any_block_shape_gets_an_inverse_and_the_chain_trains() -> None:
+    model = _lenet_like()
+    blocks = split_blocks(model, [3, 5, 7, 8, 10])
+    x = torch.rand(4, 1, 28, 28)
+    for unpool in (False, True):
+        chain = InverseChain(blocks, unpool=unpool)
+        feats, indices = forward_features(blocks, x, with_indices=unpool)
+        assert [tuple(f.shape[1:]) for f in feats[1:4]] == [(8, 12, 12), (16, 8, 8), (16, 4, 4)]
+        for k in range(1, 6):
+            assert chain(feats[k], k, indices).shape == x.shape
+    assert chain.uses_indices == [True, False, True, False, False]
+    assert isinstance(chain.inverses[1].linear[0], nn.Upsample)  # 8 -> 12: resize, then convolve
+    sample = regime_sampler("noise", torch.Generator().manual_seed(0))
+    history = train_inverse_chain(chain, blocks, sample, steps=3, batch_size=4)
+    assert len(history) == 1 and torch.isfinite(torch.tensor(list(history[0].values()))).all()
+
+
+def test_a_pooling_inverse_unpools_to_the_size_before_any_pooling() -> None:
+    pool = nn.MaxPool2d(3, stride=2)  # overlapping windows: 9 -> 4
+    inverse = BlockInverse((2, 9, 9), (4, 4, 4), unpool=True, pool=pool, pooled_from=(4, 9, 9))
+    pre = torch.rand(2, 4, 9, 9)
+    out, idx = nn.functional.max_pool2d(pre, 3, 2, return_indices=True)
+    assert inverse(out, idx).shape == (2, 2, 9, 9)
+    with pytest.raises(ValueError, match="dense inverse of .* weights"):
+        BlockInverse((3, 224, 224), (1000,))
+
+
+def test_a_block_whose_layers_invert_exactly_gets_an_analytic_path() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Flatten(), nn.Linear(16, 12), nn.LeakyReLU(0.1),  # block 1: narrows, learned
+        nn.Linear(12, 12), nn.BatchNorm1d(12).eval(), nn.ELU(),  # block 2: square, invertible
+        nn.Linear(12, 12), nn.ReLU(),  # block 3: ReLU loses the negatives
+    ).requires_grad_(False)  # fmt: skip
+    blocks = split_blocks(model, [3, 6, 8])
+    chain = InverseChain(blocks, in_shape=(1, 4, 4))
+    assert list(chain.exact) == ["1"] and isinstance(chain.exact["1"], AnalyticPath)
+    x = torch.rand(8, 1, 4, 4)
+    feats, _ = forward_features(blocks, x)
+    assert not chain.exact["1"].is_exact  # measured before use
+    assert chain.fit_exact(blocks, torch.rand(16, 1, 4, 4))[2] > 100
+    assert torch.allclose(chain.first_step(feats[2], 2), feats[1], atol=1e-4)
+    assert AnalyticPath.build(_Residual(2), (2, 4, 4), (2, 4, 4)) is None  # a black box
