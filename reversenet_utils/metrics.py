@@ -28,6 +28,7 @@ __all__ = [
     "mse",
     "psnr",
     "ssim",
+    "ssim_reconstruction_range",
     "reclassification_accuracy",
     "reconstruction_report",
     "bootstrap_ci",
@@ -134,6 +135,22 @@ def ssim(
     return values if per_image else values.mean().item()
 
 
+def ssim_reconstruction_range(
+    pred: torch.Tensor, target: torch.Tensor, per_image: bool = False, batch_size: int = 256
+) -> torch.Tensor | float:
+    """SSIM in the convention of He, Zhang and Lee (ACSAC 2019): the data range of each image is
+    its reconstruction's own, ``pred.max() - pred.min()``, instead of 1. SSIM's constants scale
+    with the data range, so this is the SSIM (data range 1) of both images divided by that range.
+    A flat reconstruction (range 0) is scored with range 1. The two conventions agree where a
+    reconstruction spans [0, 1]; elsewhere the smaller constants weigh the structure more."""
+    _check_pair(pred, target)
+    span = (pred.flatten(1).amax(1) - pred.flatten(1).amin(1)).double()
+    scale = torch.where(span > 0, 1.0 / span.clamp_min(1e-12), torch.ones_like(span))
+    scale = scale.view(-1, *[1] * (pred.dim() - 1)).to(pred.dtype)
+    values = _ssim_per_image(pred * scale, target * scale, batch_size)
+    return values if per_image else values.mean().item()
+
+
 #: side of pytorch-msssim's Gaussian window (its default), the smallest image SSIM can score
 SSIM_WINDOW = 11
 
@@ -181,11 +198,13 @@ def reconstruction_report(
     labels: torch.Tensor | None = None,
     classifier: nn.Module | None = None,
     recognisable_ssim: float | None = None,
+    ssim_by_reconstruction_range: bool = False,
 ) -> dict[str, float]:
     """PSNR, SSIM, MSE and (if a classifier is given) re-classification of clipped reconstructions,
     each with its 95 % bootstrap interval over the images (``psnr_ci``, ``ssim_ci``, ``reclass_ci``:
     ``[lo, hi]``). ``recognisable_ssim``: also the share of images reconstructed with at least that
-    SSIM (``recognisable``)."""
+    SSIM (``recognisable``). ``ssim_by_reconstruction_range``: also SSIM in He et al.'s convention
+    (``ssim_recon_range``, :func:`ssim_reconstruction_range`)."""
     recon = clip_images(reconstructions.detach().cpu())
     orig = originals.detach().cpu()
     _check_pair(recon, orig)  # once: the scores below share it
@@ -193,6 +212,8 @@ def reconstruction_report(
     per_image = {"psnr": _psnr_from_mse(errors), "ssim": _ssim_per_image(recon, orig)}
     if recognisable_ssim is not None:
         per_image["recognisable"] = (per_image["ssim"] >= recognisable_ssim).double()
+    if ssim_by_reconstruction_range:
+        per_image["ssim_recon_range"] = ssim_reconstruction_range(recon, orig, per_image=True)
     if classifier is not None:
         if labels is None:
             raise ValueError("Re-classification needs the labels.")

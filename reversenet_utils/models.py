@@ -121,6 +121,19 @@ def _cnn_nopool() -> nn.Sequential:
     )  # fmt: skip
 
 
+def _lenet_he() -> nn.Sequential:
+    """He, Zhang and Lee's MNIST LeNet (ACSAC 2019), the split-computing attacks' reference network:
+    two unpadded 5x5 convolutions (8 and 16 channels) with ReLU and max-pooling, then 256-120-84-10.
+    Its blocks end at their split points: after conv1 (the raw convolution, 8 x 24 x 24) and after
+    ReLU2 (conv1 -> ReLU -> pool -> conv2 -> ReLU, 16 x 8 x 8)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 5),                                   # conv1: 8 x 24 x 24
+        nn.ReLU(), MaxPool2d(2), nn.Conv2d(8, 16, 5), nn.ReLU(),  # ReLU2: 16 x 8 x 8
+        MaxPool2d(2), nn.Flatten(),                           # 16 x 4 x 4 = 256
+        nn.Linear(256, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10),
+    )  # fmt: skip
+
+
 @dataclass(frozen=True)
 class TargetSpec:
     """A named target: how to build it and its default training recipe."""
@@ -251,6 +264,15 @@ TARGETS: dict[str, TargetSpec] = {
         chain_steps=600,
         dataset_recipes={"fashion_mnist": {"epochs": 15}},  # 4: 89.3 %, 15: 91.2 %
     ),
+    "lenet_he": TargetSpec(
+        _lenet_he,
+        "He et al.'s LeNet: conv5(8)-ReLU-pool-conv5(16)-ReLU-pool + 256-120-84-10, unpadded",
+        epochs=3,
+        lr=2e-3,
+        block_ends=(1, 5, 12),
+        chain_steps=600,
+        dataset_recipes={"fashion_mnist": {"epochs": 10}},
+    ),
     "judge_cnn": TargetSpec(
         _judge_cnn,
         "independent judge (never inverted): CNN 3x(conv3-ReLU), 2 max-pools, 1 dense",
@@ -276,6 +298,7 @@ ACCURACY_FLOORS: dict[str, dict[str, float]] = {
         "mlp_sigmoid": 0.955,
         "cnn_pool": 0.985,
         "cnn_nopool": 0.985,
+        "lenet_he": 0.98,
         "judge_cnn": 0.985,
     },
     "fashion_mnist": {
@@ -285,6 +308,7 @@ ACCURACY_FLOORS: dict[str, dict[str, float]] = {
         "mlp_sigmoid": 0.87,
         "cnn_pool": 0.91,
         "cnn_nopool": 0.91,
+        "lenet_he": 0.88,
         "judge_cnn": 0.91,
     },
 }

@@ -11,7 +11,13 @@ The attacks are the library's inversions, seen from the server:
 - ``"inverse net, data-free"``: the same chain trained on structured noise only (the zero-shot
   regime);
 - ``"analytic"``: the pseudo-inverse / Gaussian-prior pre-image of notebook 02, where every layer
-  inverts (none through max-pooling, whose positions the server never receives).
+  inverts (none through max-pooling, whose positions the server never receives);
+- ``"rMLE"`` (white box, as He, Zhang and Lee ran it): feature matching with a total-variation
+  prior, from grey (:func:`attack_by_rmle`);
+- ``"query-free"`` (He et al.): the attacker knows the device's architecture and runs the server's
+  part, but has neither the device's weights nor any query to it. It trains a *shadow* device
+  under the frozen server part to classify its own labelled images (:func:`train_shadow`), then
+  inverts the features it receives through the shadow (:func:`attack_by_rmle`).
 
 A defence (``defences``) is appended to the device's last block, so a chain trained through the
 defended device is the *adaptive* attacker; a chain trained on undefended features and applied to
@@ -20,6 +26,7 @@ defended ones is the naive one.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -31,7 +38,7 @@ from .data import MNISTSplit
 from .labels import PRIOR, THREATS
 from .metrics import clip_images, reconstruction_report
 from .models import get_spec
-from .optimise import match_features
+from .optimise import match_features, smooth_total_variation
 from .progressive import (
     InverseChain,
     invert_from_every_depth,
@@ -39,7 +46,7 @@ from .progressive import (
     split_blocks,
     train_inverse_chain,
 )
-from .train import GLOBAL_RNG, predict
+from .train import GLOBAL_RNG, fit, predict
 
 __all__ = [
     "THREATS",
@@ -50,6 +57,9 @@ __all__ = [
     "train_attacker",
     "attack_with_chain",
     "attack_by_optimisation",
+    "RMLE_TV_WEIGHT",
+    "attack_by_rmle",
+    "train_shadow",
     "analytic_attackers",
     "score",
     "strongest",
@@ -161,6 +171,66 @@ def attack_by_optimisation(
             dtype=torch.float32,
         ).images
     )
+
+
+#: weight of the total-variation prior of the rMLE attack (per image, on [0, 1] images)
+RMLE_TV_WEIGHT = 1e-3
+
+
+def attack_by_rmle(
+    blocks: Sequence[nn.Module],
+    features: torch.Tensor,
+    steps: int,
+    tv_weight: float = RMLE_TV_WEIGHT,
+    shape: tuple[int, ...] = (1, 28, 28),
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """He et al.'s regularised maximum-likelihood attack: the image whose features through
+    ``blocks`` match ``features`` (relative squared error) plus ``tv_weight`` times its total
+    variation, by L-BFGS in float32 from grey, kept in [0, 1]. ``blocks`` are the device's (white
+    box) or a shadow's (:func:`train_shadow`: query-free); ``features`` what the device sent."""
+    if not (isinstance(tv_weight, (int, float)) and tv_weight >= 0):
+        raise ValueError(f"tv_weight must be a number >= 0, got {tv_weight!r}")
+    return clip_images(
+        match_features(
+            nn.Sequential(*blocks),
+            features,
+            steps=steps,
+            shape=shape,
+            batch_size=batch_size,
+            prior=lambda x: tv_weight * smooth_total_variation(x),
+            dtype=torch.float32,
+            bounded=True,
+        ).images
+    )
+
+
+def train_shadow(
+    net: nn.Sequential,
+    end: int,
+    train: MNISTSplit,
+    epochs: int = 1,
+    seed: int = 0,
+    lr: float = 1e-3,
+    desc: str = "shadow device",
+) -> nn.Sequential:
+    """The query-free attacker's shadow of the device ``net[:end]``: the same layers, initialised
+    afresh (seeded ``seed``), trained for ``epochs`` with the server's part ``net[end:]`` frozen
+    behind them to classify the attacker's own labelled images ``train``. Returns the shadow
+    device (eval mode, frozen); ``net`` is not modified."""
+    if not isinstance(end, int) or not 1 <= end < len(net):
+        raise ValueError(f"end must split net's {len(net)} layers (1..{len(net) - 1}), got {end!r}")
+    shadow = copy.deepcopy(net[:end]).requires_grad_(True)
+    with GLOBAL_RNG:
+        torch.manual_seed(seed)
+        for module in shadow.modules():
+            if hasattr(module, "reset_parameters") and module is not shadow:
+                module.reset_parameters()
+    server = copy.deepcopy(net[end:]).requires_grad_(False).eval()
+    model = nn.Sequential(shadow, server)
+    fit(model, train, None, epochs=epochs, lr=lr, seed=seed, desc=desc)
+    server.eval()
+    return shadow.requires_grad_(False).eval()
 
 
 def analytic_attackers(

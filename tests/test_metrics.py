@@ -120,3 +120,25 @@ def test_paired_differences_per_seed() -> None:
         paired_differences([], b)
     with pytest.raises(ValueError, match="3 images against 2"):
         paired_differences(a, [torch.tensor([0.0, 1.0])])
+
+
+def test_ssim_in_the_convention_of_he_et_al_uses_each_reconstructions_range() -> None:
+    from pytorch_msssim import ssim as reference
+
+    from reversenet_utils.metrics import reconstruction_report, ssim, ssim_reconstruction_range
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(3, 1, 16, 16, generator=g)
+    pred = (0.2 + 0.5 * target + 0.05 * torch.rand(3, 1, 16, 16, generator=g)).clamp(0, 1)
+    pred[1] = 0.4  # flat: scored with range 1
+    pred[2] = target[2]  # spans (almost) [0, 1]
+    got = ssim_reconstruction_range(pred, target, per_image=True)
+    span = float(pred[0].max() - pred[0].min())
+    expected = reference(pred[:1], target[:1], data_range=span, size_average=False)
+    assert torch.allclose(got[0], expected[0], atol=1e-5)
+    assert torch.allclose(got[1], ssim(pred[1:2], target[1:2], per_image=True)[0])
+    assert got[0] != ssim(pred[:1], target[:1])  # the conventions differ on a narrow range
+    report = reconstruction_report(target, pred, ssim_by_reconstruction_range=True)
+    assert report["ssim_recon_range"] == pytest.approx(got.mean().item(), abs=1e-6)
+    assert len(report["ssim_recon_range_ci"]) == 2
+    assert "ssim_recon_range" not in reconstruction_report(target, pred)

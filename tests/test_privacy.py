@@ -173,3 +173,29 @@ def test_the_gates_fail_and_the_notes_turn_on_other_numbers() -> None:
     m["rows"] = [r for r in m["rows"] if "naive" not in r["threat"]]
     notes = claims.notes(m, "Fashion-MNIST")
     assert "none of the settings tried" in notes[2] and notes[3].endswith("at or above the anchor.")
+
+
+def test_the_query_free_attacker_trains_a_shadow_and_inverts_through_it() -> None:
+    """He et al.'s query-free attacker: a shadow device of the same layers, trained afresh under
+    the frozen server part; the target is untouched; rMLE inverts through either."""
+    from reversenet_utils.split import attack_by_rmle, train_shadow
+
+    torch.manual_seed(0)
+    net = build_target("cnn_nopool").requires_grad_(False).eval()
+    before = copy.deepcopy(net.state_dict())
+    shadow = train_shadow(net, 2, _data(64), epochs=1, seed=3)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert not torch.equal(shadow[0].weight, net[0].weight)  # initialised afresh, then trained
+    assert not any(p.requires_grad for p in shadow.parameters()) and not shadow.training
+    again = train_shadow(net, 2, _data(64), epochs=1, seed=3)
+    assert torch.equal(again[0].weight, shadow[0].weight)  # seeded
+    x = _data(4).images
+    with torch.no_grad():
+        sent = net[:2](x)
+    for blocks in ([net[:2]], [shadow]):
+        recon = attack_by_rmle(blocks, sent, steps=3, batch_size=2)
+        assert recon.shape == x.shape and 0 <= recon.min() and recon.max() <= 1
+    with pytest.raises(ValueError, match="end must split"):
+        train_shadow(net, 0, _data(8))
+    with pytest.raises(ValueError, match="tv_weight"):
+        attack_by_rmle([net[:2]], sent, steps=1, tv_weight=-1.0)
