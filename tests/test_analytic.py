@@ -235,13 +235,17 @@ def test_conv_relu_pool_inverts_given_the_indices() -> None:
 @pytest.mark.parametrize(
     ("conv", "pool", "shape"),
     [
-        (nn.Conv2d(1, 16, 3, padding=1, padding_mode="reflect"), nn.MaxPool2d(3, 2), (1, 9, 9)),
-        (nn.Conv2d(2, 32, 3, padding="same", groups=2), nn.MaxPool2d(2), (2, 8, 8)),
-        (nn.Conv2d(1, 32, 3, stride=2), nn.MaxPool2d(2, 1, ceil_mode=True), (1, 11, 11)),
+        (dict(in_channels=1, out_channels=16, kernel_size=3, padding=1, padding_mode="reflect"),
+         nn.MaxPool2d(3, 2), (1, 9, 9)),
+        (dict(in_channels=2, out_channels=32, kernel_size=3, padding="same", groups=2),
+         nn.MaxPool2d(2), (2, 8, 8)),
+        (dict(in_channels=1, out_channels=64, kernel_size=3, stride=2),
+         nn.MaxPool2d(2, 1, ceil_mode=True), (1, 11, 11)),
     ],
-)
+)  # fmt: skip
 def test_conv_relu_pool_takes_any_convolution_given_the_input_shape(conv, pool, shape) -> None:
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the convolution is drawn here, whatever ran before
+    conv = nn.Conv2d(**conv)
     block = nn.Sequential(conv, nn.ReLU(), pool).double()
     x = torch.rand(3, *shape, dtype=torch.float64)
     with torch.no_grad():
