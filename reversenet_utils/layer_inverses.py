@@ -449,7 +449,7 @@ class InverseActivation(CountingInverse):
     ``clamped`` of ``seen``.
     """
 
-    DOMAINS = tuple(_KINDS)
+    KINDS = tuple(_KINDS)
 
     def __init__(
         self,
@@ -589,9 +589,7 @@ def _activation(module: nn.Module, eps: float) -> nn.Module | None:
     if isinstance(module, nn.PReLU):
         slope = module.weight.detach().clone()
         return InverseActivation("leaky_relu", slope if slope.numel() > 1 else float(slope), eps)
-    if isinstance(module, nn.RReLU):
-        if module.training:
-            return None
+    if isinstance(module, nn.RReLU):  # in eval mode (check_invertible refuses training mode)
         return InverseActivation("leaky_relu", (module.lower + module.upper) / 2, eps)
     if isinstance(module, nn.Hardtanh):  # ReLU6 is a Hardtanh(0, 6)
         return InverseActivation("clip", eps=eps, min_val=module.min_val, max_val=module.max_val)

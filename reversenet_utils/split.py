@@ -216,8 +216,8 @@ def train_shadow(
 ) -> nn.Sequential:
     """The query-free attacker's shadow of the device ``net[:end]``: the same layers, initialised
     afresh (seeded ``seed``), trained for ``epochs`` with the server's part ``net[end:]`` frozen
-    behind them to classify the attacker's own labelled images ``train``. Returns the shadow
-    device (eval mode, frozen); ``net`` is not modified."""
+    (weights and eval mode) behind them to classify the attacker's own labelled images ``train``.
+    Returns the shadow device (eval mode, frozen); ``net`` is not modified."""
     if not isinstance(end, int) or not 1 <= end < len(net):
         raise ValueError(f"end must split net's {len(net)} layers (1..{len(net) - 1}), got {end!r}")
     shadow = copy.deepcopy(net[:end]).requires_grad_(True)
@@ -226,11 +226,24 @@ def train_shadow(
         for module in shadow.modules():
             if hasattr(module, "reset_parameters") and module is not shadow:
                 module.reset_parameters()
-    server = copy.deepcopy(net[end:]).requires_grad_(False).eval()
-    model = nn.Sequential(shadow, server)
-    fit(model, train, None, epochs=epochs, lr=lr, seed=seed, desc=desc)
-    server.eval()
+    server = _Frozen(copy.deepcopy(net[end:]).requires_grad_(False))
+    fit(nn.Sequential(shadow, server), train, None, epochs=epochs, lr=lr, seed=seed, desc=desc)
     return shadow.requires_grad_(False).eval()
+
+
+class _Frozen(nn.Module):
+    """The server's part as the shadow trains under it: fixed weights and always in eval mode (its
+    batch norms keep their statistics, its dropout stays off), whatever ``train()`` asks."""
+
+    def __init__(self, part: nn.Module) -> None:
+        super().__init__()
+        self.part = part.eval()
+
+    def train(self, mode: bool = True) -> _Frozen:
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.part(x)
 
 
 def analytic_attackers(

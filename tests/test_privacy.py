@@ -197,5 +197,12 @@ def test_the_query_free_attacker_trains_a_shadow_and_inverts_through_it() -> Non
         assert recon.shape == x.shape and 0 <= recon.min() and recon.max() <= 1
     with pytest.raises(ValueError, match="end must split"):
         train_shadow(net, 0, _data(8))
+    # the server's part stays in eval mode while the shadow trains under it (its batch norms keep
+    # their statistics)
+    from reversenet_utils.split import _Frozen
+
+    frozen = _Frozen(torch.nn.Sequential(torch.nn.BatchNorm2d(2)))
+    torch.nn.Sequential(torch.nn.Identity(), frozen).train()
+    assert not frozen.training and not frozen.part[0].training
     with pytest.raises(ValueError, match="tv_weight"):
         attack_by_rmle([net[:2]], sent, steps=1, tv_weight=-1.0)
