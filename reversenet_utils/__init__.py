@@ -8,7 +8,8 @@ One concern per module, named after what it does (docs/design.md):
 - ``context``: a run's context (dataset, device, project root, notebook name and clock), handed to
   everything that loads or saves;
 - ``artifacts``: checkpoints (fingerprinted), the one ``load_or_train``, results JSON;
-- ``analytic``: pseudo-inverses and inverse activations, with domain handling (notebook 02);
+- ``analytic``: the inverse of a chain of layers, with domain handling (notebook 02), built from
+  ``layer_inverses``, the inverse of each PyTorch layer kind;
 - ``inverse_weights``: learned inverse matrices of a sigmoid MLP (notebook 03);
 - ``progressive``: block-wise inverse modules, their losses and schedules (notebook 04);
 - ``synthetic``: data-free training inputs: structured noise, target-only synthesis;

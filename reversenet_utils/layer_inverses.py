@@ -650,12 +650,16 @@ _IDENTITY = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, 
              nn.FeatureAlphaDropout)  # fmt: skip
 
 
-def _refusal(module: nn.Module, index: int | str) -> str:
-    way = (
+def _way_forward(index: int | str) -> str:
+    return (
         f"Invert the part of the model before it (model[:{index}]), or use feature matching "
         f"(optimise.match_features) or a learned inverse (reversenet_utils.progressive), which "
-        f"only run it forward."
+        f"only run the layer forward."
     )
+
+
+def _refusal(module: nn.Module, index: int | str) -> str:
+    way = _way_forward(index)
     for kinds, why in _REFUSED.items():
         if isinstance(module, kinds):
             return f"Layer {index} ({module!r}) {why}. {way}"
@@ -712,9 +716,7 @@ def check_invertible(module: nn.Module, index: int | str = 0) -> None:
         raise UnsupportedLayerError(
             f"Layer {index} ({type(module).__name__}) is a {base.__name__} with its own forward: "
             f"what it computes need not be what {base.__name__} computes, so {base.__name__}'s "
-            f"inverse could be silently wrong. Invert the part of the model before it "
-            f"(model[:{index}]), or use feature matching (optimise.match_features) or a learned "
-            f"inverse (reversenet_utils.progressive), which only run the layer forward."
+            f"inverse could be silently wrong. {_way_forward(index)}"
         )
     training = _training_refusal(module, index)
     if training:

@@ -201,6 +201,14 @@ def transposed_conv_design(z: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.T
     return cols.transpose(1, 2).reshape(-1, c * kh * kw)
 
 
+def fit_db(recon: torch.Tensor, target: torch.Tensor) -> float:
+    """How well an exact path inverts a block: PSNR (dB) of ``recon`` against ``target`` over the
+    target's own range (1 where it is flat)."""
+    mse = (recon - target).pow(2).mean().item()
+    span = (target.max() - target.min()).item() or 1.0
+    return 10 * math.log10(span**2 / max(mse, 1e-30))
+
+
 #: An exact path whose least-squares fit reaches this many dB is used; below it, the learned module
 #: inverts.
 EXACT_FIT_DB = 50.0
@@ -283,9 +291,7 @@ class ExactPath(nn.Module):
             goal = target[:, ci].reshape(-1, 1)
             solution = torch.linalg.lstsq(design, goal).solution
             weight[:, ci] = solution.reshape(c_out, kh, kw)
-        mse = (self.linear(z) - target).pow(2).mean().item()
-        span = (target.max() - target.min()).item() or 1.0
-        self.fit_db.fill_(10 * math.log10(span**2 / max(mse, 1e-30)))
+        self.fit_db.fill_(fit_db(self.linear(z), target))
         return float(self.fit_db)
 
 
@@ -455,9 +461,7 @@ class AnalyticPath(nn.Module):
     @torch.no_grad()
     def fit(self, h: torch.Tensor, f: torch.Tensor) -> float:
         """Measure the inverse on the block's inputs ``h`` and outputs ``f``; returns ``fit_db``."""
-        mse = (self.inverse(f) - h).pow(2).mean().item()
-        span = (h.max() - h.min()).item() or 1.0
-        self.fit_db.fill_(10 * math.log10(span**2 / max(mse, 1e-30)))
+        self.fit_db.fill_(fit_db(self.inverse(f), h))
         return float(self.fit_db)
 
 
