@@ -23,11 +23,18 @@ __all__ = [
     "CHAIN_NOISE",
     "METHOD_ORDER",
     "THREATS",
+    "GAUSSIAN_NOISE",
+    "RMLE",
+    "QUERY_FREE",
+    "HE_ATTACKERS",
 ]
 
 #: the training inputs of an inverse chain: the dataset's images, structured noise, inputs
 #: synthesized from the target
 REGIMES = ("real", "noise", "synthesized")
+#: N(0, 1) pixels: the training inputs of He et al.'s noise-trained inverse network (notebook 09's
+#: anchor table); a baseline of ``progressive.regime_sampler``, not one of notebook 04's regimes
+GAUSSIAN_NOISE = "gaussian"
 #: how a chain's budget is spent: depth by depth, or all blocks from the first step
 SCHEDULES = ("progressive", "joint")
 
@@ -78,4 +85,17 @@ THREATS = (
     "inverse net, other data",
     "inverse net, data-free",
     "analytic",
+)
+
+RMLE = "rMLE"  #: He et al.'s white-box attack: feature matching plus total variation, from grey
+QUERY_FREE = "query-free"  #: He et al.'s attacker without the device: optimisation through a shadow
+#: the attackers of He et al.'s table on their LeNet (notebook 09), in its order; the last is this
+#: study's data-free chain (structured noise), which their table has no row for
+HE_ATTACKERS = (
+    RMLE,
+    "inverse net, same data",
+    "inverse net, other data",
+    "inverse net, N(0, 1) noise",
+    QUERY_FREE,
+    "inverse net, data-free",
 )

@@ -441,6 +441,26 @@ def test_any_block_shape_gets_an_inverse_and_the_chain_trains() -> None:
     assert len(history) == 1 and torch.isfinite(torch.tensor(list(history[0].values()))).all()
 
 
+def test_a_whole_factor_of_resolution_is_undone_by_a_strided_transposed_convolution() -> None:
+    """8x8 features of 24x24 maps (He et al.'s LeNet): stride 3; 7 -> 23 (remainder 2 < 3): stride
+    3 with output padding; 8 -> 30 (remainder 6): resizing; 12 -> 8 -> 12: resizing."""
+    for hw_out, hw_in, kind in ((8, 24, nn.ConvTranspose2d), (7, 23, nn.ConvTranspose2d),
+                                (8, 30, nn.Sequential), (8, 12, nn.Sequential)):  # fmt: skip
+        inverse = BlockInverse((3, hw_in, hw_in), (5, hw_out, hw_out))
+        assert isinstance(inverse.linear, kind), (hw_out, hw_in)
+        assert inverse(torch.rand(2, 5, hw_out, hw_out)).shape == (2, 3, hw_in, hw_in)
+    rect = BlockInverse((3, 24, 17), (5, 8, 8))  # per side: stride 3 and 2, remainder 0 and 1
+    assert rect.linear.stride == (3, 2) and rect(torch.rand(1, 5, 8, 8)).shape == (1, 3, 24, 17)
+
+
+def test_the_gaussian_regime_draws_standard_normal_pixels() -> None:
+    sample = regime_sampler("gaussian", torch.Generator().manual_seed(0))
+    x = sample(torch.arange(4096))
+    assert x.shape == (4096, 1, 28, 28) and abs(x.mean()) < 0.01 and abs(x.std() - 1) < 0.01
+    with pytest.raises(ValueError, match="gaussian"):
+        regime_sampler("uniform", torch.Generator())
+
+
 def test_a_pooling_inverse_unpools_to_the_size_before_any_pooling() -> None:
     pool = nn.MaxPool2d(3, stride=2)  # overlapping windows: 9 -> 4
     inverse = BlockInverse((2, 9, 9), (4, 4, 4), unpool=True, pool=pool, pooled_from=(4, 9, 9))
