@@ -10,9 +10,10 @@ figures take the rows; the claims made from them live in :mod:`reversenet_utils.
   dataset's test images and on the other dataset's (shifted inputs);
 - :func:`defend_device`: every defence setting at one split, each against a freshly trained
   adaptive attacker (and the naive one for feature defences);
-- :func:`anchor_rows`, :func:`journal_anchors`: He et al.'s numbers on the same ground;
+- :func:`journal_anchors`: He et al.'s journal statements on the same ground (their ACSAC table,
+  on their own LeNet: :mod:`reversenet_utils.he_lenet`);
 - :func:`leak_table`, :func:`leaks_figure`, :func:`privacy_utility_figure`,
-  :func:`defence_table`, :func:`anchor_table`, :func:`journal_table`.
+  :func:`defence_table`, :func:`journal_table`.
 """
 
 from __future__ import annotations
@@ -26,16 +27,15 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from .anchors import HE_2019_SPLIT_PSNR
 from .context import Context
 from .data import MNISTSplit
 from .defences import FEATURE_DEFENCES, TRAINING_DEFENCES, make_defence, train_defended
 from .labels import THREATS
-from .metrics import verdict
 from .models import get_spec
 from .notebook import AT_LEAST_0, AT_LEAST_1, FRACTION, require
 from .plotting import image_grid, markdown_table
 from .split import (
+    CHAIN_SOURCES,
     analytic_attackers,
     attack_by_optimisation,
     attack_with_chain,
@@ -45,9 +45,9 @@ from .split import (
     split_points,
     strongest,
     train_attacker,
+    train_chains,
     transmit,
 )
-from .thresholds import RERUN_TOLERANCE_DB
 from .train import run_side_by_side
 
 __all__ = [
@@ -56,8 +56,6 @@ __all__ = [
     "attack_device",
     "leak_table",
     "leaks_figure",
-    "anchor_rows",
-    "anchor_table",
     "defence_strengths",
     "defend_device",
     "privacy_utility_figure",
@@ -66,8 +64,6 @@ __all__ = [
     "journal_table",
 ]
 
-#: the attackers of every split, by what they know: their training regime and images
-ATTACKERS = ("same data", "other data", "data-free")
 #: He et al., IoTJ 2020 (MNIST): the accuracy a defence keeps in their statements, and the SSIM
 #: each statement makes (noise keeping it leaves SSIM above the first; dropout reaches below the
 #: second)
@@ -92,9 +88,17 @@ def check_parameters(params: Mapping[str, Any]) -> None:
         {
             "targets": (splittable, "targets with block boundaries to split at"),
             **dict.fromkeys(
-                ("n_eval", "n_opt", "opt_steps", "attack_steps", "defence_attack_steps"),
+                (
+                    "n_eval",
+                    "n_opt",
+                    "opt_steps",
+                    "attack_steps",
+                    "defence_attack_steps",
+                    "n_anchor",
+                    "rmle_steps",
+                ),
                 AT_LEAST_1,
-            ),
+            ),  # fmt: skip
             "device_epochs": AT_LEAST_0,
             "defence_epochs": AT_LEAST_0,
             "recognisable_ssim": (lambda v: 0 < v < 1, "in (0, 1)"),
@@ -104,13 +108,16 @@ def check_parameters(params: Mapping[str, Any]) -> None:
     )
 
 
-def split_halves(train: MNISTSplit, generator: torch.Generator) -> tuple[MNISTSplit, torch.Tensor]:
-    """The training set cut in two at random: the device owner's half (images and labels, which
-    trains the devices) and the attacker's own images (never seen by a device)."""
+def split_halves(train: MNISTSplit, generator: torch.Generator) -> tuple[MNISTSplit, MNISTSplit]:
+    """The training set cut in two at random: the device owner's half (which trains the devices)
+    and the attacker's own labelled images (never seen by a device)."""
     order = torch.randperm(len(train), generator=generator).to(train.images.device)
     half = len(train) // 2
-    owner = MNISTSplit(train.images[order[:half]], train.labels[order[:half]])
-    return owner, train.images[order[half:]]
+    owner, attacker = order[:half], order[half:]
+    return (
+        MNISTSplit(train.images[owner], train.labels[owner]),
+        MNISTSplit(train.images[attacker], train.labels[attacker]),
+    )
 
 
 def attack_device(
@@ -140,24 +147,9 @@ def attack_device(
     device = {"accuracy": meta["accuracy"], "epochs": epochs, "train_s": meta["train_s"],
               "splits": splits, "conv": isinstance(net[0], nn.Conv2d)}  # fmt: skip
     blocks = device_blocks(name, net, splits[-1])
-    sources = {"same data": ("real", owner.images), "other data": ("real", attacker_images),
-               "data-free": ("noise", None)}  # fmt: skip
-    trained = run_side_by_side(
-        [
-            partial(
-                train_attacker,
-                blocks,
-                regime,
-                params["attack_steps"],
-                images,
-                seed,
-                f"{name}: {what}",
-            )
-            for what, (regime, images) in sources.items()
-        ],  # fmt: skip
-        ctx.device,
-    )
-    chains = {f"inverse net, {what}": chain for what, chain in zip(sources, trained)}
+    images = {"owner": owner.images, "attacker": attacker_images}
+    chains = train_chains(blocks, CHAIN_SOURCES, images, params["attack_steps"], seed, name,
+                          ctx.device)  # fmt: skip
     analytic = analytic_attackers(name, net, attacker_images[:10000])  # none through max-pooling
     rows, recons = [], {}
     for dataset, (images, labels) in inputs.items():
@@ -239,39 +231,6 @@ def leaks_figure(
         ax.set_xticks([]), ax.set_yticks([])
     fig.suptitle(f"What the server recovers ({title}): the strongest attack at each split", y=1.0)
     return fig
-
-
-def anchor_rows(rows: Sequence[dict], devices: Mapping[str, dict], inputs: str) -> list[dict]:
-    """He et al. (2019)'s PSNR per attack and split against the strongest such attack here, on
-    every device with two splits or more, with the verdict on the whole 95 % interval, widened by
-    ``RERUN_TOLERANCE_DB`` where the attacker is trained (the inverse nets)."""
-    found = []
-    for name in [t for t, d in devices.items() if len(d["splits"]) >= 2]:
-        for (threat, k), anchor in HE_2019_SPLIT_PSNR.items():
-            r = strongest(rows, target=name, split=k, threat=threat, defence="none", inputs=inputs)
-            tolerance = RERUN_TOLERANCE_DB if threat.startswith("inverse net") else 0.0
-            found.append({"target": name, "threat": threat, "split": k, "anchor_db": anchor.value,
-                          "psnr": r["psnr"], "psnr_ci": r["psnr_ci"],
-                          "verdict": verdict(r["psnr_ci"], anchor.value, tolerance)})  # fmt: skip
-    return found
-
-
-def anchor_table(anchors: Sequence[dict]) -> str:
-    """Markdown: each anchor comparison with the interval it rests on."""
-    body = [
-        [
-            f"`{a['target']}`",
-            a["split"],
-            a["threat"],
-            f"{a['psnr']:.1f} [{a['psnr_ci'][0]:.1f}, {a['psnr_ci'][1]:.1f}]",
-            a["anchor_db"],
-            a["verdict"],
-        ]  # fmt: skip
-        for a in anchors
-    ]
-    return markdown_table(
-        ["target", "split", "attack", "here (dB)", "anchor (dB)", "verdict"], body
-    )
 
 
 def defence_strengths(params: Mapping[str, Any]) -> dict[str, list]:

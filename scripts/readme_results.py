@@ -41,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sync_links import colab_url, config  # noqa: E402
 
+from reversenet_utils import he_lenet  # noqa: E402
 from reversenet_utils.claims import Claim  # noqa: E402
 from reversenet_utils.claims import benchmark as benchmark_claims  # noqa: E402
 from reversenet_utils.claims import decoder_inversion as decoder_inversion_claims  # noqa: E402
@@ -447,15 +448,27 @@ def privacy_section(results: Path = RESULTS) -> str:
                 + (f" DATASET={name}`._" if name != "mnist" else "`._")
             )
             continue
-        figure = "assets/" + ("" if name == "mnist" else f"{name}/") + "09_leaks.png"
+        assets = "assets/" + ("" if name == "mnist" else f"{name}/")
         with reading(folder / "09_split_computing_privacy.json"):
             answer = privacy_claims.privacy_answer(data["metrics"], DATASET_TITLES[name])
+            he = data["metrics"].get("he_lenet")
+            table = he_lenet.anchor_table(he["comparisons"]) if he else None
         blocks.append(
             f"### {DATASET_TITLES[name]}\n\n"
             + answer
             + f"\n\n![What the server recovers from each split ({DATASET_TITLES[name]}): "
-            f"the strongest attack]({figure})"
+            f"the strongest attack]({assets}09_leaks.png)"
         )
+        if table:
+            n = min(c["n_images"] for c in he["comparisons"])
+            blocks.append(
+                f"**He, Zhang and Lee's LeNet in their own table** ({DATASET_TITLES[name]}; "
+                "PSNR (dB) / SSIM; theirs on one test image per class, ours on "
+                f"{n} test images with 95 % intervals, SSIM also in their convention where it "
+                "differs; verdicts from the intervals)\n\n"
+                + table
+                + f"\n\n![He et al.'s LeNet under their attackers]({assets}09_he_lenet.png)"
+            )
     return "\n\n".join(blocks)
 
 

@@ -23,6 +23,7 @@ PARAMS = {
     "noise_strengths": [0.5, 4.0], "dropout_rates": [0.5], "quant_bits": [2],
     "nopeek_weights": [1.0], "dp_noise": [1.0], "defence_epochs": 1, "recognisable_ssim": 0.3,
     "max_accuracy_loss": 0.01, "min_split1_psnr": 15.0, "min_datafree_margin_db": 3.0, "seed": 0,
+    "anchor_table": True, "n_anchor": 8, "rmle_steps": 2,
 }  # fmt: skip
 
 
@@ -43,13 +44,13 @@ def _data(n: int) -> MNISTSplit:
 
 def test_a_device_is_attacked_then_defended(ctx) -> None:
     owner, attacker = privacy.split_halves(_data(64), torch.Generator().manual_seed(0))
-    assert len(owner) == 32 and attacker.shape == (32, 1, 28, 28)
+    assert len(owner) == 32 and attacker.images.shape == (32, 1, 28, 28) and len(attacker) == 32
     test = _data(16)
     x, y = test.images[:8], test.labels[:8]
     judge = build_target("judge_cnn").eval()
     inputs = {"mnist": (x, y), "fashion_mnist": (x.flip(-1), None)}
     device, net, chains, rows, recons = privacy.attack_device(
-        ctx, "mlp_relu", owner, attacker, test, inputs, judge, PARAMS
+        ctx, "mlp_relu", owner, attacker.images, test, inputs, judge, PARAMS
     )
     assert device["splits"] == [1] and not device["conv"] and len(chains) == 3
     threats = {(r["inputs"], r["threat"]) for r in rows}
@@ -60,10 +61,9 @@ def test_a_device_is_attacked_then_defended(ctx) -> None:
     assert "inverse net, same data" in privacy.leak_table(rows, devices, "mnist")
     fig = privacy.leaks_figure(rows, {"mlp_relu": recons}, devices, x, "mnist", "MNIST")
     assert len(fig.axes) == 2
-    assert privacy.anchor_rows(rows, devices, "mnist") == []  # one split: not the anchors' ground
     naive = chains["inverse net, other data"]
-    defended = privacy.defend_device(ctx, "mlp_relu", net, device, naive, owner, attacker, test,
-                                     (x, y), judge, PARAMS)  # fmt: skip
+    defended = privacy.defend_device(ctx, "mlp_relu", net, device, naive, owner, attacker.images,
+                                     test, (x, y), judge, PARAMS)  # fmt: skip
     assert device["defence_settings"] == 8 and device["defence_epochs"] == 1
     kinds = {(r["defence"], r["threat"].split("(")[-1][:-1]) for r in defended}
     assert ("gaussian", "naive") in kinds and ("dp", "naive") not in kinds
@@ -93,8 +93,23 @@ def _r(
             "defence": defence, "strength": strength, "accuracy_loss": 0.0, **extra}  # fmt: skip
 
 
+def _comparisons(rmle_psnr: float = 90.0) -> list[dict]:
+    """He et al.'s table compared on fixture rows: every attacker at both splits."""
+    from reversenet_utils.he_lenet import comparisons
+    from reversenet_utils.labels import HE_ATTACKERS
+
+    rows = [
+        {"threat": t, "split": k, "psnr": p, "psnr_ci": [p - 0.5, p + 0.5], "ssim": q,
+         "ssim_ci": [q - 0.01, q + 0.01], "ssim_recon_range": q, "ssim_recon_range_ci":
+         [q - 0.01, q + 0.01], "n_images": 8}
+        for t in HE_ATTACKERS
+        for k, (p, q) in {1: (rmle_psnr if t == "rMLE" else 50.0, 0.999), 2: (12.0, 0.3)}.items()
+    ]  # fmt: skip
+    return comparisons(rows, "mnist")
+
+
 def _metrics() -> dict:
-    free = HE_2019_SPLIT_PSNR["inverse net, data-free", 1].value + 10
+    free = HE_2019_SPLIT_PSNR["inverse net, N(0, 1) noise", 1].value + 10
     rows = [
         _r("cnn", 1, "inverse net, other data", 0.9, 40.0),
         _r("cnn", 1, "inverse net, data-free", 0.8, free),
@@ -124,10 +139,7 @@ def _metrics() -> dict:
             "cnn": {"accuracy": 0.99, "splits": [1, 2], "conv": True, "defence_settings": 5},
             "mlp": {"accuracy": 0.98, "splits": [1], "conv": False, "defence_settings": 5},
         },
-        "anchors": [{"target": "cnn", "threat": "optimisation", "split": 1, "anchor_db": 39.69,
-                     "psnr": 30.0, "verdict": "falls short of"},
-                    {"target": "cnn", "threat": "inverse net, data-free", "split": 1,
-                     "anchor_db": 14.76, "psnr": 24.0, "verdict": "beats"}],
+        "he_lenet": {"comparisons": _comparisons()},
         "cheapest": {"cnn": cheap | {"accuracy_loss": 0.001}, "mlp": None},
         "settings": {"n_eval": 8, "n_opt": 2, "recognisable_ssim": 0.3, "defence_split": 1,
                      "max_accuracy_loss": 0.01},
@@ -141,7 +153,8 @@ def test_the_claims_hold_on_good_numbers_and_say_what_stops_what() -> None:
     notes = claims.notes(m, "Fashion-MNIST")
     assert "from split 2, 40%" in notes[0] and "(its only split)" in notes[1]
     assert "only stop a naive attacker" in notes[2] and "`cnn` dropout 0.9" in notes[2]
-    assert "none holds for `mlp`" in notes[3] and "1 of 2 comparisons" in notes[4]
+    assert "none holds for `mlp`" in notes[3] and "at or above 5 of their 10" in notes[4]
+    assert "below for rMLE at ReLU2 (12.0 dB / SSIM 0.30 against 15.10 / 0.600)" in notes[4]
     answer = claims.privacy_answer(m, "MNIST")
     assert "none of the 5 settings tried" in answer and "gaussian 4" in answer
     assert "stopped by gaussian 4" in claims.headline(m) and "no defence tried" in claims.headline(
@@ -167,12 +180,19 @@ def test_the_gates_fail_and_the_notes_turn_on_other_numbers() -> None:
                   "`cnn` split 1: the data-free", "`cnn`: the deepest", "`cnn` gaussian",
                   "every DP budget"):  # fmt: skip
         assert any(t.startswith(start) for t in failed), (start, failed)
+    m["he_lenet"]["comparisons"] = _comparisons(rmle_psnr=20.0)
+    m["he_lenet"]["comparisons"][0]["n_images"] = 4
+    failed = [g.text for g in claims.gates(m, PARAMS) if not g.holds]
+    assert any("rMLE 20.0 dB" in t for t in failed) and any("('rMLE', 1)" in t for t in failed)
     m = copy.deepcopy(_metrics())
     m["cheapest"] = {"cnn": None, "mlp": None}
-    m["anchors"] = [a | {"verdict": "beats"} for a in m["anchors"]]
     m["rows"] = [r for r in m["rows"] if "naive" not in r["threat"]]
+    m["he_lenet"]["comparisons"] = [c for c in m["he_lenet"]["comparisons"] if c["split"] == 1]
     notes = claims.notes(m, "Fashion-MNIST")
-    assert "none of the settings tried" in notes[2] and notes[3].endswith("at or above the anchor.")
+    assert "none of the settings tried" in notes[2] and notes[3].endswith("(PSNR, SSIM) pairs.")
+    m["he_lenet"] = None  # the table not run (anchor_table=False): no line, no gate
+    assert len(claims.notes(m, "Fashion-MNIST")) == 3
+    assert not any("He et al." in g.text for g in claims.gates(m, PARAMS))
 
 
 def test_the_query_free_attacker_trains_a_shadow_and_inverts_through_it() -> None:
@@ -193,7 +213,7 @@ def test_the_query_free_attacker_trains_a_shadow_and_inverts_through_it() -> Non
     with torch.no_grad():
         sent = net[:2](x)
     for blocks in ([net[:2]], [shadow]):
-        recon = attack_by_rmle(blocks, sent, steps=3, batch_size=2)
+        recon = attack_by_rmle(blocks, sent, steps=3, tv_weight=1e-3, batch_size=2)
         assert recon.shape == x.shape and 0 <= recon.min() and recon.max() <= 1
     with pytest.raises(ValueError, match="end must split"):
         train_shadow(net, 0, _data(8))

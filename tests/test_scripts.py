@@ -632,6 +632,7 @@ def test_a_gate_parameter_defaults_to_its_threshold(book: str, name: str, consta
 def test_anchors_name_their_source_and_are_found_by_key() -> None:
     from reversenet_utils.anchors import (
         HE_2019_SPLIT_PSNR,
+        HE_2019_SPLIT_SSIM,
         LOGIT_RECLASS,
         TARGET_ACCURACY,
         Anchor,
@@ -641,12 +642,14 @@ def test_anchors_name_their_source_and_are_found_by_key() -> None:
     assert anchor_value(TARGET_ACCURACY, "mnist", "mlp_sigmoid") == 0.9521
     assert anchor_value(TARGET_ACCURACY, "fashion_mnist", "mlp_sigmoid") is None  # none published
     assert anchor_value(LOGIT_RECLASS, "no_such_dataset", "cnn_pool") is None
-    assert anchor_value(HE_2019_SPLIT_PSNR, ("inverse net, data-free", 1)) == 14.76
+    assert anchor_value(HE_2019_SPLIT_PSNR, ("inverse net, N(0, 1) noise", 1)) == 14.76
+    assert anchor_value(HE_2019_SPLIT_SSIM, ("query-free", 2)) == 0.498
     for table in (
         TARGET_ACCURACY["mnist"],
         TARGET_ACCURACY["fashion_mnist"],
         LOGIT_RECLASS["mnist"],
         HE_2019_SPLIT_PSNR,
+        HE_2019_SPLIT_SSIM,
     ):
         assert all(a.citation for a in table.values())
     with pytest.raises(TypeError, match="give every key"):

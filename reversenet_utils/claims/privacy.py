@@ -4,15 +4,17 @@ alone.
 The notebook's answer, notes and gates and README's headline and privacy section call these:
 
 - :func:`privacy_answer`: the one-page answer: what leaks at each split, what stops it;
-- :func:`notes`: the notebook's measured conclusion;
+- :func:`notes`: the notebook's measured conclusion (:func:`he_lenet_note`: its line on He et
+  al.'s table);
 - :func:`gates`: its quality gates, each a :class:`~reversenet_utils.claims.Claim`;
 - :func:`headline`: README's one-line finding.
 
 ``metrics`` is the ``metrics`` mapping of ``results/09_split_computing_privacy.json``: ``dataset``,
 ``shifted_dataset``, ``devices`` (per target: accuracy, epochs, splits, whether it starts with a
 convolution, the defence settings tried), ``rows`` (one per attack, see ``split.score``),
-``anchors`` and ``journal_anchors`` (He et al.'s numbers on the same ground), ``cheapest`` (per
-target, the cheapest defence that holds, or None), ``settings``.
+``he_lenet`` (He et al.'s LeNet under their attackers: ``device``, ``rows``, ``comparisons``,
+``tv_weights``, ``shadow_accuracy``), ``journal_anchors`` (their journal's statements on the same
+ground), ``cheapest`` (per target, the cheapest defence that holds, or None), ``settings``.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..anchors import HE_2019_SPLIT_PSNR
-from ..labels import THREATS
+from ..he_lenet import ANCHOR_DATASET, SPLIT_NAMES
+from ..labels import HE_ATTACKERS, RMLE, THREATS
 from ..metrics import verdict
 from ..split import strongest
 from ..thresholds import RERUN_TOLERANCE_DB
 from . import Claim
 
-__all__ = ["privacy_answer", "notes", "gates", "headline"]
+__all__ = ["privacy_answer", "notes", "he_lenet_note", "gates", "headline"]
 
 #: a working device: its least test accuracy, trained on half the training images
 MIN_DEVICE_ACCURACY = 0.8
@@ -35,6 +38,8 @@ MIN_DEVICE_ACCURACY = 0.8
 ROUNDING = 1e-6
 #: accuracy that more noise may gain back by chance (one point)
 NOISE_ACCURACY_SLACK = 0.01
+#: the verdict of a number below an anchor (``metrics.verdict``)
+FALLS_SHORT = "falls short of"
 
 
 def _ci(ci: Sequence[float], fmt: str = ".1f") -> str:
@@ -162,24 +167,33 @@ def notes(metrics: Mapping, shifted_title: str) -> list[str]:
         )
         + "."
     )
-    anchors = metrics["anchors"]
-    beaten = [a for a in anchors if a["verdict"] == "falls short of"]
-    lines.append(
-        f"- Anchors (He et al. 2019): {len(anchors) - len(beaten)} of {len(anchors)} comparisons "
-        "at or above the anchor"
-        + (
-            ": below for "
-            + "; ".join(
-                f"`{a['target']}` {a['threat']} at split {a['split']} ({a['psnr']:.1f} vs "
-                f"{a['anchor_db']} dB)"
-                for a in beaten
-            )
-            if beaten
-            else ""
+    if metrics.get("he_lenet"):
+        lines.append(he_lenet_note(metrics["he_lenet"]))
+    return lines
+
+
+def he_lenet_note(he: Mapping) -> str:
+    """One markdown line: how the attacks here compare with He et al.'s table on their LeNet, per
+    verdict, naming each number of theirs not reached."""
+    compared = [c for c in he["comparisons"] if c["anchor_psnr"] is not None]
+    n = min(c["n_images"] for c in he["comparisons"])
+    if not compared:
+        return (
+            f"- He et al.'s LeNet ({n} test images): their numbers are {ANCHOR_DATASET.upper()}'s, "
+            "so none is compared here."
         )
+    short = [
+        f"{c['threat']} at {SPLIT_NAMES.get(c['split'], c['split'])} ({c['psnr']:.1f} dB / SSIM "
+        f"{c['ssim']:.2f} against {c['anchor_psnr']:.2f} / {c['anchor_ssim']:.3f})"
+        for c in compared
+        if FALLS_SHORT in (c["psnr_verdict"], c["ssim_verdict"], c["their_ssim_verdict"])
+    ]
+    return (
+        f"- He et al.'s table on their own LeNet ({n} test images, both SSIM conventions): at or "
+        f"above {len(compared) - len(short)} of their {len(compared)} (PSNR, SSIM) pairs"
+        + ("; below for " + "; ".join(short) if short else "")
         + "."
     )
-    return lines
 
 
 def _in_range(r: Mapping) -> bool:
@@ -204,7 +218,33 @@ def gates(metrics: Mapping, params: Mapping) -> list[Claim]:
         found += _device_gates(metrics, params, name, device, s)
     eps = [r["epsilon"] for r in rows if "epsilon" in r]
     found.append(Claim(f"every DP budget positive ({eps})", all(e > 0 for e in eps)))
-    return found
+    return found + (_he_gates(metrics["he_lenet"], params) if metrics.get("he_lenet") else [])
+
+
+def _he_gates(he: Mapping, params: Mapping) -> list[Claim]:
+    """He et al.'s table: every attacker scored at both splits on ``n_anchor`` images; the white-box
+    rMLE at or above their number at the first convolution (PSNR and SSIM, from the intervals)."""
+    found = he["comparisons"]
+    scored = {(c["threat"], c["split"]) for c in found if c["n_images"] >= params["n_anchor"]}
+    wanted = {(t, k) for t in HE_ATTACKERS for k in SPLIT_NAMES}
+    rmle = next(c for c in found if c["threat"] == RMLE and c["split"] == 1)
+    gates = [
+        Claim(
+            f"He et al.'s LeNet: every attacker scored at both splits on {params['n_anchor']} "
+            f"images (missing: {sorted(wanted - scored)})",
+            scored >= wanted,
+        )
+    ]
+    if rmle["anchor_psnr"] is None:  # another dataset than theirs: nothing to compare with
+        return gates
+    verdicts = (rmle["psnr_verdict"], rmle["ssim_verdict"], rmle["their_ssim_verdict"])
+    return gates + [
+        Claim(
+            f"He et al.'s LeNet, conv1: rMLE {rmle['psnr']:.1f} dB / SSIM {rmle['ssim']:.3f} at or "
+            f"above their {rmle['anchor_psnr']} / {rmle['anchor_ssim']} ({', '.join(verdicts)})",
+            FALLS_SHORT not in verdicts,
+        )
+    ]
 
 
 def _device_gates(
@@ -222,7 +262,8 @@ def _device_gates(
         top = _undefended(metrics, name, 1)
         free = _undefended(metrics, name, 1, threat="inverse net, data-free")
         floor = (
-            HE_2019_SPLIT_PSNR["inverse net, data-free", 1].value + params["min_datafree_margin_db"]
+            HE_2019_SPLIT_PSNR["inverse net, N(0, 1) noise", 1].value
+            + params["min_datafree_margin_db"]
         )
         found += [
             Claim(
