@@ -266,7 +266,7 @@ def _cells(c: Mapping | None) -> list[str]:
     if c["anchor_psnr"] is None:
         return ["–", ours, "no number of theirs"]
     theirs = f"{c['anchor_psnr']:.2f} / {c['anchor_ssim']:.3f}"
-    ssim = c["ssim_verdict"]
-    if c["their_ssim_verdict"] != ssim:
-        ssim += f" (their convention: {c['their_ssim_verdict']})"
-    return [theirs, ours, f"PSNR {c['psnr_verdict']}, SSIM {ssim}"]
+    ssim = f"{c['ssim_verdict']} theirs"
+    if c["their_ssim_verdict"] != c["ssim_verdict"]:
+        ssim += f" (their convention: {c['their_ssim_verdict']} theirs)"
+    return [theirs, ours, f"PSNR {c['psnr_verdict']} theirs, SSIM {ssim}"]

@@ -66,7 +66,10 @@ def test_verdicts_come_from_the_intervals_in_both_conventions() -> None:
     assert found["inverse net, same data", 1]["psnr_verdict"] == "matches"
     assert found["query-free", 2]["psnr_verdict"] == "falls short of"
     table = he_lenet.anchor_table(list(found.values()))
-    assert "their SSIM 0.990" in table and "SSIM beats (their convention: falls short of)" in table
+    assert (
+        "their SSIM 0.990" in table
+        and "SSIM beats theirs (their convention: falls short of theirs)" in table
+    )
     assert "not run" in table  # attackers without a row here
     other = he_lenet.comparisons(rows, "fashion_mnist")  # their numbers are MNIST's
     assert all(c["anchor_psnr"] is None and "psnr_verdict" not in c for c in other)

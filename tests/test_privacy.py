@@ -155,6 +155,11 @@ def test_the_claims_hold_on_good_numbers_and_say_what_stops_what() -> None:
     assert "only stop a naive attacker" in notes[2] and "`cnn` dropout 0.9" in notes[2]
     assert "none holds for `mlp`" in notes[3] and "at or above 5 of their 10" in notes[4]
     assert "below for rMLE at ReLU2 (12.0 dB / SSIM 0.30 against 15.10 / 0.600)" in notes[4]
+    assert len(notes) == 5  # the leak table does not attack lenet_he here: nothing understated
+    m["rows"] += [_r("lenet_he", 1, "optimisation", 0.5), _r("lenet_he", 2, "analytic", 0.9)]
+    understated = claims.understated_leaks(m)  # split 1: rMLE's 0.999 above 0.5; split 2: not
+    assert len(understated) == 1 and "At conv1 of `lenet_he`, He et al.'s rMLE" in understated[0]
+    assert "(optimisation, SSIM 0.50 [0.48, 0.52])" in understated[0]
     answer = claims.privacy_answer(m, "MNIST")
     assert "none of the 5 settings tried" in answer and "gaussian 4" in answer
     assert "stopped by gaussian 4" in claims.headline(m) and "no defence tried" in claims.headline(
