@@ -453,6 +453,7 @@ def privacy_section(results: Path = RESULTS) -> str:
             answer = privacy_claims.privacy_answer(data["metrics"], DATASET_TITLES[name])
             he = data["metrics"].get("he_lenet")
             table = he_lenet.anchor_table(he["comparisons"]) if he else None
+            understated = privacy_claims.understated_leaks(data["metrics"]) if he else []
         blocks.append(
             f"### {DATASET_TITLES[name]}\n\n"
             + answer
@@ -467,6 +468,7 @@ def privacy_section(results: Path = RESULTS) -> str:
                 f"{n} test images with 95 % intervals, SSIM also in their convention where it "
                 "differs; verdicts from the intervals)\n\n"
                 + table
+                + "".join(f"\n\n{line.removeprefix('- ')}" for line in understated)
                 + f"\n\n![He et al.'s LeNet under their attackers]({assets}09_he_lenet.png)"
             )
     return "\n\n".join(blocks)

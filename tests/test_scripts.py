@@ -516,7 +516,16 @@ def test_the_privacy_answer_comes_from_notebook_09s_results(tmp_path: Path) -> N
         "devices"
     ].items():  # one row per split of every device, and its cheapest defence
         assert section.count(f"| `{target}` |") == len(device["splits"]) + 1
-    assert f"{metrics['devices']['cnn_pool']['accuracy']:.2%}" in section
+    assert all(f"{d['accuracy']:.2%}" in section for d in metrics["devices"].values())
+    # He et al.'s table, and each line on what the leak table understates, where 09 ran it
+    he_table = "He, Zhang and Lee's LeNet in their own table" in section
+    assert he_table == bool(metrics.get("he_lenet"))
+    if he_table:
+        for line in readme.privacy_claims.understated_leaks(metrics):
+            assert line.removeprefix("- ") in section
+        metrics["he_lenet"] = None  # not run (anchor_table=False): no table
+        (tmp_path / "09_split_computing_privacy.json").write_text(json.dumps({"metrics": metrics}))
+        assert "in their own table" not in readme.privacy_section(tmp_path)
 
 
 def test_a_notebook_never_run_by_papermill_takes_parameters() -> None:
