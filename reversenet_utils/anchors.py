@@ -85,47 +85,39 @@ LOGIT_RECLASS: dict[str, dict[str, Anchor]] = {
 #: attacker (optimisation through a shadow device). They scored one test image per class, PSNR at
 #: peak 1 and SSIM with ``data_range`` the reconstruction's range (``metrics.
 #: ssim_reconstruction_range``).
-HE_2019_SPLIT_PSNR: dict[tuple[str, int], Anchor] = {
-    ("rMLE", 1): Anchor(39.69, "rMLE (feature loss + TV) from grey, first conv", "he_2019"),
-    ("inverse net, same data", 1): Anchor(39.64, "inverse net, same data, first conv", "he_2019"),
-    ("inverse net, other data", 1): Anchor(
-        40.72, "inverse net, same distribution, first conv", "he_2019"
-    ),
-    ("inverse net, N(0, 1) noise", 1): Anchor(
-        14.76, "inverse net trained on N(0, 1) noise, first conv", "he_2019"
-    ),
-    ("query-free", 1): Anchor(17.60, "query-free (shadow device), first conv", "he_2019"),
-    ("rMLE", 2): Anchor(15.10, "rMLE (feature loss + TV) from grey, second ReLU", "he_2019"),
-    ("inverse net, same data", 2): Anchor(20.35, "inverse net, same data, second ReLU", "he_2019"),
-    ("inverse net, other data", 2): Anchor(
-        20.81, "inverse net, same distribution, second ReLU", "he_2019"
-    ),
-    ("inverse net, N(0, 1) noise", 2): Anchor(
-        7.72, "inverse net trained on N(0, 1) noise, second ReLU", "he_2019"
-    ),
-    ("query-free", 2): Anchor(9.61, "query-free (shadow device), second ReLU", "he_2019"),
+_HE_2019_ATTACKERS = {
+    "rMLE": "rMLE (feature loss + TV) from grey",
+    "inverse net, same data": "inverse net, same data",
+    "inverse net, other data": "inverse net, same distribution",
+    "inverse net, N(0, 1) noise": "inverse net trained on N(0, 1) noise",
+    "query-free": "query-free (shadow device)",
 }
+_HE_2019_SPLITS = {1: "first conv", 2: "second ReLU"}
+#: their table: (PSNR, SSIM) per (attacker, split)
+_HE_2019_TABLE = {
+    ("rMLE", 1): (39.69, 0.997),
+    ("inverse net, same data", 1): (39.64, 0.989),
+    ("inverse net, other data", 1): (40.72, 0.995),
+    ("inverse net, N(0, 1) noise", 1): (14.76, 0.719),
+    ("query-free", 1): (17.60, 0.742),
+    ("rMLE", 2): (15.10, 0.600),
+    ("inverse net, same data", 2): (20.35, 0.733),
+    ("inverse net, other data", 2): (20.81, 0.805),
+    ("inverse net, N(0, 1) noise", 2): (7.72, 0.431),
+    ("query-free", 2): (9.61, 0.498),
+}
+
+
+def _he_2019(column: int) -> dict[tuple[str, int], Anchor]:
+    return {
+        (who, k): Anchor(row[column], f"{_HE_2019_ATTACKERS[who]}, {_HE_2019_SPLITS[k]}", "he_2019")
+        for (who, k), row in _HE_2019_TABLE.items()
+    }
+
+
+HE_2019_SPLIT_PSNR = _he_2019(0)
 #: the same attacks' SSIM (their convention: ``data_range`` the reconstruction's range)
-HE_2019_SPLIT_SSIM: dict[tuple[str, int], Anchor] = {
-    ("rMLE", 1): Anchor(0.997, "rMLE, first conv", "he_2019"),
-    ("inverse net, same data", 1): Anchor(0.989, "inverse net, same data, first conv", "he_2019"),
-    ("inverse net, other data", 1): Anchor(
-        0.995, "inverse net, same distribution, first conv", "he_2019"
-    ),
-    ("inverse net, N(0, 1) noise", 1): Anchor(
-        0.719, "inverse net trained on N(0, 1) noise, first conv", "he_2019"
-    ),
-    ("query-free", 1): Anchor(0.742, "query-free (shadow device), first conv", "he_2019"),
-    ("rMLE", 2): Anchor(0.600, "rMLE, second ReLU", "he_2019"),
-    ("inverse net, same data", 2): Anchor(0.733, "inverse net, same data, second ReLU", "he_2019"),
-    ("inverse net, other data", 2): Anchor(
-        0.805, "inverse net, same distribution, second ReLU", "he_2019"
-    ),
-    ("inverse net, N(0, 1) noise", 2): Anchor(
-        0.431, "inverse net trained on N(0, 1) noise, second ReLU", "he_2019"
-    ),
-    ("query-free", 2): Anchor(0.498, "query-free (shadow device), second ReLU", "he_2019"),
-}
+HE_2019_SPLIT_SSIM = _he_2019(1)
 
 
 def anchor_value(table: dict, *keys) -> float | None:
