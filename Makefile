@@ -12,7 +12,7 @@ TEST_FLAGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup data run readme profile seed-spread lint test test-unit test-notebooks test-full test-ci-full test-fashion test-browser chromium lab app compare-lucent clean distclean
+.PHONY: help setup data run audit readme profile seed-spread lint test test-unit test-notebooks test-full test-ci-full test-fashion test-browser chromium lab app compare-lucent clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 14
@@ -32,6 +32,12 @@ run: setup data ## execute the notebooks in order with papermill, in place [NB=0
 	$(PY) scripts/sync_links.py
 	$(PY) scripts/run_notebooks.py $(if $(NB),--nb $(NB)) $(if $(PARAMS),--params $(PARAMS)) $(if $(DATASET),--dataset $(DATASET))
 	$(PY) scripts/readme_results.py
+
+# the audit's notebook, results and figures go to audit/<name>/ (ignored), never over the study's; MODEL and WEIGHTS
+# are paths from here; PARAMS=params/smoke.yaml runs it at the fast tier's budgets (CI does)
+audit: setup data ## notebook 09's report on your own network: MODEL=file.py:function|model.pt SPLIT=layers on the device [WEIGHTS=state.pt] [DATASET=] [PARAMS=]
+	@test -n "$(MODEL)" -a -n "$(SPLIT)" || { echo "make audit needs MODEL=file.py:function (or a TorchScript file) and SPLIT=<layers on the device>, e.g. make audit MODEL=audit_examples/small_bn_net.py:build SPLIT=8" >&2; exit 2; }
+	$(PY) scripts/audit.py --model "$(MODEL)" --split "$(SPLIT)" $(if $(WEIGHTS),--weights "$(WEIGHTS)") $(if $(DATASET),--dataset $(DATASET)) $(if $(PARAMS),--params $(PARAMS))
 
 readme: setup ## regenerate README's notebook table and results section from results/*.json
 	$(PY) scripts/readme_results.py
@@ -56,8 +62,8 @@ test-unit: setup data ## unit tests only (tests/, bad inputs included)
 # ruff's settings (100 columns, complexity <= 15) are in pyproject.toml; in the notebooks the imports sit below the
 # Colab install cell by design (E402); tests/test_notebook_rules.py checks the cell rules (docs/design.md)
 lint: setup ## ruff (format and checks) on the package, scripts and tests; nbqa runs ruff on the notebooks
-	$(VENV)/bin/ruff format --check reversenet_utils scripts tests
-	$(VENV)/bin/ruff check reversenet_utils scripts tests
+	$(VENV)/bin/ruff format --check reversenet_utils scripts tests audit_examples
+	$(VENV)/bin/ruff check reversenet_utils scripts tests audit_examples
 	$(VENV)/bin/nbqa ruff notebooks/[0-9]*.ipynb --ignore E402
 
 test-full: setup data ## every notebook under nbval at its defaults with the full quality gates, in a temporary root [NB=01,03] [TEST_FLAGS="--artifacts DIR"]

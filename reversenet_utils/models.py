@@ -26,6 +26,7 @@ __all__ = [
     "get_spec",
     "build_target",
     "target_names",
+    "register_target",
     "VAE",
 ]
 
@@ -325,6 +326,24 @@ def get_spec(name: str) -> TargetSpec:
         return TARGETS[name]
     except KeyError:
         raise KeyError(f"Unknown target {name!r}; known targets: {', '.join(TARGETS)}") from None
+
+
+#: the registry's own targets: :func:`register_target` adds others beside them, never over them
+BUILT_IN = frozenset(TARGETS)
+
+
+def register_target(name: str, spec: TargetSpec) -> None:
+    """Register ``spec`` as target ``name`` for this process (an audited network,
+    :mod:`reversenet_utils.audit`): every function that takes a target by name takes it. A name
+    registered before is replaced; a built-in target's is refused."""
+    if not isinstance(name, str) or not name or name in BUILT_IN:
+        raise ValueError(
+            f"a registered target needs a name of its own, not {name!r} (the built-in targets: "
+            f"{', '.join(sorted(BUILT_IN))})"
+        )
+    if not isinstance(spec, TargetSpec):
+        raise TypeError(f"register_target needs a TargetSpec, got {type(spec).__name__}")
+    TARGETS[name] = spec
 
 
 def build_target(name: str) -> nn.Sequential:

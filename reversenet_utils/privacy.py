@@ -27,6 +27,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from .audit import AuditedNetwork
 from .context import Context
 from .data import MNISTSplit
 from .defences import FEATURE_DEFENCES, TRAINING_DEFENCES, make_defence, train_defended
@@ -54,6 +55,7 @@ __all__ = [
     "check_parameters",
     "split_halves",
     "attack_device",
+    "describe_device",
     "leak_table",
     "leaks_figure",
     "defence_strengths",
@@ -129,23 +131,30 @@ def attack_device(
     inputs: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]],
     judge: nn.Module,
     params: Mapping[str, Any],
+    audited: AuditedNetwork | None = None,
 ) -> tuple[dict, nn.Sequential, dict, list[dict], dict]:
     """Target ``name`` trained on the owner's half as a device (``device_epochs``, else its recipe
     on the context's dataset), then every attacker against every split: the three inverse chains
     (trained two side by side on a CPU), optimisation on the first ``n_opt`` images, and the
     analytic inverse where every layer inverts. ``inputs``: per dataset name, the test images and
-    their labels (None for the shifted dataset: no judge there).
+    their labels (None for the shifted dataset: no judge there). ``audited``: a user's network
+    (:mod:`reversenet_utils.audit`), used as given where it came with weights (0 epochs here).
 
     Returns the device's summary (accuracy, epochs, seconds, splits, whether it starts with a
     convolution), the network, its attackers' chains, the results rows and the first 8
     reconstructions of each ``(dataset, threat, split)``.
     """
     seed, rs = params["seed"], params["recognisable_ssim"]
-    epochs = params["device_epochs"] or get_spec(name).on(ctx.dataset).epochs
-    net, meta = train_defended(ctx, name, owner, test, epochs, seed=seed)  # the plain device
+    if audited is not None and audited.net is not None:  # the user's trained weights
+        net, epochs, meta = audited.net, 0, {"accuracy": audited.accuracy, "train_s": 0.0}
+    else:
+        epochs = params["device_epochs"] or get_spec(name).on(ctx.dataset).epochs
+        net, meta = train_defended(ctx, name, owner, test, epochs, seed=seed)  # the plain device
     splits = split_points(name)
     device = {"accuracy": meta["accuracy"], "epochs": epochs, "train_s": meta["train_s"],
               "splits": splits, "conv": isinstance(net[0], nn.Conv2d)}  # fmt: skip
+    if audited is not None:
+        device["audit"] = audited.summary()
     blocks = device_blocks(name, net, splits[-1])
     images = {"owner": owner.images, "attacker": attacker_images}
     chains = train_chains(blocks, CHAIN_SOURCES, images, params["attack_steps"], seed, name,
@@ -161,6 +170,16 @@ def attack_device(
                               target=name, split=k, threat=threat, defence="none", strength=0.0,
                               accuracy=meta["accuracy"], inputs=dataset))  # fmt: skip
     return device, net, chains, rows, recons
+
+
+def describe_device(name: str, device: Mapping[str, Any], title: str) -> str:
+    """One line on a trained device: its accuracy and how it was trained."""
+    trained = (
+        f"{device['epochs']} epochs on the owner's half, {device['train_s']:.0f} s"
+        if device["epochs"]
+        else "its given weights"
+    )
+    return f"{name}: accuracy {device['accuracy']:.2%} on {title} ({trained})"
 
 
 def _attacks(
@@ -264,12 +283,16 @@ def defend_device(
     s, seed, strengths = params["defence_split"], params["seed"], defence_strengths(params)
     base = device["accuracy"]
     calibration = transmit(device_blocks(name, net, s), owner.images[:2000])
-    settings = [(kind, v) for kind in FEATURE_DEFENCES + TRAINING_DEFENCES for v in strengths[kind]]
-    epochs = params["defence_epochs"] or device["epochs"]
+    left_out = device.get("audit", {}).get("left_out", {})  # what cannot run on a user's network
+    settings = [(kind, v) for kind in FEATURE_DEFENCES + TRAINING_DEFENCES for v in strengths[kind]
+                if kind not in left_out]  # fmt: skip
+    # given weights (0 epochs here): the training-time defences retrain with the target's recipe
+    epochs = params["defence_epochs"] or device["epochs"] or get_spec(name).on(ctx.dataset).epochs
+    retrains = any(kind in TRAINING_DEFENCES for kind, _ in settings)
     trained_base = (
-        base
-        if epochs == device["epochs"]
-        else train_defended(ctx, name, owner, test, epochs, seed=seed)[1]["accuracy"]
+        train_defended(ctx, name, owner, test, epochs, seed=seed)[1]["accuracy"]
+        if retrains and epochs != device["epochs"]
+        else base
     )
     device |= {"defence_settings": len(settings), "defence_epochs": epochs,
                "defence_baseline_accuracy": trained_base}  # fmt: skip
@@ -354,6 +377,8 @@ def defence_table(rows: Sequence[dict], params: Mapping[str, Any]) -> str:
             for v in strengths[kind]:
                 found = {r["threat"].split("(")[-1][:-1]: r for r in rows if r["target"] == name
                          and r["defence"] == kind and r["strength"] == float(v)}  # fmt: skip
+                if not found:  # a defence left out of an audit (its device's "audit")
+                    continue
                 best, a = max(found.values(), key=lambda r: r["ssim"]), found["adaptive"]
                 body.append([
                     f"`{name}`", kind, f"{v:g}",
