@@ -214,7 +214,7 @@ def load_network(
             ) from exc
     if weights:
         _load_weights(net, weights, root)
-    return net.eval(), build
+    return net.float().eval(), build  # the study's images are float32
 
 
 def _load_weights(net: nn.Module, weights: str, root: Path) -> None:
@@ -229,7 +229,9 @@ def _load_weights(net: nn.Module, weights: str, root: Path) -> None:
             f"path): {exc}"
         ) from exc
     if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
-        state = state["state_dict"]
+        state = state["state_dict"]  # a training checkpoint's layout
+    if isinstance(state, Mapping) and state and all(str(k).startswith("module.") for k in state):
+        state = {k[len("module.") :]: v for k, v in state.items()}  # saved from DataParallel
     if not isinstance(state, Mapping) or not all(
         isinstance(v, torch.Tensor) for v in state.values()
     ):
@@ -316,9 +318,14 @@ def _forward_named(seq: nn.Sequential, names: Sequence[str], x: torch.Tensor) ->
         try:
             h = layer(h)
         except Exception as exc:
+            hint = (
+                " (a network that takes flat vectors starts with nn.Flatten())"
+                if i == 0 and _kind(layer) == "Linear"
+                else ""
+            )
             raise AuditError(
                 f"{_label(names, seq, i)} fails on its input of shape {shape}: {exc}. The audit's "
-                f"images are (1, 28, 28) in [0, 1]: the network must take them"
+                f"images are (1, 28, 28) in [0, 1]: the network must take them{hint}"
             ) from exc
         if not isinstance(h, torch.Tensor):
             raise AuditError(
@@ -364,7 +371,7 @@ def _gradient_stops(layers: nn.Sequential, names: Sequence[str], x: torch.Tensor
     for i, layer in enumerate(layers):
         h_in = h.detach().requires_grad_(True)
         with torch.enable_grad():
-            out = layer(h_in)
+            out = layer(h_in.clone())  # a copy: an in-place layer may not write into a leaf
             if out.requires_grad:
                 (grad,) = torch.autograd.grad(out.square().sum(), h_in, allow_unused=True)
             else:

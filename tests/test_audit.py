@@ -107,6 +107,12 @@ def test_files_of_the_wrong_kind_and_weights_of_another_network_are_refused(tmp_
     wrapped = tmp_path / "wrapped.pt"
     torch.save({"state_dict": _example().state_dict()}, wrapped)  # a training checkpoint's layout
     audit.load_network(EXAMPLE, str(wrapped), REPO)
+    parallel = {f"module.{k}": v for k, v in _example().state_dict().items()}  # DataParallel's
+    torch.save(parallel, wrapped)
+    audit.load_network(EXAMPLE, str(wrapped), REPO)
+    torch.save(_example().half().state_dict(), wrapped)  # half precision: run in float32
+    net, _ = audit.load_network(EXAMPLE, str(wrapped), REPO)
+    assert net(_probe()).dtype == torch.float32
 
 
 class _Round(nn.Module):
@@ -155,6 +161,7 @@ def _head(width: int) -> list[nn.Module]:
     ("layers", "split", "message"),
     [
         ([nn.Conv2d(3, 4, 3), *_head(4 * 26 * 26)], 1, r"layer 1 \(0: Conv2d\) fails on its input"),
+        ([nn.Linear(784, 10), nn.ReLU(), nn.Linear(10, 10)], 1, "starts with nn.Flatten"),
         ([nn.Conv2d(1, 4, 3), _Pair(), *_head(4 * 26 * 26)], 1, r"layer 2 .*returns a tuple"),
         ([nn.Conv2d(1, 4, 3), _Round(), *_head(4 * 26 * 26)], 2,
          r"layer 2 \(1: _Round\) passes no gradient"),
@@ -186,6 +193,9 @@ def test_a_forward_that_is_not_its_layers_in_order_is_refused_and_a_residual_blo
     seq, names = audit.as_layers(net, _probe())  # the nested Sequential flattened
     assert names == ["0", "1.0", "1.1", "2", "3"]
     assert audit.check_network(seq, names, 3) == (1, 3, 5)  # the block starts one: a weight
+    inplace = nn.Sequential(nn.ReLU(inplace=True), nn.Conv2d(1, 4, 3), nn.ReLU(inplace=True),
+                            *_head(4 * 26 * 26))  # fmt: skip
+    assert audit.check_network(*audit.as_layers(inplace, _probe()), 3) == (1, 3, 5)
 
 
 def test_blocks_start_at_each_weight_and_a_flatten_joins_the_layer_after_it() -> None:
