@@ -112,11 +112,15 @@ class AuditedNetwork:
 
 
 def _stem(model: str) -> str:
-    """The audit's short name: the model's file or module (``audit_examples/small_bn_net.py:build``:
-    ``small_bn_net``)."""
-    where = model.rpartition(":")[0] or model
-    target = Path(where).stem if where.endswith((".py", ".pt", ".pth")) else where.split(".")[-1]
-    target = Path(target).name
+    """The audit's short name: the model's file or module, and its function unless that is
+    ``build`` (``audit_examples/small_bn_net.py:build``: ``small_bn_net``; ``zoo.py:mlp``:
+    ``zoo_mlp``)."""
+    where, colon, function = model.rpartition(":")
+    if not colon:  # a TorchScript file
+        target = Path(model).stem
+    else:
+        target = Path(where).stem if where.endswith(".py") else where.split(".")[-1]
+        target += f"_{function}" if function != "build" else ""
     return re.sub(r"[^A-Za-z0-9]+", "_", target).strip("_") or "model"
 
 
@@ -442,7 +446,7 @@ def defences_left_out(
     per-sample gradients (no batch statistics)."""
     if not rebuildable:
         why = (
-            "retrains the network from scratch, which needs a function that builds it: give "
+            "retrains the network from scratch and so needs a function that builds it: give "
             "MODEL=file.py:function (and WEIGHTS) instead of a TorchScript file"
         )
         return dict.fromkeys(TRAINING_DEFENCES, why)
@@ -464,7 +468,7 @@ def _analytic_reason(layers: nn.Sequential, split: int) -> str:
     try:
         invert(layers[:split])
     except (UnsupportedLayerError, ValueError) as exc:
-        return f"none: {exc}"
+        return f"none: {str(exc).rstrip('.')}"
     return "applies (a pseudo-inverse where a layer is not injective)"
 
 

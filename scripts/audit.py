@@ -9,8 +9,9 @@ network this project did not design.
 The network is loaded and checked here first (``audit.check_network``: a layer the attackers
 cannot handle is named in seconds, before a kernel starts); then notebook 09 runs with the
 ``audit_*`` parameters into ``audit/<name>/`` (``--out``): the executed notebook
-``09_audit_<name>.ipynb``, ``results/09_audit_<name>.json`` and the figures under ``assets/``,
-never over the study's own. ``data/`` and ``artifacts/`` are shared (links), so the judge that
+``09_audit_<name>.ipynb`` (``..._fashion_mnist.ipynb`` on Fashion-MNIST), the results under
+``results/`` and the figures under ``assets/`` (per dataset, as the study's), never over the
+study's own files. ``data/`` and ``artifacts/`` are shared (links), so the judge that
 notebook 01 trained is reused. ``--params`` files apply as in ``make run`` (their ``"09"`` section
 and shared names). At the end the audit's answer is printed.
 """
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     params |= {"audit_model": model, "audit_weights": weights, "audit_split": args.split,
                "dataset": args.dataset}  # fmt: skip
     os.environ |= {BATCH_ENV: "1", "REVERSENET_ROOT": str(out)}  # the kernel inherits both
-    target = out / f"{name}.ipynb"
+    target = out / f"{name}{'' if args.dataset == DATASETS[0] else '_' + args.dataset}.ipynb"
     print(f"running notebook 09 on it into {target}", flush=True)
     ok, message = _run(BOOK, params, target)
     if not ok:

@@ -233,6 +233,9 @@ def test_the_example_is_audited_by_notebook_09s_stages(ctx) -> None:
     assert "blocks ending after layers 4, 8" in audit.describe(audited)
     assert audit.describe({}).startswith("no audit_model")
     assert audit.results_name("09_split_computing_privacy", EXAMPLE) == "09_audit_small_bn_net"
+    assert audit.results_name("09_x", "nets/zoo.py:mlp") == "09_audit_zoo_mlp"
+    assert audit.results_name("09_x", "pkg.nets:resnet") == "09_audit_nets_resnet"
+    assert audit.results_name("09_x", "/a/b/net-v2.ts") == "09_audit_net_v2"
     assert audit.figure_name(ctx, "leaks", audited) == "99_demo_leaks"
     assert audit.figure_name(ctx, "leaks", {}) == "99_leaks"
     owner, attacker = privacy.split_halves(_data(64), torch.Generator().manual_seed(0))
