@@ -344,7 +344,8 @@ def _forward_named(seq: nn.Sequential, names: Sequence[str], x: torch.Tensor) ->
 
 def describe_layers(layers: nn.Sequential, in_shape: Sequence[int] = (1, 28, 28)) -> list[str]:
     """One line per layer: its number (what a split counts), its class and its output shape."""
-    h, lines = torch.rand(2, *in_shape), []
+    device = next((p.device for p in layers.parameters()), torch.device("cpu"))
+    h, lines = torch.rand(2, *in_shape, device=device), []
     with torch.no_grad():
         for i, layer in enumerate(layers):
             h = layer(h)
@@ -497,6 +498,8 @@ def prepare(
     layers, names = as_layers(net, probe)
     ends = check_network(layers, names, split, in_shape, params["seed"])
     trained = bool(weights) or build is None  # a TorchScript file carries its weights
+    left_out = defences_left_out(layers, split, build is not None)
+    analytic = _analytic_reason(layers, split)  # both asked on the CPU, before the move
     audited = AuditedNetwork(
         name=f"audit:{_stem(model)}",
         source=_shown(model),
@@ -504,8 +507,8 @@ def prepare(
         split=split,
         ends=ends,
         trained=trained,
-        left_out=defences_left_out(layers, split, build is not None),
-        analytic=_analytic_reason(layers, split),
+        left_out=left_out,
+        analytic=analytic,
     )
     if trained:
         audited.accuracy = evaluate(audited.layers, test)
