@@ -53,6 +53,7 @@ __all__ = [
     "as_layers",
     "describe_layers",
     "check_network",
+    "load_checked",
     "block_ends",
     "defences_left_out",
     "prepare",
@@ -67,8 +68,8 @@ RECIPE = {"epochs": 3, "lr": 1e-3, "batch_size": 128}
 #: weights were not trained on this dataset (or at this input scale), and an audit of them says
 #: nothing about the network the user deploys
 MIN_WEIGHTS_ACCURACY_OVER_CHANCE = 2.0
-#: the study's classes (both datasets)
-N_CLASSES = 10
+#: the study's classes and images (both datasets)
+N_CLASSES, IMAGE_SHAPE = 10, (1, 28, 28)
 #: layers that reshape without computing: they join the block of the layer after them
 _RESHAPES = ("Flatten", "Unflatten")
 
@@ -329,7 +330,7 @@ def _forward_named(seq: nn.Sequential, names: Sequence[str], x: torch.Tensor) ->
             )
             raise AuditError(
                 f"{_label(names, seq, i)} fails on its input of shape {shape}: {exc}. The audit's "
-                f"images are (1, 28, 28) in [0, 1]: the network must take them{hint}"
+                f"images are {IMAGE_SHAPE} in [0, 1]: the network must take them{hint}"
             ) from exc
         if not isinstance(h, torch.Tensor):
             raise AuditError(
@@ -342,7 +343,7 @@ def _forward_named(seq: nn.Sequential, names: Sequence[str], x: torch.Tensor) ->
     return h
 
 
-def describe_layers(layers: nn.Sequential, in_shape: Sequence[int] = (1, 28, 28)) -> list[str]:
+def describe_layers(layers: nn.Sequential, in_shape: Sequence[int] = IMAGE_SHAPE) -> list[str]:
     """One line per layer: its number (what a split counts), its class and its output shape."""
     device = next((p.device for p in layers.parameters()), torch.device("cpu"))
     h, lines = torch.rand(2, *in_shape, device=device), []
@@ -391,7 +392,7 @@ def check_network(
     layers: nn.Sequential,
     names: Sequence[str],
     split: Any,
-    in_shape: tuple[int, ...] = (1, 28, 28),
+    in_shape: tuple[int, ...] = IMAGE_SHAPE,
     seed: int = 0,
 ) -> tuple[int, ...]:
     """Everything notebook 09's attackers need from the network, before anything trains: the
@@ -403,11 +404,10 @@ def check_network(
     Raises:
         AuditError: naming the layer (or block) and the way forward.
     """
-    table = "; ".join(describe_layers(layers, in_shape)) if len(layers) else ""
     if not isinstance(split, int) or isinstance(split, bool) or not 1 <= split < len(layers):
         raise AuditError(
             f"split must be a whole number in 1..{len(layers) - 1}: how many layers run on the "
-            f"device, got {split!r}. The layers: {table}"
+            f"device, got {split!r}. The layers: {'; '.join(describe_layers(layers, in_shape))}"
         )
     probe = torch.rand(4, *in_shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
@@ -473,6 +473,23 @@ def _analytic_reason(layers: nn.Sequential, split: int) -> str:
     return "applies (a pseudo-inverse where a layer is not injective)"
 
 
+def load_checked(
+    model: str,
+    weights: str,
+    split: Any,
+    root: Path | str = ".",
+    in_shape: tuple[int, ...] = IMAGE_SHAPE,
+    seed: int = 0,
+) -> tuple[nn.Sequential, tuple[int, ...], Callable[[], nn.Module] | None, torch.Tensor]:
+    """The network loaded (:func:`load_network`), as its layers (:func:`as_layers`) and checked
+    (:func:`check_network`), data-free: its layers, block ends, builder and the probe batch it was
+    checked on (seeded ``seed``)."""
+    net, build = load_network(model, weights, root)
+    probe = torch.rand(4, *in_shape, generator=torch.Generator().manual_seed(seed))
+    layers, names = as_layers(net, probe)
+    return layers, check_network(layers, names, split, in_shape, seed), build, probe
+
+
 def prepare(
     ctx: Context, params: Mapping[str, Any], test: MNISTSplit
 ) -> tuple[dict[str, Any], dict[str, AuditedNetwork]]:
@@ -492,11 +509,9 @@ def prepare(
         if weights or split:
             raise AuditError("audit_weights and audit_split need audit_model: the network to audit")
         return dict(params), {}
-    net, build = load_network(model, weights, ctx.root)
-    in_shape = tuple(test.images.shape[1:])
-    probe = torch.rand(4, *in_shape, generator=torch.Generator().manual_seed(params["seed"]))
-    layers, names = as_layers(net, probe)
-    ends = check_network(layers, names, split, in_shape, params["seed"])
+    layers, ends, build, probe = load_checked(
+        model, weights, split, ctx.root, tuple(test.images.shape[1:]), params["seed"]
+    )
     trained = bool(weights) or build is None  # a TorchScript file carries its weights
     left_out = defences_left_out(layers, split, build is not None)
     analytic = _analytic_reason(layers, split)  # both asked on the CPU, before the move
@@ -516,7 +531,7 @@ def prepare(
             raise AuditError(
                 f"the weights classify {audited.accuracy:.1%} of the {ctx.title} test images "
                 f"(chance: {1 / N_CLASSES:.0%}): they were not trained on {ctx.title} images as "
-                f"this study gives them ((1, 28, 28) in [0, 1], no normalisation). Audit on the "
+                f"this study gives them ({IMAGE_SHAPE} in [0, 1], no normalisation). Audit on the "
                 f"dataset they were trained on, or without weights to train the network here"
             )
 
@@ -540,9 +555,8 @@ def describe(audited: Mapping[str, AuditedNetwork]) -> str:
         return "no audit_model: the study's targets"
     lines = []
     for a in audited.values():
-        weights = "given" if a.trained else "none: trained here on the owner's half"
         lines += [
-            f"auditing {a.source} as {a.name!r} (weights {weights})",
+            f"auditing {a.source} as {a.name!r} (weights {a.summary()['weights']})",
             *(f"  {line}" for line in describe_layers(a.layers)),
             f"  on the device: layers 1..{a.split}, in blocks ending after layers "
             f"{', '.join(map(str, a.ends[:-1]))} (the splits attacked)",

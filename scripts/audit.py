@@ -25,8 +25,6 @@ import os
 import sys
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run_notebooks import NOTEBOOKS, ROOT, _run, load_params  # noqa: E402
 
@@ -37,12 +35,7 @@ from reversenet_utils.data import SPECS  # noqa: E402
 from reversenet_utils.progress import BATCH_ENV  # noqa: E402
 
 BOOK = NOTEBOOKS / "09_split_computing_privacy.ipynb"
-SHARED = ("data", "artifacts")
-IMAGE_SHAPE = (
-    1,
-    28,
-    28,
-)  # both datasets' images  # linked into the audit's root: the datasets, the judge
+SHARED = ("data", "artifacts")  # linked into the audit's root: the datasets, the judge
 
 
 def _absolute(path: str) -> str:
@@ -67,10 +60,7 @@ def _absolute(path: str) -> str:
 
 def preflight(model: str, weights: str, split: int) -> str:
     """Load and check the network as notebook 09 will (data-free); the check's summary."""
-    net, _ = audit.load_network(model, weights, ROOT)
-    probe = torch.rand(4, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(0))
-    layers, names = audit.as_layers(net, probe)
-    ends = audit.check_network(layers, names, split)
+    layers, ends, _, _ = audit.load_checked(model, weights, split, ROOT)
     return (
         f"{len(layers)} layers, device blocks ending after layers {', '.join(map(str, ends[:-1]))}"
     )
