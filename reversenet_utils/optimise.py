@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .checks import whole_number
+from .context import fast_layout
 from .lbfgs import make_lbfgs
 from .progress import progress_bar
 
@@ -123,6 +124,7 @@ def invert_by_optimisation(
     total-variation prior; ``batch_size`` images at a time (each image's optimisation is independent
     of the others: the same result for any batch)."""
     init = torch.zeros(len(features), *shape, device=features.device)
+    feature_fn = _frozen_copy(feature_fn)
     z = optimise_preimage(
         lambda z: feature_fn(torch.sigmoid(z)),
         features,
@@ -312,10 +314,12 @@ def _check_matching(
         raise ValueError("features hold NaN/inf: no input matches them; check what produced them")
 
 
-def _frozen_copy(module: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """A copy of ``module`` in ``dtype``, in eval mode, with gradients off (the caller's module is
+def _frozen_copy(module: nn.Module, dtype: torch.dtype | None = None) -> nn.Module:
+    """A copy of ``module`` in ``dtype`` (None: its own), in its fastest memory layout
+    (``context.fast_layout``), in eval mode, with gradients off (the caller's module is
     untouched)."""
     module = copy.deepcopy(module).to(dtype).eval()
+    module.to(memory_format=fast_layout(module))
     for p in module.parameters():
         p.requires_grad_(False)
     return module

@@ -13,6 +13,7 @@ it.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,7 +26,7 @@ from torch import nn
 
 from .analytic import invert
 from .artifacts import effective_recipe, inverse_checkpoint, inverse_identity, load_or_train
-from .context import Context
+from .context import Context, fast_layout
 from .checks import image_batch
 from .labels import GAUSSIAN_NOISE, REGIMES, SCHEDULES, chain_label
 from .layer_inverses import InverseAffine, InverseBatchNorm, InverseLinear
@@ -740,7 +741,8 @@ def train_inverse_chain(
     the project's one training loop (one epoch of ``steps`` batches). The chain's exact paths
     (:class:`ExactPath`) are fitted first, on ``exact_images`` images from ``sample``.
     ``logits=False``: the blocks are part of a network, their last output no class decision
-    (:func:`progressive_losses`).
+    (:func:`progressive_losses`). The chain trains in the fastest memory layout here
+    (``context.fast_layout``) and is returned in the standard one.
     """
     for name, value in (
         ("steps", steps),
@@ -755,17 +757,29 @@ def train_inverse_chain(
     # exact paths first: a least-squares fit on images of the regime, the same for every schedule
     if chain.exact:
         chain.fit_exact(blocks, sample(torch.arange(exact_images)))
+    # the fastest layout here (context.fast_layout): the chain trains in it and is returned in the
+    # standard one; the frozen blocks are copied, not converted (other chains may share them)
+    layout = fast_layout(chain, *blocks)
+    if layout != torch.contiguous_format:
+        blocks = [copy.deepcopy(b).to(memory_format=layout) for b in blocks]
+        chain.to(memory_format=layout)
     step = 0
 
     def loss_fn(idx: torch.Tensor) -> torch.Tensor:
         nonlocal step
         k = depths[min(step, steps - 1)]
         step += 1
-        return progressive_losses(chain, blocks, sample(idx), k, weights, logits)
+        x = sample(idx)
+        x = x.contiguous(memory_format=layout) if x.dim() == 4 else x
+        return progressive_losses(chain, blocks, x, k, weights, logits)
 
-    return train_loop(
-        chain.parameters(), loss_fn, steps * batch_size, 1, batch_size, lr, seed=seed, desc=desc
-    )
+    try:
+        return train_loop(
+            chain.parameters(), loss_fn, steps * batch_size, 1, batch_size, lr, seed=seed,
+            desc=desc,
+        )  # fmt: skip
+    finally:
+        chain.to(memory_format=torch.contiguous_format)
 
 
 #: The training-data regimes of an inverse chain: real digits, or zero-shot (no MNIST image seen).

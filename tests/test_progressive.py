@@ -150,6 +150,29 @@ def test_training_lowers_the_three_losses() -> None:
         assert progressive_losses(chain, blocks, data, 2).item() < before
 
 
+def test_a_cnn_chain_trains_channels_last_and_comes_back_in_the_standard_layout() -> None:
+    """cnn_pool's chains (with transposed convolutions, and with unpooling) train in the
+    channels-last layout (context.fast_layout), learn, and are returned in the standard layout;
+    the target's blocks, which other chains share, are not converted."""
+    from reversenet_utils.context import fast_layout
+    from reversenet_utils.models import TARGETS, build_target
+
+    torch.manual_seed(0)
+    blocks = split_blocks(build_target("cnn_pool"), TARGETS["cnn_pool"].block_ends)
+    data = structured_noise(64, torch.Generator().manual_seed(0))
+    for unpool in (False, True):
+        torch.manual_seed(1)
+        chain = InverseChain(blocks, unpool=unpool, hidden=8, hidden_dense=32)
+        assert fast_layout(chain, *blocks) == torch.channels_last
+        with torch.no_grad():
+            before = progressive_losses(chain, blocks, data, 2).item()
+        train_inverse_chain(chain, blocks, lambda idx: data[idx % 64], steps=20, batch_size=16)
+        with torch.no_grad():
+            assert progressive_losses(chain, blocks, data, 2).item() < before
+        assert all(p.is_contiguous() for p in chain.parameters())
+    assert all(p.is_contiguous() for b in blocks for p in b.parameters())
+
+
 def test_structured_noise_is_image_like_and_seeded() -> None:
     a = structured_noise(16, torch.Generator().manual_seed(3))
     b = structured_noise(16, torch.Generator().manual_seed(3))

@@ -182,6 +182,18 @@ def test_predict_runs_cnns_channels_last_with_the_same_logits() -> None:
     assert net.training and all(p.is_contiguous() for p in net.parameters())
 
 
+def test_fast_layout_is_channels_last_only_for_float32_convolutions_on_a_cpu() -> None:
+    """Channels-last where a module convolves (transposed convolutions too) on a CPU in float32;
+    the standard layout for dense layers, modules without parameters and float64."""
+    from reversenet_utils.context import fast_layout
+
+    conv, dense = build_target("cnn_pool"), build_target("mlp_relu")
+    up = nn.Sequential(nn.ConvTranspose2d(4, 1, 4, 2, 1))
+    assert fast_layout(conv) == fast_layout(up) == fast_layout(dense, up) == torch.channels_last
+    assert fast_layout(dense) == fast_layout(nn.Flatten()) == torch.contiguous_format
+    assert fast_layout(conv.double()) == torch.contiguous_format  # no fast float64 kernels
+
+
 def test_the_targets_max_pooling_is_torch_s_with_and_without_gradients() -> None:
     """models.MaxPool2d's no-gradient path (two maxima of strided views) gives F.max_pool2d's
     values, NaN included; with gradients it is nn.MaxPool2d's, so the backward routes to the same
