@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .analytic import boundary_inverses, invert_conv_relu_pool
-from .context import Context
+from .context import Context, in_fast_layout
 from .inverse_weights import load_inverse_weights
 from .labels import (
     CHAIN_REAL,
@@ -206,9 +206,9 @@ def learned_inversions(
     for (name, regime), chain in zip(jobs, found):
         label = chain_label(regime)
         provenance[f"{name}: {label}"] = chain.meta["notebook"]
-        chains[name, label] = chain
+        chains[name, label], fast = chain, in_fast_layout(chain)
         for k in range(1, len(blocks[name]) + 1):
-            recs.run((label, name, k), partial(chain, k=k), features[name][k])
+            recs.run((label, name, k), partial(fast, k=k), features[name][k])
     return chains, provenance
 
 
