@@ -87,13 +87,15 @@ def fast_layout(*modules: torch.nn.Module) -> torch.memory_format:
     convolutions (transposed ones included) and run on a CPU in single precision; else the standard
     layout.
 
-    Measured on this 2-core CPU, inverse chains trained two side by side, as the notebooks train
-    them: ``cnn_pool``'s 1.35x faster, ``lenet_he``'s 1.47x, ``cnn_nopool``'s 1.07x (alone 1.07x,
-    its unpooling chain of ``cnn_pool`` 1.29x); feature matching of ``cnn_pool``'s logits (L-BFGS)
-    1.37x, its Adam inversion 1.12x; inference 1.4-1.9x (``train.predict``). Training a classifier
-    is another matter (the judge's recipe on MNIST is slower so): ``TargetSpec.channels_last``
-    decides there. In float64 channels-last has no fast kernels (feature matching of ``cnn_pool``'s
-    first blocks 0.83x). The layout changes only the float rounding."""
+    Measured on this 2-core CPU, inverse chains trained two side by side as the notebooks train
+    them: ``cnn_pool``'s 1.35x faster, ``lenet_he``'s 1.47x, ``cnn_nopool``'s 1.07x (1.07x alone
+    too; ``cnn_pool``'s unpooling chain alone 1.29x); feature matching of ``cnn_pool``'s logits
+    (L-BFGS) 1.37x, its Adam inversion 1.12x; inference 1.4-1.9x (``train.predict``). Training a
+    classifier is another matter (the judge's recipe on MNIST is 1.45x slower so):
+    ``TargetSpec.channels_last`` decides there. In float64 nothing was gained (feature matching of
+    the CNNs' first blocks 0.83-1.2x across runs), so float64 work, such as notebook 02's
+    injectivity map, keeps the standard layout and its numbers. The layout changes only the float
+    rounding."""
     convolutions = (torch.nn.Conv2d, torch.nn.ConvTranspose2d)
     convolves = any(isinstance(m, convolutions) for module in modules for m in module.modules())
     params = [p for module in modules for p in module.parameters()]
