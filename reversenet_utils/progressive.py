@@ -13,7 +13,6 @@ it.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -761,10 +760,10 @@ def train_inverse_chain(
     if chain.exact:
         chain.fit_exact(blocks, sample(torch.arange(exact_images)))
     # the fastest layout here (context.fast_layout): the chain trains in it and is returned in the
-    # standard one; the frozen blocks are copied, not converted (other chains may share them)
+    # standard one; the frozen blocks run as copies in it (other chains may share them)
     layout = fast_layout(chain, *blocks)
     if layout != torch.contiguous_format:
-        blocks = [copy.deepcopy(b).to(memory_format=layout) for b in blocks]
+        blocks = [in_fast_layout(b) for b in blocks]
         chain.to(memory_format=layout)
     step = 0
 
