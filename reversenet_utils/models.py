@@ -253,6 +253,10 @@ TARGETS: dict[str, TargetSpec] = {
         lr=2e-3,
         block_ends=(3, 6, 9, 10),
         chain_steps=600,
+        # channels-last: an epoch 1.39 times faster on this 2-core CPU (0.79 against 1.10 s on
+        # 8 000 images, the fastest of 4 interleaved runs each; the judge gains nothing: 2.80
+        # against 2.70 s)
+        channels_last=True,
         # 3 epochs: 89.3 % on Fashion-MNIST, 10: 91.9 %
         dataset_recipes={"fashion_mnist": {"epochs": 10}},
     ),

@@ -44,7 +44,7 @@ from .progressive import (
     train_inverse_chain,
 )
 from .synthetic import structured_noise, synthesize_inputs
-from .train import run_side_by_side
+from .train import GLOBAL_RNG, run_side_by_side
 
 __all__ = [
     "REAL",
@@ -56,9 +56,9 @@ __all__ = [
     "chain_runs",
     "synthesize",
     "training_inputs",
+    "Trained",
     "train_chains",
     "score_chains",
-    "train_seed_chains",
     "seed_scores",
     "with_seeds",
     "paired_rows",
@@ -174,6 +174,14 @@ def training_inputs(real: torch.Tensor, synth: Mapping[str, Synthesized], n: int
     }
 
 
+class Trained(NamedTuple):
+    """What :func:`train_chains` trains: the chains of the runs, saved (``{(target, label):
+    chain}``), and the further seeds' chains, not saved (``{(target, regime, seed): chain}``)."""
+
+    chains: dict[tuple[str, str], InverseChain]
+    extra: dict[tuple[str, str, int], InverseChain]
+
+
 def train_chains(
     ctx: Context,
     runs: Sequence[ChainRun],
@@ -184,44 +192,79 @@ def train_chains(
     steps: Mapping[str, int],
     seed: int,
     recipe: Mapping[str, Any],
-) -> dict[tuple[str, str], InverseChain]:
+    seed_targets: Sequence[str] = (),
+    extra_seeds: int = 0,
+) -> Trained:
     """Train every chain of ``runs`` (``steps[target]`` batches) on the context's device and save it
-    with its target's fingerprint, for notebook 07 (the context's notebook recorded as its maker):
-    ``{(target, label): chain}``.
+    with its target's fingerprint, for notebook 07 (the context's notebook recorded as its maker);
+    and the real-image and noise chains of ``seed_targets`` again with ``extra_seeds`` further
+    seeds (the same recipe and budget; not saved), for the claim's spread over training seeds.
 
-    Each chain draws its batches from its own generator, seeded ``seed``; on a CPU two train side by
-    side (``train.run_side_by_side``).
+    Each chain draws its batches from its own generator, seeded by its seed; on a CPU two train
+    side by side, all of them in one pool, the costliest first (``train.run_side_by_side``): no
+    core waits for the last chain of one group before the next group starts.
     """
     device = ctx.device
-    trained = run_side_by_side(
-        [
-            partial(
-                load_or_train_chain,
-                ctx,
-                r.target,
-                nets[r.target],
-                blocks[r.target],
+    tasks = [
+        partial(
+            load_or_train_chain,
+            ctx,
+            r.target,
+            nets[r.target],
+            blocks[r.target],
+            r.regime,
+            steps[r.target],
+            regime_sampler(
                 r.regime,
-                steps[r.target],
-                regime_sampler(
-                    r.regime,
-                    torch.Generator().manual_seed(seed),
-                    device,
-                    real=real,
-                    synthesized=synth[r.target].images,
-                ),
-                r.schedule,
-                r.unpool,
-                seed=seed,
-                notebook=ctx.notebook,
-                retrain=True,
+                torch.Generator().manual_seed(seed),
+                device,
+                real=real,
+                synthesized=synth[r.target].images,
+            ),
+            r.schedule,
+            r.unpool,
+            seed=seed,
+            notebook=ctx.notebook,
+            retrain=True,
+            **recipe,
+        )
+        for r in runs
+    ]
+    costs = [
+        _chain_cost(len(blocks[r.target]), steps[r.target], r.schedule, r.unpool) for r in runs
+    ]
+    extra = {}
+    for name in [t for t in blocks if t in seed_targets]:
+        for regime in SEEDED_REGIMES:
+            for s in range(seed + 1, seed + 1 + extra_seeds):
+                with GLOBAL_RNG:  # initialised here, in order; trained side by side below
+                    torch.manual_seed(s)
+                    extra[name, regime, s] = InverseChain(blocks[name]).to(device)
+    for (name, regime, s), chain in extra.items():
+        tasks.append(
+            partial(
+                train_inverse_chain,
+                chain,
+                blocks[name],
+                regime_sampler(regime, torch.Generator().manual_seed(s), device, real=real),
+                steps[name],
+                seed=s,
+                desc=f"{name}: {chain_label(regime)}, seed {s}",
                 **recipe,
             )
-            for r in runs
-        ],
-        device,
-    )
-    return {(r.target, r.label): chain for r, chain in zip(runs, trained)}
+        )
+        costs.append(_chain_cost(len(blocks[name]), steps[name], "progressive", False))
+    trained = run_side_by_side(tasks, device, costs=costs)
+    return Trained({(r.target, r.label): chain for r, chain in zip(runs, trained)}, extra)
+
+
+def _chain_cost(n_blocks: int, steps: int, schedule: str, unpool: bool) -> float:
+    """An estimate of a chain's training cost, to start the costliest first: batches times the
+    blocks a batch passes on average (all of them jointly, half of them progressively), twice
+    behind unpooling (whose modules see the pooling indices at every block: measured on
+    ``cnn_pool``, 58 against 33 s)."""
+    depth = n_blocks if schedule == "joint" else (n_blocks + 1) / 2
+    return steps * depth * (2 if unpool else 1)
 
 
 class Scores(NamedTuple):
@@ -260,44 +303,6 @@ def score_chains(
         if r.label == REAL:
             rates.update({(r.target, k): len(x) / s for k, s in seconds.items()})
     return Scores(rows, per_image, rates)
-
-
-def train_seed_chains(
-    ctx: Context,
-    blocks: Mapping[str, Sequence[nn.Sequential]],
-    targets: Sequence[str],
-    real: torch.Tensor,
-    extra_seeds: int,
-    seed: int,
-    steps: Mapping[str, int],
-    recipe: Mapping[str, Any],
-) -> dict[tuple[str, str, int], InverseChain]:
-    """The real-image and noise chains of ``targets`` (in the order of ``blocks``) trained again
-    with ``extra_seeds`` further seeds on the context's device (the same recipe and budget; not
-    saved): ``{(target, regime, seed): chain}``."""
-    extra, device = {}, ctx.device
-    for name in [t for t in blocks if t in targets]:
-        for regime in SEEDED_REGIMES:
-            for s in range(seed + 1, seed + 1 + extra_seeds):
-                torch.manual_seed(s)  # initialised here, in order; trained side by side below
-                extra[name, regime, s] = InverseChain(blocks[name]).to(device)
-    run_side_by_side(
-        [
-            partial(
-                train_inverse_chain,
-                chain,
-                blocks[name],
-                regime_sampler(regime, torch.Generator().manual_seed(s), device, real=real),
-                steps[name],
-                seed=s,
-                desc=f"{name}: {chain_label(regime)}, seed {s}",
-                **recipe,
-            )
-            for (name, regime, s), chain in extra.items()
-        ],
-        device,
-    )
-    return extra
 
 
 def seed_scores(

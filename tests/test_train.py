@@ -258,3 +258,39 @@ def test_run_side_by_side_raises_a_tasks_error_and_refuses_bad_workers() -> None
         with pytest.raises(ValueError, match="workers must be a whole number"):
             train.run_side_by_side([lambda: 1], "cpu", workers=bad)
     assert train.run_side_by_side([lambda: 1, lambda: 2], "cpu", workers=1) == [1, 2]
+    with pytest.raises(ValueError, match="one estimate per task: 1 for 2"):
+        train.run_side_by_side([lambda: 1, lambda: 2], "cpu", costs=[1.0])
+
+
+def test_run_side_by_side_starts_the_costliest_first_and_keeps_the_order_of_results() -> None:
+    import threading
+
+    started, lock, pair = [], threading.Lock(), threading.Barrier(2, timeout=10)
+
+    def task(i: int) -> int:
+        with lock:
+            started.append(i)
+        pair.wait()  # two at a time: neither finishes before the other has started
+        return i * 10
+
+    tasks = [lambda i=i: task(i) for i in range(4)]
+    got = train.run_side_by_side(tasks, "cpu", workers=2, costs=[1.0, 5.0, 2.0, 9.0])
+    assert got == [0, 10, 20, 30]  # the caller's order
+    assert set(started[:2]) == {3, 1} and set(started[2:]) == {0, 2}  # the costliest first
+
+
+def test_training_flops_rank_the_targets_by_their_work_on_a_dataset() -> None:
+    """The judge (three convolution stages) costs most and the small leaky MLP least; a longer
+    recipe (Fashion-MNIST's) costs more; nothing is drawn from the global generator."""
+    from reversenet_utils.models import TARGETS
+
+    state = torch.random.get_rng_state()
+    mnist = {n: train.training_flops(n, "mnist", 60_000) for n in TARGETS}
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert max(mnist, key=mnist.get) == "judge_cnn" and min(mnist, key=mnist.get) == "mlp_leaky"
+    assert train.training_flops("cnn_pool", "fashion_mnist", 60_000) == pytest.approx(
+        mnist["cnn_pool"] * 10 / 3
+    )
+    assert train.training_flops("cnn_pool", "mnist", 60_000, epochs=1) == pytest.approx(
+        mnist["cnn_pool"] / 3
+    )

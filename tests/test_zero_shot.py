@@ -82,16 +82,16 @@ def test_chains_train_score_and_give_seeds_and_pairs(tmp_root, ctx) -> None:
     runs = [zero_shot.ChainRun("cnn_pool", "real"), zero_shot.ChainRun("mlp_relu", "real"),
             zero_shot.ChainRun("mlp_relu", "noise")]  # fmt: skip
     recipe, steps = {"batch_size": 4}, {"cnn_pool": 2, "mlp_relu": 2}
-    chains = zero_shot.train_chains(ctx, runs, nets, blocks, x, synth, steps, 0, recipe)
+    chains, extra = zero_shot.train_chains(ctx, runs, nets, blocks, x, synth, steps, 0, recipe,
+                                           ["mlp_relu"], 1)  # fmt: skip
     assert set(chains) == {(r.target, r.label) for r in runs}
+    assert set(extra) == {("mlp_relu", "real", 1), ("mlp_relu", "noise", 1)}
     assert (tmp_root / "artifacts" / "inverses").is_dir()  # saved with the target's fingerprint
     assert {c.meta["notebook"] for c in chains.values()} == {"99_demo"}
     scores = zero_shot.score_chains(runs, chains, blocks, nets, x, y, seed=0)
     assert len(scores.rows) == 4 + 2 + 2 and set(scores.rates) == {
         ("cnn_pool", k) for k in range(1, 5)
     } | {("mlp_relu", 1), ("mlp_relu", 2)}
-    extra = zero_shot.train_seed_chains(ctx, blocks, ["mlp_relu"], x, 1, 0, steps, recipe)
-    assert set(extra) == {("mlp_relu", "real", 1), ("mlp_relu", "noise", 1)}
     per_seed = zero_shot.seed_scores(scores.per_image, extra, blocks, x)
     rows = zero_shot.with_seeds(scores.rows, per_seed, extra, seed=0)
     seeded = [r for r in rows if r["target"] == "mlp_relu"]
