@@ -6,8 +6,9 @@ they run as the notebook runs them, one target at a time, and return results row
 figures take the rows; the claims made from them live in :mod:`reversenet_utils.claims.privacy`.
 
 - :func:`split_halves`: the device owner's half of the training images and the attacker's;
-- :func:`attack_device`: train a device, attack every split with every attacker, on its own
-  dataset's test images and on the other dataset's (shifted inputs);
+- :func:`attack_devices` (:func:`attack_device` for one): train the devices, attack every split
+  with every attacker, on their own dataset's test images and on the other dataset's (shifted
+  inputs);
 - :func:`defend_device`: every defence setting at one split, each against a freshly trained
   adaptive attacker (and the naive one for feature defences);
 - :func:`journal_anchors`: He et al.'s journal statements on the same ground (their ACSAC table,
@@ -45,8 +46,8 @@ from .split import (
     score,
     split_points,
     strongest,
+    chain_tasks,
     train_attacker,
-    train_chains,
     transmit,
 )
 from .train import run_side_by_side
@@ -54,6 +55,7 @@ from .train import run_side_by_side
 __all__ = [
     "check_parameters",
     "split_halves",
+    "attack_devices",
     "attack_device",
     "describe_device",
     "leak_table",
@@ -122,6 +124,54 @@ def split_halves(train: MNISTSplit, generator: torch.Generator) -> tuple[MNISTSp
     )
 
 
+def attack_devices(
+    ctx: Context,
+    targets: Sequence[str],
+    owner: MNISTSplit,
+    attacker_images: torch.Tensor,
+    test: MNISTSplit,
+    inputs: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]],
+    judge: nn.Module,
+    params: Mapping[str, Any],
+    audited: Mapping[str, AuditedNetwork] | None = None,
+) -> tuple[dict[str, dict], dict[str, nn.Sequential], dict[str, dict], list[dict], dict]:
+    """Each target of ``targets`` trained on the owner's half as a device (``device_epochs``, else
+    its recipe on the context's dataset), then every attacker against every split: the three
+    inverse chains, optimisation on the first ``n_opt`` images, and the analytic inverse where
+    every layer inverts. The chains of every device train in one pool, two side by side on a CPU
+    (``train.run_side_by_side``): no core waits while one device's last chain trains alone.
+    ``inputs``: per dataset name, the test images and their labels (None for the shifted dataset:
+    no judge there). ``audited``: per target, a user's network (:mod:`reversenet_utils.audit`),
+    used as given where it came with weights (0 epochs here).
+
+    Returns, by target, each device's summary (accuracy, epochs, seconds, splits, whether it starts
+    with a convolution), the network and its attackers' chains; the results rows of all; and by
+    target the first 8 reconstructions of each ``(dataset, threat, split)``.
+    """
+    audited = audited or {}
+    devices, nets = {}, {}
+    for name in targets:
+        devices[name], nets[name] = _device(ctx, name, owner, test, params, audited.get(name))
+    blocks = {
+        name: device_blocks(name, nets[name], devices[name]["splits"][-1]) for name in targets
+    }
+    images = {"owner": owner.images, "attacker": attacker_images}
+    tasks = [task for name in targets
+             for task in chain_tasks(blocks[name], CHAIN_SOURCES, images, params["attack_steps"],
+                                     params["seed"], name)]  # fmt: skip
+    trained = iter(run_side_by_side(tasks, ctx.device))
+    chains = {name: {f"inverse net, {what}": next(trained) for what in CHAIN_SOURCES}
+              for name in targets}  # fmt: skip
+    rows, recons = [], {}
+    for name in targets:
+        found, recons[name] = _attack_splits(
+            name, nets[name], devices[name], blocks[name], chains[name], attacker_images, inputs,
+            judge, params,
+        )  # fmt: skip
+        rows += found
+    return devices, nets, chains, rows, recons
+
+
 def attack_device(
     ctx: Context,
     name: str,
@@ -133,43 +183,63 @@ def attack_device(
     params: Mapping[str, Any],
     audited: AuditedNetwork | None = None,
 ) -> tuple[dict, nn.Sequential, dict, list[dict], dict]:
-    """Target ``name`` trained on the owner's half as a device (``device_epochs``, else its recipe
-    on the context's dataset), then every attacker against every split: the three inverse chains
-    (trained two side by side on a CPU), optimisation on the first ``n_opt`` images, and the
-    analytic inverse where every layer inverts. ``inputs``: per dataset name, the test images and
-    their labels (None for the shifted dataset: no judge there). ``audited``: a user's network
-    (:mod:`reversenet_utils.audit`), used as given where it came with weights (0 epochs here).
+    """:func:`attack_devices` of one target: its device's summary, the network, its attackers'
+    chains, the results rows and the first 8 reconstructions of each ``(dataset, threat,
+    split)``."""
+    devices, nets, chains, rows, recons = attack_devices(
+        ctx, [name], owner, attacker_images, test, inputs, judge, params,
+        {name: audited} if audited is not None else None,
+    )  # fmt: skip
+    return devices[name], nets[name], chains[name], rows, recons[name]
 
-    Returns the device's summary (accuracy, epochs, seconds, splits, whether it starts with a
-    convolution), the network, its attackers' chains, the results rows and the first 8
-    reconstructions of each ``(dataset, threat, split)``.
-    """
-    seed, rs = params["seed"], params["recognisable_ssim"]
+
+def _device(
+    ctx: Context,
+    name: str,
+    owner: MNISTSplit,
+    test: MNISTSplit,
+    params: Mapping[str, Any],
+    audited: AuditedNetwork | None,
+) -> tuple[dict, nn.Sequential]:
+    """Target ``name`` as a device, trained on the owner's half (or a user's trained network as
+    given), and its summary."""
     if audited is not None and audited.net is not None:  # the user's trained weights
         net, epochs, meta = audited.net, 0, {"accuracy": audited.accuracy, "train_s": 0.0}
     else:
         epochs = params["device_epochs"] or get_spec(name).on(ctx.dataset).epochs
-        net, meta = train_defended(ctx, name, owner, test, epochs, seed=seed)  # the plain device
-    splits = split_points(name)
+        net, meta = train_defended(ctx, name, owner, test, epochs, seed=params["seed"])
     device = {"accuracy": meta["accuracy"], "epochs": epochs, "train_s": meta["train_s"],
-              "splits": splits, "conv": isinstance(net[0], nn.Conv2d)}  # fmt: skip
+              "splits": split_points(name), "conv": isinstance(net[0], nn.Conv2d)}  # fmt: skip
     if audited is not None:
         device["audit"] = audited.summary()
-    blocks = device_blocks(name, net, splits[-1])
-    images = {"owner": owner.images, "attacker": attacker_images}
-    chains = train_chains(blocks, CHAIN_SOURCES, images, params["attack_steps"], seed, name,
-                          ctx.device)  # fmt: skip
+    return device, net
+
+
+def _attack_splits(
+    name: str,
+    net: nn.Sequential,
+    device: Mapping[str, Any],
+    blocks: Sequence[nn.Module],
+    chains: Mapping[str, nn.Module],
+    attacker_images: torch.Tensor,
+    inputs: Mapping[str, tuple[torch.Tensor, torch.Tensor | None]],
+    judge: nn.Module,
+    params: Mapping[str, Any],
+) -> tuple[list[dict], dict]:
+    """Every attacker of one device against every split, on each dataset of ``inputs``: the
+    results rows and the first 8 reconstructions of each ``(dataset, threat, split)``."""
     analytic = analytic_attackers(name, net, attacker_images[:10000])  # none through max-pooling
     rows, recons = [], {}
     for dataset, (images, labels) in inputs.items():
-        found = _attacks(chains, analytic, blocks, splits, images, params)
+        found = _attacks(chains, analytic, blocks, device["splits"], images, params)
         for (threat, k), (r, originals) in found.items():
             recons[dataset, threat, k] = r[:8]
             lab = None if labels is None else labels[: len(originals)]
-            rows.append(score(originals, r, lab, None if labels is None else judge, rs,
-                              target=name, split=k, threat=threat, defence="none", strength=0.0,
-                              accuracy=meta["accuracy"], inputs=dataset))  # fmt: skip
-    return device, net, chains, rows, recons
+            rows.append(score(originals, r, lab, None if labels is None else judge,
+                              params["recognisable_ssim"], target=name, split=k, threat=threat,
+                              defence="none", strength=0.0, accuracy=device["accuracy"],
+                              inputs=dataset))  # fmt: skip
+    return rows, recons
 
 
 def describe_device(name: str, device: Mapping[str, Any], title: str) -> str:

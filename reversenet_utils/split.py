@@ -28,7 +28,7 @@ defended ones is the naive one.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 
 import torch
@@ -58,6 +58,7 @@ __all__ = [
     "transmit",
     "train_attacker",
     "CHAIN_SOURCES",
+    "chain_tasks",
     "train_chains",
     "attack_with_chain",
     "attack_by_optimisation",
@@ -159,6 +160,25 @@ CHAIN_SOURCES = {
 }
 
 
+def chain_tasks(
+    blocks: Sequence[nn.Module],
+    sources: Mapping[str, tuple[str, str | None]],
+    images: Mapping[str, torch.Tensor],
+    steps: int,
+    seed: int,
+    name: str,
+) -> list[Callable[[], InverseChain]]:
+    """One task per source (``{what: (regime, whose images)}`` as :data:`CHAIN_SOURCES`,
+    ``images[whose]`` the images): training the inverse chain of the device ``blocks`` of target
+    ``name`` for ``steps`` batches (:func:`train_attacker`), in the order of ``sources``; to run
+    with ``train.run_side_by_side``, alone or beside other devices' tasks."""
+    return [
+        partial(train_attacker, blocks, regime, steps, images[whose] if whose else None, seed,
+                f"{name}: {what}")
+        for what, (regime, whose) in sources.items()
+    ]  # fmt: skip
+
+
 def train_chains(
     blocks: Sequence[nn.Module],
     sources: Mapping[str, tuple[str, str | None]],
@@ -168,16 +188,9 @@ def train_chains(
     name: str,
     device: torch.device | str = "cpu",
 ) -> dict[str, InverseChain]:
-    """Inverse chains of the device ``blocks`` of target ``name``, one per source (``{what:
-    (regime, whose images)}`` as :data:`CHAIN_SOURCES`, ``images[whose]`` the images), each trained
-    for ``steps`` batches (:func:`train_attacker`), two side by side on a CPU: ``{"inverse net,
+    """The chains of :func:`chain_tasks`, trained two side by side on a CPU: ``{"inverse net,
     <what>": chain}``."""
-    tasks = [
-        partial(train_attacker, blocks, regime, steps, images[whose] if whose else None, seed,
-                f"{name}: {what}")
-        for what, (regime, whose) in sources.items()
-    ]  # fmt: skip
-    trained = run_side_by_side(tasks, device)
+    trained = run_side_by_side(chain_tasks(blocks, sources, images, steps, seed, name), device)
     return {f"inverse net, {what}": chain for what, chain in zip(sources, trained)}
 
 

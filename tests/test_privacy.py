@@ -75,6 +75,25 @@ def test_a_device_is_attacked_then_defended(ctx) -> None:
     assert len(journal) == 2 and "holds?" in privacy.journal_table(journal)
 
 
+def test_two_devices_share_one_pool_of_chains_and_each_keeps_its_own(ctx) -> None:
+    """attack_devices trains every device's chains together; each device gets its three, trained
+    through its own blocks, and the rows of both."""
+    owner, attacker = privacy.split_halves(_data(64), torch.Generator().manual_seed(0))
+    test = _data(16)
+    inputs = {"mnist": (test.images[:8], test.labels[:8])}
+    judge = build_target("judge_cnn").eval()
+    params = {**PARAMS, "targets": ["mlp_relu", "cnn_nopool"]}
+    devices, nets, chains, rows, recons = privacy.attack_devices(
+        ctx, ["mlp_relu", "cnn_nopool"], owner, attacker.images, test, inputs, judge, params
+    )
+    assert list(devices) == list(nets) == list(chains) == list(recons) == ["mlp_relu", "cnn_nopool"]
+    assert all(len(c) == 3 for c in chains.values())
+    assert len(chains["mlp_relu"]["inverse net, same data"].inverses) == 1  # one split
+    assert len(chains["cnn_nopool"]["inverse net, same data"].inverses) == 3  # three splits
+    assert {r["target"] for r in rows} == {"mlp_relu", "cnn_nopool"}
+    assert {k for _, _, k in recons["cnn_nopool"]} == {1, 2, 3}
+
+
 def _r(
     target,
     split,
