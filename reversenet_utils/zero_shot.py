@@ -4,10 +4,11 @@ Each stage returns plain rows, mappings or tensors; each figure function takes t
 draws; the claims made from them live in :mod:`reversenet_utils.claims.zero_shot`.
 
 - :func:`chain_runs`, :func:`synthesize`, :func:`training_inputs`: which chains, on what inputs;
-- :func:`train_chains`, :func:`score_chains`: train every chain (saved for notebook 07) and score
-  it from every block boundary on the test images;
-- :func:`train_seed_chains`, :func:`seed_scores`, :func:`with_seeds`, :func:`paired_rows`: further
-  training seeds of the chains the zero-shot claim rests on, and their paired differences;
+- :func:`train_chains`, :func:`score_chains`: train every chain (saved for notebook 07), and the
+  further training seeds of the chains the zero-shot claim rests on (not saved), in one pool; score
+  each from every block boundary on the test images;
+- :func:`seed_scores`, :func:`with_seeds`, :func:`paired_rows`: the further seeds' scores and the
+  paired differences;
 - :func:`speed_against_optimisation`, :func:`feature_matching_sweep`, :func:`equal_psnr_speedups`:
   the learned inverse against optimisation, at equal PSNR;
 - :func:`logit_ceiling`: re-classification from the logits, refined to its ceiling;
@@ -312,7 +313,7 @@ def seed_scores(
     x: torch.Tensor,
 ) -> dict[tuple[str, str, int], list[torch.Tensor]]:
     """Per ``(target, label, k)``, the per-image PSNR of each training seed: the saved chain's
-    first, then each further seed's chain (:func:`train_seed_chains`)."""
+    first, then each further seed's chain (:func:`train_chains`' ``extra``)."""
     per_seed = {key: [v] for key, v in per_image.items()}
     for (name, regime, _), chain in extra.items():
         for k, x_hat in invert_from_every_depth(chain.eval(), blocks[name], x).items():
