@@ -404,9 +404,9 @@ def boundary_inverses(
     inverses: dict[tuple[str, int], nn.Sequential] = {}
     for k, end in enumerate(ends, start=1):
         inverses[PINV, k] = pinv_all[n - end :]
-        # no prior applies: the prior pre-image is pinv
+        # no prior applies: the prior pre-image is pinv (the same module: its users invert once)
         if not any(isinstance(m, nn.Linear) for m in net[:end]):
-            inverses[PRIOR, k] = pinv_all[n - end :]
+            inverses[PRIOR, k] = inverses[PINV, k]
             continue
         with torch.no_grad():
             features = net[:end](held_out)

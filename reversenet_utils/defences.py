@@ -34,7 +34,7 @@ from .context import Context
 from .data import MNISTSplit
 from .models import build_target, get_spec
 from .progress import progress_bar
-from .train import evaluate, fit, seed_everything, train_loop
+from .train import build_seeded, evaluate, fit, seed_everything, train_loop
 
 __all__ = [
     "FEATURE_DEFENCES",
@@ -285,8 +285,7 @@ def train_defended(
             f"got {split_end!r}"
         )
     device = ctx.device
-    torch.manual_seed(spec.seed + seed)
-    net = build_target(name).to(device)
+    net = build_seeded(name, seed, device)  # under GLOBAL_RNG: several may train side by side
     start = time.perf_counter()
     meta: dict[str, Any] = {}
     if defence == "dp" and strength > 0:
@@ -403,6 +402,10 @@ def _train_dp(
             grad_sample_mode="ghost",
             noise_generator=torch.Generator(device=device).manual_seed(seed),
         )
+    # Poisson sampling draws from the loader's generators, by default the global one: here the
+    # run's own, seeded as the global one was, so that the same batches are drawn when other
+    # trainings run side by side (train.run_side_by_side) and reseed the global generator
+    loader.generator = loader.batch_sampler.generator = torch.Generator().manual_seed(seed)
     net.train()
     with (
         progress_bar(

@@ -43,10 +43,10 @@ from .split import (
     RMLE_TUNE_IMAGES,
     attack_by_rmle,
     attack_with_chain,
+    chain_tasks,
     device_blocks,
     score,
     split_points,
-    train_chains,
     train_shadow,
     transmit,
     tune_tv_weight,
@@ -144,10 +144,15 @@ def attack(
     wanted = CHAIN_SOURCES | N01_SOURCE
     missing = {w: s for w, s in wanted.items() if f"inverse net, {w}" not in chains}
     images = {"owner": owner.images, "attacker": attacker.images}
-    chains = {**chains, **train_chains(blocks, missing, images, params["attack_steps"], seed,
-                                       TARGET, ctx.device)}  # fmt: skip
     epochs = params["device_epochs"] or get_spec(TARGET).on(ctx.dataset).epochs
-    shadow = train_shadow(net, ends[-1], attacker, epochs, seed, desc=f"{TARGET}: shadow device")
+    # the missing chains and the shadow device train side by side (train.run_side_by_side)
+    *trained, shadow = run_side_by_side(
+        [*chain_tasks(blocks, missing, images, params["attack_steps"], seed, TARGET),
+         partial(train_shadow, net, ends[-1], attacker, epochs, seed,
+                 desc=f"{TARGET}: shadow device")],
+        ctx.device,
+    )  # fmt: skip
+    chains = {**chains, **{f"inverse net, {what}": c for what, c in zip(missing, trained)}}
     shadow_accuracy = _accuracy(nn.Sequential(shadow, net[ends[-1] :]), test)
     through = {RMLE: blocks, QUERY_FREE: split_blocks(shadow, ends)}
     own = attacker.images[-RMLE_TUNE_IMAGES:]  # the attacker's images, never a test image

@@ -48,7 +48,7 @@ from .progressive import (
     split_blocks,
     train_inverse_chain,
 )
-from .train import GLOBAL_RNG, fit, predict, run_side_by_side
+from .train import GLOBAL_RNG, fit, predict
 
 __all__ = [
     "THREATS",
@@ -59,7 +59,6 @@ __all__ = [
     "train_attacker",
     "CHAIN_SOURCES",
     "chain_tasks",
-    "train_chains",
     "attack_with_chain",
     "attack_by_optimisation",
     "RMLE_TV_GRID",
@@ -177,21 +176,6 @@ def chain_tasks(
                 f"{name}: {what}")
         for what, (regime, whose) in sources.items()
     ]  # fmt: skip
-
-
-def train_chains(
-    blocks: Sequence[nn.Module],
-    sources: Mapping[str, tuple[str, str | None]],
-    images: Mapping[str, torch.Tensor],
-    steps: int,
-    seed: int,
-    name: str,
-    device: torch.device | str = "cpu",
-) -> dict[str, InverseChain]:
-    """The chains of :func:`chain_tasks`, trained two side by side on a CPU: ``{"inverse net,
-    <what>": chain}``."""
-    trained = run_side_by_side(chain_tasks(blocks, sources, images, steps, seed, name), device)
-    return {f"inverse net, {what}": chain for what, chain in zip(sources, trained)}
 
 
 def attack_with_chain(

@@ -33,6 +33,7 @@ __all__ = [
     "evaluate",
     "train_loop",
     "fit",
+    "build_seeded",
     "train_target",
     "train_targets",
     "training_flops",
@@ -327,7 +328,8 @@ def _fit_recipe(
     }
 
 
-def _build_seeded(name: str, seed: int, device: torch.device) -> nn.Sequential:
+def build_seeded(name: str, seed: int, device: torch.device | str = "cpu") -> nn.Sequential:
+    """Target ``name`` initialised afresh under the seed ``seed`` plus its own, on ``device``."""
     with GLOBAL_RNG:  # seeded and initialised at once, also when targets train side by side
         torch.manual_seed(get_spec(name).seed + seed)
         return build_target(name).to(device)
@@ -357,7 +359,7 @@ def train_target(
             f"epochs must be a whole number >= 1 (or None for the recipe's "
             f"{get_spec(name).on(ctx.dataset).epochs}), got {epochs!r}"
         )
-    model = _build_seeded(name, seed, ctx.device)
+    model = build_seeded(name, seed, ctx.device)
     meta = {
         "name": name,
         "dataset": ctx.dataset,
@@ -419,7 +421,7 @@ def seed_accuracies(
         raise ValueError(f"seeds must name at least one training seed, got {seeds!r}")
     train, test = ctx.load("train"), ctx.load("test")
     return [
-        _fit_recipe(ctx, _build_seeded(name, s, ctx.device), name, epochs, s, train, test)[
+        _fit_recipe(ctx, build_seeded(name, s, ctx.device), name, epochs, s, train, test)[
             "test_accuracy"
         ]
         for s in seeds
@@ -497,7 +499,7 @@ def load_target(ctx: Context, name: str, train_if_missing: bool = True) -> nn.Se
         return _fit_recipe(ctx, model, name, None, 0, None, None)
 
     model = load_or_train(
-        lambda: _build_seeded(name, 0, device),
+        lambda: build_seeded(name, 0, device),
         checkpoint_path(ctx, name),
         train,
         {"name": name, "dataset": ctx.dataset},

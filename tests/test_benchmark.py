@@ -52,6 +52,13 @@ def test_the_stages_fill_score_and_draw() -> None:
     damping = benchmark.analytic_inversions(recs, nets, features, train, [0.1], held_out=20)
     assert (PINV, "mlp_leaky", 1) in recs.images and (PINV, "cnn_pool", 1) not in recs.images
     assert all(n == "mlp_leaky" for n, _ in damping)
+    # a convolutional boundary has no prior: its prior pre-image is pinv's, inverted once
+    nopool = build_target("cnn_nopool").eval().requires_grad_(False)
+    conv_features = forward_features(split_blocks(nopool, TARGETS["cnn_nopool"].block_ends), x)[0]
+    benchmark.analytic_inversions(recs, {"cnn_nopool": nopool}, {"cnn_nopool": conv_features},
+                                  train, [0.1], held_out=20)  # fmt: skip
+    assert recs.get((PRIOR, "cnn_nopool", 1))[0] is recs.get((PINV, "cnn_nopool", 1))[0]
+    assert recs.get((PRIOR, "cnn_nopool", 3))[0] is not recs.get((PINV, "cnn_nopool", 3))[0]
     benchmark.pooling_index_inversions(recs, blocks, x[:4])
     assert recs.images["pinv, pooling indices", "cnn_pool", 1].shape == (4, 1, 28, 28)
     chains = {(n, CHAIN_REAL): InverseChain(bs).eval() for n, bs in blocks.items()}
@@ -61,7 +68,11 @@ def test_the_stages_fill_score_and_draw() -> None:
     assert (OPTIMISATION, "cnn_pool", 4) in recs.images and (HYBRID, "mlp_leaky", 3) in recs.images
     assert set(weights) <= {(n, k) for n in nets for k in (1, 3, 4)}  # where matching is not exact
     judge = build_target("judge_cnn").eval()
-    rows = benchmark.score(recs, nets, judge, x, y)
+    rows = benchmark.score(recs, {**nets, "cnn_nopool": nopool}, judge, x, y)
+    twins = [r for r in rows if r["target"] == "cnn_nopool" and r["depth"] == 1]
+    assert {r["method"] for r in twins} == {PINV, PRIOR}  # scored once, a row for each
+    assert twins[0]["psnr"] == twins[1]["psnr"] and twins[0]["psnr_ci"] == twins[1]["psnr_ci"]
+    rows = [r for r in rows if r["target"] != "cnn_nopool"]
     assert [r["target"] for r in rows] == sorted((r["target"] for r in rows),
                                                  key=["mlp_leaky", "cnn_pool"].index)  # fmt: skip
     assert "(n=4)" in benchmark.method_table(rows, "cnn_pool", 8)
