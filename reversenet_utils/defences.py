@@ -34,7 +34,7 @@ from .context import Context
 from .data import MNISTSplit
 from .models import build_target, get_spec
 from .progress import progress_bar
-from .train import build_seeded, evaluate, fit, seed_everything, train_loop
+from .train import GLOBAL_RNG, build_seeded, evaluate, fit, seed_everything, train_loop
 
 __all__ = [
     "FEATURE_DEFENCES",
@@ -279,10 +279,13 @@ def train_defended(
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
     spec = get_spec(name).on(ctx.dataset)  # its recipe on the dataset of this run
-    if not isinstance(split_end, int) or not 1 <= split_end < len(build_target(name)):
+    # built only to count its layers: its initialising draws must neither reach the global generator
+    # nor fall between another training's seeding and building (train.run_side_by_side)
+    with GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+        layers = len(build_target(name))
+    if not isinstance(split_end, int) or not 1 <= split_end < layers:
         raise ValueError(
-            f"split_end must be a layer index inside {name!r} (1..{len(build_target(name)) - 1}), "
-            f"got {split_end!r}"
+            f"split_end must be a layer index inside {name!r} (1..{layers - 1}), got {split_end!r}"
         )
     device = ctx.device
     net = build_seeded(name, seed, device)  # under GLOBAL_RNG: several may train side by side
@@ -402,10 +405,6 @@ def _train_dp(
             grad_sample_mode="ghost",
             noise_generator=torch.Generator(device=device).manual_seed(seed),
         )
-    # Poisson sampling draws from the loader's generators, by default the global one: here the
-    # run's own, seeded as the global one was, so that the same batches are drawn when other
-    # trainings run side by side (train.run_side_by_side) and reseed the global generator
-    loader.generator = loader.batch_sampler.generator = torch.Generator().manual_seed(seed)
     net.train()
     with (
         progress_bar(

@@ -361,9 +361,12 @@ def defend_device(
                 if kind not in left_out]  # fmt: skip
     # given weights (0 epochs here): the training-time defences retrain with the target's recipe
     epochs = params["defence_epochs"] or device["epochs"] or get_spec(name).on(ctx.dataset).epochs
-    retrained = _retrain_defended(ctx, name, owner, test, settings, epochs, s, seed,
-                                  baseline=epochs != device["epochs"])  # fmt: skip
-    trained_base = retrained.pop(None, (None, {"accuracy": base}))[1]["accuracy"]
+    retrains = any(kind in TRAINING_DEFENCES for kind, _ in settings)
+    trained_base = (
+        train_defended(ctx, name, owner, test, epochs, seed=seed)[1]["accuracy"]
+        if retrains and epochs != device["epochs"]
+        else base
+    )
     device |= {"defence_settings": len(settings), "defence_epochs": epochs,
                "defence_baseline_accuracy": trained_base}  # fmt: skip
     prepared = []  # per setting: the defended device's blocks, its accuracy, the baseline's
@@ -373,7 +376,9 @@ def defend_device(
             info = {"accuracy": defended_accuracy(name, net, s, defence, test)}
             prepared.append((device_blocks(name, net, s, defence), info, base))
         else:
-            defended, info = retrained[kind, strength]
+            end = get_spec(name).block_ends[s - 1]
+            defended, info = train_defended(ctx, name, owner, test, epochs, kind, strength, end,
+                                            seed=seed)  # fmt: skip
             prepared.append((device_blocks(name, defended, s), info, trained_base))
     adaptive = run_side_by_side(
         [
@@ -403,34 +408,6 @@ def defend_device(
                               accuracy_loss=baseline - info["accuracy"], inputs=ctx.dataset,
                               **extra))  # fmt: skip
     return rows
-
-
-def _retrain_defended(
-    ctx: Context,
-    name: str,
-    owner: MNISTSplit,
-    test: MNISTSplit,
-    settings: Sequence[tuple[str, float]],
-    epochs: int,
-    split: int,
-    seed: int,
-    baseline: bool,
-) -> dict[tuple[str, float] | None, tuple[nn.Sequential, dict]]:
-    """The training-time defences among ``settings`` at ``split``, each retrained for ``epochs``
-    on the owner's half, side by side on a CPU (``train.run_side_by_side``; DP-SGD's, the slowest,
-    first), and, if there is one and ``baseline``, the plain recipe trained as long (key ``None``):
-    ``{(kind, strength): (network, info)}``. Each starts from its own seeded initialisation and
-    draws its batches from its own generators, so side by side it trains as it would alone."""
-    retrain = [(kind, v) for kind, v in settings if kind in TRAINING_DEFENCES]
-    end = get_spec(name).block_ends[split - 1]
-    tasks = [partial(train_defended, ctx, name, owner, test, epochs, kind, v, end, seed=seed)
-             for kind, v in retrain]  # fmt: skip
-    keys: list[tuple[str, float] | None] = list(retrain)
-    if retrain and baseline:
-        tasks.append(partial(train_defended, ctx, name, owner, test, epochs, seed=seed))
-        keys.append(None)
-    costs = [2.0 if key is not None and key[0] == "dp" else 1.0 for key in keys]
-    return dict(zip(keys, run_side_by_side(tasks, ctx.device, costs=costs)))
 
 
 def privacy_utility_figure(rows: Sequence[dict], params: Mapping[str, Any], title: str) -> Figure:

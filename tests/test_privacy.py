@@ -94,34 +94,26 @@ def test_two_devices_share_one_pool_of_chains_and_each_keeps_its_own(ctx) -> Non
     assert {k for _, _, k in recons["cnn_nopool"]} == {1, 2, 3}
 
 
-def test_training_time_defences_retrain_side_by_side_as_each_would_alone(ctx) -> None:
-    """NoPeek, DP-SGD (whose Poisson sampling draws from its own generator) and the baseline,
-    retrained two at a time on one thread each, give the weights that each gives alone on one
-    thread: no task draws from another's randomness."""
+def test_devices_train_side_by_side_as_each_would_alone(ctx) -> None:
+    """attack_devices trains its devices two at a time on one thread each: each gets the weights it
+    gets alone on one thread (its own seeded start, its own batches)."""
     from reversenet_utils.defences import train_defended
 
     owner, test = _data(64), _data(16)
-    settings = [("nopeek", 1.0), ("dp", 1.0), ("gaussian", 0.5)]  # a feature defence: not retrained
+    inputs = {"mnist": (test.images[:8], test.labels[:8])}
+    names = ["mlp_relu", "cnn_nopool"]
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        side = privacy._retrain_defended(ctx, "mlp_relu", owner, test, settings, 1, 1, 0, True)
+        _, nets, *_ = privacy.attack_devices(ctx, names, owner, owner.images, test, inputs,
+                                             build_target("judge_cnn").eval(), PARAMS)  # fmt: skip
         torch.set_num_threads(1)
-        alone = {key: train_defended(ctx, "mlp_relu", owner, test, 1, key[0], key[1], 3, seed=0)
-                 for key in [("nopeek", 1.0), ("dp", 1.0)]}  # fmt: skip
-        alone[None] = train_defended(ctx, "mlp_relu", owner, test, 1, seed=0)
+        alone = {name: train_defended(ctx, name, owner, test, 1, seed=0)[0] for name in names}
     finally:
         torch.set_num_threads(threads)
-    assert list(side) == [("nopeek", 1.0), ("dp", 1.0), None]
-    for key, (net, info) in alone.items():
-        assert all(torch.equal(a, b) for a, b in zip(net.parameters(), side[key][0].parameters()))
-        assert info["accuracy"] == side[key][1]["accuracy"]
-    assert side[("dp", 1.0)][1]["epsilon"] == alone[("dp", 1.0)][1]["epsilon"] > 0
-    same_epochs = privacy._retrain_defended(ctx, "mlp_relu", owner, test, settings, 1, 1, 0, False)
-    assert None not in same_epochs  # the device's own training is the baseline
-    assert (
-        privacy._retrain_defended(ctx, "mlp_relu", owner, test, settings[2:], 1, 1, 0, True) == {}
-    )
+    for name in names:
+        assert all(torch.equal(a, b) for a, b in zip(alone[name].parameters(),
+                                                      nets[name].parameters()))  # fmt: skip
 
 
 def _r(
