@@ -25,7 +25,7 @@ from .metrics import clip_images, psnr
 from .optimise import match_features
 from .thresholds import RECOVERED_DB
 
-__all__ = ["RECOVERED_DB", "jacobian_ranks", "injectivity_map"]
+__all__ = ["RECOVERED_DB", "jacobian_ranks", "injectivity_map", "injectivity_row"]
 
 #: where the Jacobian's rank proves the image lost, feature matching stops once its loss fell by
 #: less than this fraction over 100 iterations (``optimise.match_features``' ``stall``)
@@ -64,8 +64,23 @@ def injectivity_map(
     batch_size: int = 16,
 ) -> list[dict]:
     """One row per block boundary ``k`` of target ``name`` (``blocks`` from
-    ``progressive.split_blocks``): ``{target, depth, features, pixels, rank, rank_max,
-    recovered_psnr, recovered, iterations, seconds, residual}``.
+    ``progressive.split_blocks``): :func:`injectivity_row` for ``k = 1, ..., len(blocks)``."""
+    return [
+        injectivity_row(name, blocks, k, images, steps, batch_size)
+        for k in range(1, len(blocks) + 1)
+    ]
+
+
+def injectivity_row(
+    name: str,
+    blocks: Sequence[nn.Module],
+    k: int,
+    images: torch.Tensor,
+    steps: int = 1000,
+    batch_size: int = 16,
+) -> dict:
+    """The map at block boundary ``k`` of target ``name``: ``{target, depth, features, pixels,
+    rank, rank_max, recovered_psnr, recovered, iterations, seconds, residual}``.
 
     ``rank`` is the smallest Jacobian rank over ``images`` (``rank_max`` the largest); the recovery
     is feature matching of the same images for at most ``steps`` L-BFGS iterations. ``recovered`` is
@@ -73,42 +88,39 @@ def injectivity_map(
     recovery stops at a plateau (:data:`STALL`); elsewhere it runs until converged or out of
     ``steps``.
     """
-    rows = []
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= len(blocks):
+        raise ValueError(f"k must be a block boundary, 1..{len(blocks)}, got {k!r}")
     pixels = math.prod(images.shape[1:])
-    for k in range(1, len(blocks) + 1):
-        fn = nn.Sequential(*blocks[:k]).eval()
-        with torch.no_grad():
-            features = fn(images)
-        ranks = jacobian_ranks(fn, images)
-        # where the rank is below the pixel count at every image, no input is recovered: the search
-        # may stop at a plateau (its PSNR is that of some pre-image); elsewhere a plateau can
-        # precede recovery, so it runs on
-        lost = int(ranks.max()) < pixels
-        found = match_features(
-            fn,
-            features,
-            steps=steps,
-            batch_size=batch_size,
-            shape=tuple(images.shape[1:]),
-            stall=STALL if lost else 0.0,
-        )
-        quality = psnr(clip_images(found.images.detach().cpu()), images.detach().cpu())
-        rows.append(
-            {
-                "target": name,
-                "depth": k,
-                "features": features[0].numel(),
-                "pixels": pixels,
-                "rank": int(ranks.min()),
-                "rank_max": int(ranks.max()),
-                "recovered_psnr": quality,
-                "recovered": quality >= RECOVERED_DB,
-                "iterations": found.iterations,
-                "seconds": found.total_seconds,
-                "residual": found.residual,
-            }
-        )
-    return rows
+    fn = nn.Sequential(*blocks[:k]).eval()
+    with torch.no_grad():
+        features = fn(images)
+    ranks = jacobian_ranks(fn, images)
+    # where the rank is below the pixel count at every image, no input is recovered: the search
+    # may stop at a plateau (its PSNR is that of some pre-image); elsewhere a plateau can precede
+    # recovery, so it runs on
+    lost = int(ranks.max()) < pixels
+    found = match_features(
+        fn,
+        features,
+        steps=steps,
+        batch_size=batch_size,
+        shape=tuple(images.shape[1:]),
+        stall=STALL if lost else 0.0,
+    )
+    quality = psnr(clip_images(found.images.detach().cpu()), images.detach().cpu())
+    return {
+        "target": name,
+        "depth": k,
+        "features": features[0].numel(),
+        "pixels": pixels,
+        "rank": int(ranks.min()),
+        "rank_max": int(ranks.max()),
+        "recovered_psnr": quality,
+        "recovered": quality >= RECOVERED_DB,
+        "iterations": found.iterations,
+        "seconds": found.total_seconds,
+        "residual": found.residual,
+    }
 
 
 def _float64_copy(module: nn.Module) -> nn.Module:

@@ -12,13 +12,14 @@ draws or formats; the claims made from them live in
 - :func:`depth_curves`: every inverse from every layer;
 - :func:`sigmoid_domain`, :func:`class_prototypes`: domains and what a class looks like;
 - :func:`conv_inversions`: convolution blocks, exactly or given the pooling indices;
-- :func:`injectivity_rows`: notebook 02's injectivity map (``injectivity.injectivity_map``).
+- :func:`injectivity_rows`: notebook 02's injectivity map (``injectivity.injectivity_row``).
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -37,7 +38,7 @@ from .analytic import (
 )
 from .context import Context
 from .data import MNISTSplit
-from .injectivity import injectivity_map
+from .injectivity import injectivity_row
 from .layer_inverses import pinv
 from .metrics import Timer, reconstruction_report
 from .models import TARGETS
@@ -45,7 +46,7 @@ from .notebook import AT_LEAST_0, AT_LEAST_1, FRACTION, one_of, require
 from .plotting import markdown_table
 from .progressive import forward_features, split_blocks
 from .thresholds import RECOVERED_DB
-from .train import load_target, predict
+from .train import load_target, predict, run_side_by_side
 
 __all__ = [
     "check_parameters",
@@ -457,14 +458,17 @@ def conv_table(conv: Mapping[str, dict]) -> tuple[list[str], list[list[str]]]:
 def injectivity_rows(
     ctx: Context, targets: Sequence[str], images: torch.Tensor, depths: int, steps: int
 ) -> list[dict]:
-    """The injectivity map (``injectivity.injectivity_map``) of each target's first ``depths``
+    """The injectivity map (``injectivity.injectivity_row``) of each target's first ``depths``
     block boundaries (0: all), at ``images``, with ``steps`` L-BFGS iterations: one row per
-    boundary."""
-    rows: list[dict] = []
+    boundary, in that order. On a CPU the rows run in two worker processes
+    (``train.run_side_by_side``), each on one thread: the L-BFGS loop of a few images holds the
+    interpreter, so threads would wait on each other."""
+    tasks = []
     for name in targets:
-        blocks = split_blocks(load_target(ctx, name), TARGETS[name].block_ends)
-        rows += injectivity_map(name, blocks[: depths or None], images, steps=steps)
-    return rows
+        blocks = split_blocks(load_target(ctx, name), TARGETS[name].block_ends)[: depths or None]
+        tasks += [partial(injectivity_row, name, blocks, k, images, steps)
+                  for k in range(1, len(blocks) + 1)]  # fmt: skip
+    return run_side_by_side(tasks, ctx.device, processes="injectivity map (rows)")
 
 
 def injectivity_table(rows: Sequence[dict]) -> tuple[list[str], list[list], str]:

@@ -14,7 +14,10 @@ from reversenet_utils import pseudo_inverse as pi
 from reversenet_utils.artifacts import checkpoint_path, save_checkpoint
 from reversenet_utils.claims import pseudo_inverse as claims
 from reversenet_utils.data import MNISTSplit
+from reversenet_utils.injectivity import injectivity_map, injectivity_row
 from reversenet_utils.models import build_target
+from reversenet_utils.progressive import split_blocks
+from reversenet_utils.train import load_target
 
 matplotlib.use("Agg")
 
@@ -104,10 +107,20 @@ def test_convolutions_and_the_injectivity_map(ctx) -> None:
     # an untrained mlp_relu saved as the target (load_target would otherwise train it)
     save_checkpoint(build_target("mlp_relu"), checkpoint_path(ctx, "mlp_relu"),
                     {"name": "mlp_relu", "dataset": ctx.dataset})  # fmt: skip
-    rows = pi.injectivity_rows(ctx, ["mlp_relu"], x[:2], depths=1, steps=3)
-    assert [r["depth"] for r in rows] == [1]
+    rows = pi.injectivity_rows(ctx, ["mlp_relu"], x[:2], depths=0, steps=3)  # rows in 2 processes
+    assert [r["depth"] for r in rows] == [1, 2]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as each worker process runs: the same sums
+    try:
+        here = injectivity_map("mlp_relu", split_blocks(load_target(ctx, "mlp_relu"), (3, 4)),
+                               x[:2], steps=3)  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert [{**r, "seconds": 0} for r in rows] == [{**r, "seconds": 0} for r in here]
+    with pytest.raises(ValueError, match="k must be a block boundary, 1..2, got 3"):
+        injectivity_row("mlp_relu", split_blocks(build_target("mlp_relu"), (3, 4)), 3, x[:2])
     header, body, align = pi.injectivity_table(rows)
-    assert len(body) == 1 and len(header) == len(align)
+    assert len(body) == 2 and len(header) == len(align)
     assert len(pi.injectivity_figure(rows, 2, 3).axes) == 1
 
 

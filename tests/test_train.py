@@ -262,6 +262,18 @@ def test_run_side_by_side_raises_a_tasks_error_and_refuses_bad_workers() -> None
         train.run_side_by_side([lambda: 1, lambda: 2], "cpu", costs=[1.0])
 
 
+def test_run_side_by_side_in_processes_keeps_the_order_and_raises_a_tasks_error() -> None:
+    import math
+    from functools import partial
+
+    done = train.run_side_by_side([partial(math.sqrt, v) for v in (9.0, 4.0, 1.0)], workers=2,
+                                  costs=[1, 3, 2], processes="roots")  # fmt: skip
+    assert done == [3.0, 2.0, 1.0]
+    with pytest.raises(ValueError, match="math domain error"):
+        train.run_side_by_side([partial(math.sqrt, -1.0), partial(math.sqrt, 1.0)], workers=2,
+                               processes="roots")  # fmt: skip
+
+
 def test_run_side_by_side_starts_the_costliest_first_and_keeps_the_order_of_results() -> None:
     import threading
 
