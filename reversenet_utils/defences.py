@@ -32,9 +32,9 @@ from torch import nn
 
 from .context import Context
 from .data import MNISTSplit
-from .models import build_target, get_spec
+from .models import get_spec
 from .progress import progress_bar
-from .train import GLOBAL_RNG, build_seeded, evaluate, fit, seed_everything, train_loop
+from .train import build_seeded, evaluate, fit, seed_everything, train_loop
 
 __all__ = [
     "FEATURE_DEFENCES",
@@ -279,16 +279,14 @@ def train_defended(
     if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
         raise ValueError(f"epochs must be a whole number >= 1, got {epochs!r}")
     spec = get_spec(name).on(ctx.dataset)  # its recipe on the dataset of this run
-    # built only to count its layers: its initialising draws must neither reach the global generator
-    # nor fall between another training's seeding and building (train.run_side_by_side)
-    with GLOBAL_RNG, torch.random.fork_rng(devices=[]):
-        layers = len(build_target(name))
-    if not isinstance(split_end, int) or not 1 <= split_end < layers:
-        raise ValueError(
-            f"split_end must be a layer index inside {name!r} (1..{layers - 1}), got {split_end!r}"
-        )
     device = ctx.device
-    net = build_seeded(name, seed, device)  # under GLOBAL_RNG: several may train side by side
+    # seeded and built under train.GLOBAL_RNG, once: several may train side by side
+    net = build_seeded(name, seed, device)
+    if not isinstance(split_end, int) or not 1 <= split_end < len(net):
+        raise ValueError(
+            f"split_end must be a layer index inside {name!r} (1..{len(net) - 1}), "
+            f"got {split_end!r}"
+        )
     start = time.perf_counter()
     meta: dict[str, Any] = {}
     if defence == "dp" and strength > 0:
