@@ -292,14 +292,14 @@ def test_run_side_by_side_starts_the_costliest_first_and_keeps_the_order_of_resu
 
 
 def test_training_flops_rank_the_targets_by_their_work_on_a_dataset() -> None:
-    """The judge (three convolution stages) costs most and the small leaky MLP least; a longer
+    """The max-pooling CNN (5x5 convolutions) costs most and the small leaky MLP least; a longer
     recipe (Fashion-MNIST's) costs more; nothing is drawn from the global generator."""
     from reversenet_utils.models import TARGETS
 
     state = torch.random.get_rng_state()
     mnist = {n: train.training_flops(n, "mnist", 60_000) for n in TARGETS}
     assert torch.equal(torch.random.get_rng_state(), state)
-    assert max(mnist, key=mnist.get) == "judge_cnn" and min(mnist, key=mnist.get) == "mlp_leaky"
+    assert max(mnist, key=mnist.get) == "cnn_pool" and min(mnist, key=mnist.get) == "mlp_leaky"
     assert train.training_flops("cnn_pool", "fashion_mnist", 60_000) == pytest.approx(
         mnist["cnn_pool"] * 10 / 3
     )
