@@ -330,7 +330,7 @@ def defence_strengths(params: Mapping[str, Any]) -> dict[str, list]:
     noise = params["noise_strengths"]
     return {"gaussian": noise, "laplace": noise, "dropout": params["dropout_rates"],
             "quantise": params["quant_bits"], "nopeek": params["nopeek_weights"],
-            "dp": params["dp_noise"]}  # fmt: skip
+            "dp": params["dp_noise"], "adversarial": params["adversarial_weights"]}  # fmt: skip
 
 
 def defend_device(
@@ -401,7 +401,7 @@ def defend_device(
         attackers = {"adaptive": chain} | ({"naive": naive} if kind in FEATURE_DEFENCES else {})
         for who, attacker in attackers.items():
             r = attack_with_chain(attacker, blocks, x)[s]
-            extra = {"epsilon": info["epsilon"]} if "epsilon" in info else {}
+            extra = {key: info[key] for key in ("epsilon", "adversary_mse") if key in info}
             rows.append(score(x, r, labels, judge, params["recognisable_ssim"], target=name,
                               split=s, threat=f"inverse net, other data ({who})", defence=kind,
                               strength=float(strength), accuracy=info["accuracy"],

@@ -53,7 +53,8 @@ from reversenet_utils.claims import pseudo_inverse as pseudo_inverse_claims  # n
 from reversenet_utils.claims import targets as targets_claims  # noqa: E402
 from reversenet_utils.claims import zero_shot  # noqa: E402
 from reversenet_utils.data import SPECS  # noqa: E402
-from reversenet_utils.labels import METHOD_ORDER  # noqa: E402
+from reversenet_utils.defences import FEATURE_DEFENCES, TRAINING_DEFENCES  # noqa: E402
+from reversenet_utils.labels import METHOD_ORDER, THREATS  # noqa: E402
 from reversenet_utils.thresholds import (  # noqa: E402
     ENCODER_MATCH_DB,
     EXACT_MAX_ABS_ERR,
@@ -434,11 +435,13 @@ def privacy_section(results: Path = RESULTS) -> str:
     """The generated 'split computing' block of README: notebook 09's answer on each dataset that
     ran it."""
     blocks = [
-        "## Split computing: what a server recovers, and what stops it",
+        "## Split computing: what a server recovers, and what to deploy",
         "A device runs a network's first blocks and sends the features; an honest-but-curious "
         "server inverts them. [Notebook 09](notebooks/09_split_computing_privacy.ipynb) attacks "
-        "every split with five attackers and measures six defences against an attacker who "
-        "retrains on defended features.",
+        f"every split with {len(THREATS)} attackers, measures "
+        f"{len(FEATURE_DEFENCES + TRAINING_DEFENCES)} defences against an attacker who retrains "
+        "on defended features, and recommends what to deploy from the privacy-utility "
+        "frontier.",
     ]
     for name, folder in (("mnist", results), (SECOND, results / SECOND)):
         data = read("09_split_computing_privacy", folder)
@@ -459,6 +462,8 @@ def privacy_section(results: Path = RESULTS) -> str:
             + answer
             + f"\n\n![What the server recovers from each split ({DATASET_TITLES[name]}): "
             f"the strongest attack]({assets}09_leaks.png)"
+            + f"\n\n![The privacy-utility frontier ({DATASET_TITLES[name]}): every split and "
+            f"defence, the recommended configuration ringed]({assets}09_frontier.png)"
         )
         if table:
             n = min(c["n_images"] for c in he["comparisons"])

@@ -60,7 +60,9 @@ def test_the_example_loads_from_a_file_a_module_torchscript_and_a_state_dict(tmp
         and names[0] == "0"
         and audit.describe_layers(layers)[3].startswith("4: AvgPool2d -> (6, 12, 12)")
     )
-    assert audit.defences_left_out(layers, 8, rebuildable=False).keys() == {"nopeek", "dp"}
+    assert audit.defences_left_out(layers, 8, rebuildable=False).keys() == {
+        "nopeek", "dp", "adversarial"
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -251,13 +253,16 @@ def test_the_example_is_audited_by_notebook_09s_stages(ctx) -> None:
     defended = privacy.defend_device(ctx, name, net, device, naive, owner, attacker.images, test,
                                      (x, y), judge, params)  # fmt: skip
     assert {r["defence"] for r in defended} == {"gaussian", "laplace", "dropout", "quantise",
-                                                 "nopeek"}  # fmt: skip
+                                                 "nopeek", "adversarial"}  # fmt: skip
     assert "| dp |" not in privacy.defence_table(rows + defended, params)
+    from reversenet_utils.frontier import frontier_points, recommend
     from reversenet_utils.split import cheapest_defence
 
+    points = frontier_points(rows + defended, "mnist")
     metrics = {"dataset": "mnist", "shifted_dataset": "fashion_mnist", "devices": {name: device},
                "rows": rows + defended, "cheapest": {name: cheapest_defence(
                    rows + defended, name, 2, 0.01, 0.3)},
+               "frontier": points, "recommended": recommend(points, 0.3, 0.01),
                "settings": {"n_eval": 8, "n_opt": 2, "recognisable_ssim": 0.3,
                             "defence_split": 2, "max_accuracy_loss": 0.01}}  # fmt: skip
     check_gates(claims.gates(metrics, params))  # the audit's gates, not the study's

@@ -13,6 +13,7 @@ from reversenet_utils import privacy
 from reversenet_utils.anchors import HE_2019_SPLIT_PSNR
 from reversenet_utils.claims import privacy as claims
 from reversenet_utils.data import MNISTSplit
+from reversenet_utils.frontier import frontier_points, recommend
 from reversenet_utils.models import build_target
 
 matplotlib.use("Agg")
@@ -21,7 +22,8 @@ PARAMS = {
     "dataset": "mnist", "targets": ["mlp_relu"], "device_epochs": 1, "n_eval": 8, "n_opt": 2,
     "opt_steps": 2, "attack_steps": 2, "defence_split": 1, "defence_attack_steps": 2,
     "noise_strengths": [0.5, 4.0], "dropout_rates": [0.5], "quant_bits": [2],
-    "nopeek_weights": [1.0], "dp_noise": [1.0], "defence_epochs": 1, "recognisable_ssim": 0.3,
+    "nopeek_weights": [1.0], "dp_noise": [1.0], "adversarial_weights": [1.0], "defence_epochs": 1,
+    "recognisable_ssim": 0.3,
     "max_accuracy_loss": 0.01, "min_split1_psnr": 15.0, "min_datafree_margin_db": 3.0, "seed": 0,
     "anchor_table": True, "n_anchor": 8, "rmle_steps": 2,
 }  # fmt: skip
@@ -64,13 +66,14 @@ def test_a_device_is_attacked_then_defended(ctx) -> None:
     naive = chains["inverse net, other data"]
     defended = privacy.defend_device(ctx, "mlp_relu", net, device, naive, owner, attacker.images,
                                      test, (x, y), judge, PARAMS)  # fmt: skip
-    assert device["defence_settings"] == 8 and device["defence_epochs"] == 1
+    assert device["defence_settings"] == 9 and device["defence_epochs"] == 1
     kinds = {(r["defence"], r["threat"].split("(")[-1][:-1]) for r in defended}
     assert ("gaussian", "naive") in kinds and ("dp", "naive") not in kinds
     assert all(r["epsilon"] > 0 for r in defended if r["defence"] == "dp")
+    assert all(0 < r["adversary_mse"] <= 1 for r in defended if r["defence"] == "adversarial")
     all_rows = rows + defended
     assert len(privacy.privacy_utility_figure(all_rows, PARAMS, "MNIST").axes) == 1
-    assert privacy.defence_table(all_rows, PARAMS).count("`mlp_relu`") == 8
+    assert privacy.defence_table(all_rows, PARAMS).count("`mlp_relu`") == 9
     journal = privacy.journal_anchors(all_rows, ["mlp_relu"], 1)
     assert len(journal) == 2 and "holds?" in privacy.journal_table(journal)
 
@@ -171,9 +174,12 @@ def _metrics() -> dict:
                        strength=0.9))  # fmt: skip
         rows.append(_r(name, 1, "inverse net, other data (adaptive)", 0.5, defence="dp",
                        strength=1.0, epsilon=3.0))  # fmt: skip
+    rows.append(_r("cnn", 1, "inverse net, other data (adaptive)", 0.08, defence="nopeek",
+                   strength=4.0, accuracy=0.985) | {"accuracy_loss": 0.005})  # fmt: skip
     cheap = _r(
         "cnn", 1, "inverse net, other data (adaptive)", 0.2, defence="gaussian", strength=4.0
     )
+    points = frontier_points(rows, "mnist")
     return {
         "dataset": "mnist", "shifted_dataset": "fashion_mnist", "rows": rows,
         "devices": {
@@ -182,6 +188,7 @@ def _metrics() -> dict:
         },
         "he_lenet": {"comparisons": _comparisons()},
         "cheapest": {"cnn": cheap | {"accuracy_loss": 0.001}, "mlp": None},
+        "frontier": points, "recommended": recommend(points, 0.3, 0.01),
         "settings": {"n_eval": 8, "n_opt": 2, "recognisable_ssim": 0.3, "defence_split": 1,
                      "max_accuracy_loss": 0.01},
     }  # fmt: skip
@@ -194,18 +201,20 @@ def test_the_claims_hold_on_good_numbers_and_say_what_stops_what() -> None:
     notes = claims.notes(m, "Fashion-MNIST")
     assert "from split 2, 40%" in notes[0] and "(its only split)" in notes[1]
     assert "only stop a naive attacker" in notes[2] and "`cnn` dropout 0.9" in notes[2]
-    assert "none holds for `mlp`" in notes[3] and "at or above 5 of their 10" in notes[4]
-    assert "below for rMLE at ReLU2 (12.0 dB / SSIM 0.30 against 15.10 / 0.600)" in notes[4]
-    assert len(notes) == 5  # the leak table does not attack lenet_he here: nothing understated
+    assert notes[3].startswith("- What to deploy on `cnn`: split 1, nopeek 4 (yes;")
+    assert notes[4].startswith("- What to deploy on `mlp`: split 1, gaussian 4 (no: nothing")
+    assert "at or above 5 of their 10" in notes[5]
+    assert "below for rMLE at ReLU2 (12.0 dB / SSIM 0.30 against 15.10 / 0.600)" in notes[5]
+    assert len(notes) == 6  # the leak table does not attack lenet_he here: nothing understated
     m["rows"] += [_r("lenet_he", 1, "optimisation", 0.5), _r("lenet_he", 2, "analytic", 0.9)]
     understated = claims.understated_leaks(m)  # split 1: rMLE's 0.999 above 0.5; split 2: not
     assert len(understated) == 1 and "At conv1 of `lenet_he`, He et al.'s rMLE" in understated[0]
     assert "(optimisation, SSIM 0.50 [0.48, 0.52])" in understated[0]
     answer = claims.privacy_answer(m, "MNIST")
-    assert "none of the 5 settings tried" in answer and "gaussian 4" in answer
-    assert "stopped by gaussian 4" in claims.headline(m) and "no defence tried" in claims.headline(
-        m
-    )
+    assert "| `cnn` | split 1, nopeek 4 | yes | 98.50% (-0.50%) |" in answer
+    assert "| `mlp` | split 1, gaussian 4 | no: nothing tried hides" in answer
+    headline = claims.headline(m)
+    assert "deploy split 1, nopeek 4 (holds)" in headline and "(still 20% recognisable)" in headline
 
 
 def test_the_gates_fail_and_the_notes_turn_on_other_numbers() -> None:
@@ -235,9 +244,9 @@ def test_the_gates_fail_and_the_notes_turn_on_other_numbers() -> None:
     m["rows"] = [r for r in m["rows"] if "naive" not in r["threat"]]
     m["he_lenet"]["comparisons"] = [c for c in m["he_lenet"]["comparisons"] if c["split"] == 1]
     notes = claims.notes(m, "Fashion-MNIST")
-    assert "none of the settings tried" in notes[2] and notes[3].endswith("(PSNR, SSIM) pairs.")
+    assert notes[2].startswith("- What to deploy on `cnn`") and notes[4].endswith("pairs.")
     m["he_lenet"] = None  # the table not run (anchor_table=False): no line, no gate
-    assert len(claims.notes(m, "Fashion-MNIST")) == 3
+    assert len(claims.notes(m, "Fashion-MNIST")) == 4
     assert not any("He et al." in g.text for g in claims.gates(m, PARAMS))
 
 

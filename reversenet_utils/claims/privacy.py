@@ -3,7 +3,7 @@ alone.
 
 The notebook's answer, notes and gates and README's headline and privacy section call these:
 
-- :func:`privacy_answer`: the one-page answer: what leaks at each split, what stops it;
+- :func:`privacy_answer`: the one-page answer: what leaks at each split, what to deploy;
 - :func:`notes`: the notebook's measured conclusion (:func:`he_lenet_note`: its line on He et
   al.'s table; :func:`understated_leaks`: where an attacker of theirs recovers more than the leak
   table's strongest);
@@ -15,7 +15,9 @@ The notebook's answer, notes and gates and README's headline and privacy section
 convolution, the defence settings tried), ``rows`` (one per attack, see ``split.score``),
 ``he_lenet`` (He et al.'s LeNet under their attackers: ``device``, ``rows``, ``comparisons``,
 ``tv_weights``, ``shadow_accuracy``), ``journal_anchors`` (their journal's statements on the same
-ground), ``cheapest`` (per target, the cheapest defence that holds, or None), ``settings``.
+ground), ``cheapest`` (per target, the cheapest defence at the defence split that holds, or None),
+``frontier`` (``frontier.frontier_points``), ``recommended`` (per target, ``frontier.recommend``),
+``settings``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from ..anchors import HE_2019_SPLIT_PSNR
 from ..he_lenet import ANCHOR_DATASET, SPLIT_NAMES, TARGET
 from ..labels import HE_ATTACKERS, RMLE, THREATS
 from ..metrics import verdict
+from ..frontier import MAX_RECOGNISABLE
 from ..split import strongest
 from ..thresholds import RERUN_TOLERANCE_DB
 from . import Claim
@@ -57,8 +60,8 @@ def _ci(ci: Sequence[float], fmt: str = ".1f") -> str:
 
 def privacy_answer(metrics: Mapping, title: str) -> str:
     """The one-page answer of notebook 09 (and README), from its results ``metrics``: for each
-    target and split what the strongest attacker recovers, and the cheapest defence that stops the
-    adaptive attacker."""
+    target and split what the strongest attacker recovers, and what to deploy: the configuration
+    recommended from the privacy-utility frontier (``frontier.recommend``)."""
     rows, p = metrics["rows"], metrics["settings"]
     own = [r for r in rows if r["inputs"] == metrics["dataset"]]
     lines = [
@@ -77,31 +80,43 @@ def privacy_answer(metrics: Mapping, title: str) -> str:
                 f"{r['ssim']:.2f} {_ci(r['ssim_ci'], '.2f')} | {r['recognisable']:.0%} | "
                 f"{r['reclass']:.0%} |"
             )
-    s = p["defence_split"]
+    s, budget = p["defence_split"], p["max_accuracy_loss"]
     lines += [
         "",
-        f"**What stops it** (defences on the features sent after block {s}; the attacker adapts: "
-        f"it trains its inverse on defended features; at most {p['max_accuracy_loss']:.0%} of "
-        f"accuracy lost, the attacker's whole SSIM interval below {p['recognisable_ssim']})",
+        f"**What to deploy** (every split undefended, and every defence at split {s}, each "
+        f"against an attacker who adapts: it trains its inverse on the defended features. A "
+        f"configuration holds when its best attacker's whole SSIM interval lies below "
+        f"{p['recognisable_ssim']}, at most {MAX_RECOGNISABLE:.0%} of the images are "
+        f"recognisable, and it costs at most {budget:.0%} of accuracy)",
         "",
-        "| target | accuracy undefended | cheapest defence that holds | its accuracy (lost) | best "
-        "attacker's SSIM |",
-        "|---|---:|---|---:|---:|",
+        "| target | recommended | holds? | accuracy (lost) | best attacker | SSIM [95 % CI] | "
+        "recognisable | judge re-classifies | that split undefended: SSIM, recognisable |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for target, device in metrics["devices"].items():
-        c = metrics["cheapest"].get(target)
-        if c is None:
-            lines.append(
-                f"| `{target}` | {device['accuracy']:.2%} | none of the "
-                f"{device['defence_settings']} settings tried | – | – |"
-            )
-        else:
-            lines.append(
-                f"| `{target}` | {device['accuracy']:.2%} | {c['defence']} {c['strength']:g} | "
-                f"{c['accuracy']:.2%} "
-                f"({c['accuracy_loss']:+.2%}) | {c['ssim']:.2f} {_ci(c['ssim_ci'], '.2f')} |"
-            )
+        r = metrics["recommended"][target]
+        bare = strongest(own, target=target, split=r["split"], defence="none")
+        lines.append(
+            f"| `{target}` | split {r['split']}, {_setting(r)} | {_STATUS[r['status']]} | "
+            f"{r['accuracy']:.2%} ({-r['accuracy_loss']:+.2%}) | {r['attacker']} | "
+            f"{r['ssim']:.2f} {_ci(r['ssim_ci'], '.2f')} | {r['recognisable']:.0%} | "
+            f"{r['judge']:.0%} | {bare['ssim']:.2f}, {bare['recognisable']:.0%} |"
+        )
     return "\n".join(lines)
+
+
+#: what a recommendation's status says in the answer (``frontier.recommend``)
+_STATUS = {
+    "holds": "yes",
+    "costs more": "no: the cheapest configuration that hides costs more accuracy",
+    "leaks": "no: nothing tried hides the images; the least leak within the budget",
+}
+
+
+def _setting(point: Mapping) -> str:
+    return (
+        "no defence" if point["defence"] == "none" else f"{point['defence']} {point['strength']:g}"
+    )
 
 
 def _undefended(metrics: Mapping, name: str, k: int, inputs: str | None = None, **match) -> dict:
@@ -114,7 +129,7 @@ def _undefended(metrics: Mapping, name: str, k: int, inputs: str | None = None, 
 def notes(metrics: Mapping, shifted_title: str) -> list[str]:
     """The notebook's measured conclusion, one markdown line each: per target what the strongest
     attack recovers from its first and last split, on its own and on shifted inputs; the defences
-    that stop only a naive attacker; the cheapest that holds; the anchors."""
+    that stop only a naive attacker; what to deploy; the anchors."""
     rows, s = metrics["rows"], metrics["settings"]["defence_split"]
     rs, lines = metrics["settings"]["recognisable_ssim"], []
     for name, device in metrics["devices"].items():
@@ -155,27 +170,13 @@ def notes(metrics: Mapping, shifted_title: str) -> list[str]:
             "- Defences that only stop a naive attacker (its SSIM below the threshold, the "
             "adaptive attacker's above): " + "; ".join(fooled) + "."
         )
-    cheapest = metrics["cheapest"]
-    held = [n for n in metrics["devices"] if cheapest.get(n) is not None]
-    lines.append(
-        f"- Defences at split {s}: "
-        + (
-            "; ".join(
-                f"`{n}`: {cheapest[n]['defence']} {cheapest[n]['strength']:g} "
-                f"({cheapest[n]['accuracy']:.2%} accuracy, attacker SSIM "
-                f"{cheapest[n]['ssim']:.2f})"
-                for n in held
-            )
-            if held
-            else "none of the settings tried"
-        )
-        + (
-            "; none holds for " + ", ".join(f"`{n}`" for n in metrics["devices"] if n not in held)
-            if len(held) < len(metrics["devices"])
-            else ""
-        )
-        + "."
-    )
+    lines += [
+        f"- What to deploy on `{n}`: split {r['split']}, {_setting(r)} "
+        f"({_STATUS[r['status']]}; accuracy {r['accuracy']:.2%}, the best attacker "
+        f"({r['attacker']}) SSIM {r['ssim']:.2f} {_ci(r['ssim_ci'], '.2f')}, "
+        f"{r['recognisable']:.0%} recognisable, the judge re-classifies {r['judge']:.0%})."
+        for n, r in metrics["recommended"].items()
+    ]
     lines += audit_notes(metrics)
     if metrics.get("he_lenet"):
         lines.append(he_lenet_note(metrics["he_lenet"]))
@@ -392,18 +393,20 @@ def _device_gates(
 
 
 def headline(metrics: Mapping) -> str:
-    """README's one-line finding of notebook 09."""
+    """README's one-line finding of notebook 09: per target, the leak at its first split and the
+    configuration to deploy."""
     parts = []
     for target, device in metrics["devices"].items():
         r = _undefended(metrics, target, device["splits"][0])
-        c = metrics["cheapest"].get(target)
+        c = metrics["recommended"][target]
+        verdict_ = {
+            "holds": "holds",
+            "costs more": f"hides at {c['accuracy_loss']:.1%} of accuracy lost",
+            "leaks": f"still {c['recognisable']:.0%} recognisable",
+        }[c["status"]]
         parts.append(
-            f"`{target}` split 1: {r['recognisable']:.0%} recognisable ({r['threat']}, "
-            f"{r['psnr']:.1f} dB); "
-            + (
-                f"stopped by {c['defence']} {c['strength']:g} at {c['accuracy']:.2%} accuracy"
-                if c
-                else "no defence tried stops the adaptive attacker within 1 point"
-            )
+            f"`{target}` split {device['splits'][0]}: {r['recognisable']:.0%} recognisable "
+            f"({r['threat']}, {r['psnr']:.1f} dB); deploy split {c['split']}, {_setting(c)} "
+            f"({verdict_})"
         )
     return "; ".join(parts)
