@@ -163,8 +163,9 @@ def frontier_figure(
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
     axes[0][0].set_ylabel("best attacker's SSIM, upper 95 % bound")
-    fig.suptitle(f"The privacy-utility frontier ({title}): every split and defence; lower left is "
-                 "better; dashed: recognisable, dotted: 1 point lost")  # fmt: skip
+    fig.suptitle(f"The privacy-utility frontier ({title}): each point a split and a defence "
+                 "setting (none included); lower left is better; dashed: recognisable, dotted: "
+                 "the accuracy budget")  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -176,7 +177,7 @@ def frontier_table(points: Sequence[Mapping]) -> str:
         for p in pareto_front([p for p in points if p["target"] == target]):
             body.append([
                 f"`{target}`", p["split"], _label(p), f"{p['accuracy']:.2%}",
-                f"{-p['accuracy_loss']:+.2%}", p["attacker"],
+                f"{0.0 - p['accuracy_loss']:+.2%}", p["attacker"],
                 f"{p['ssim']:.2f} (≤ {p['ssim_hi']:.2f})", f"{p['recognisable']:.0%}",
                 "–" if p["judge"] is None else f"{p['judge']:.0%}",
             ])  # fmt: skip

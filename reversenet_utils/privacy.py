@@ -455,7 +455,7 @@ def defence_table(rows: Sequence[dict], params: Mapping[str, Any]) -> str:
                 best, a = max(found.values(), key=lambda r: r["ssim"]), found["adaptive"]
                 body.append([
                     f"`{name}`", kind, f"{v:g}",
-                    f"{a['accuracy']:.2%} ({-a['accuracy_loss']:+.2%})",
+                    f"{a['accuracy']:.2%} ({0.0 - a['accuracy_loss']:+.2%})",
                     f"{a['ssim']:.2f} [{a['ssim_ci'][0]:.2f}, {a['ssim_ci'][1]:.2f}]",
                     f"{found['naive']['ssim']:.2f}" if "naive" in found else "–",
                     f"{best['psnr']:.1f}", f"{best['recognisable']:.0%}", f"{best['reclass']:.0%}",

@@ -462,8 +462,8 @@ def privacy_section(results: Path = RESULTS) -> str:
             + answer
             + f"\n\n![What the server recovers from each split ({DATASET_TITLES[name]}): "
             f"the strongest attack]({assets}09_leaks.png)"
-            + f"\n\n![The privacy-utility frontier ({DATASET_TITLES[name]}): every split and "
-            f"defence, the recommended configuration ringed]({assets}09_frontier.png)"
+            + f"\n\n![The privacy-utility frontier ({DATASET_TITLES[name]}): each split and "
+            f"defence setting, the recommended configuration ringed]({assets}09_frontier.png)"
         )
         if table:
             n = min(c["n_images"] for c in he["comparisons"])

@@ -98,7 +98,7 @@ def privacy_answer(metrics: Mapping, title: str) -> str:
         bare = strongest(own, target=target, split=r["split"], defence="none")
         lines.append(
             f"| `{target}` | split {r['split']}, {_setting(r)} | {_STATUS[r['status']]} | "
-            f"{r['accuracy']:.2%} ({-r['accuracy_loss']:+.2%}) | {r['attacker']} | "
+            f"{r['accuracy']:.2%} ({0.0 - r['accuracy_loss']:+.2%}) | {r['attacker']} | "
             f"{r['ssim']:.2f} {_ci(r['ssim_ci'], '.2f')} | {r['recognisable']:.0%} | "
             f"{r['judge']:.0%} | {bare['ssim']:.2f}, {bare['recognisable']:.0%} |"
         )
