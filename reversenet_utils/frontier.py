@@ -4,9 +4,10 @@ accuracy.
 
 Every ``(target, split, defence, strength)`` that notebook 09 ran, undefended splits included, is
 one point: the accuracy it costs against the same network undefended, and what its best attacker
-recovers, judged on the upper end of that attacker's 95 % SSIM interval (``ssim_hi``), the share of
-test images it makes recognisable and the independent judge's re-classification of its
-reconstructions (leaking the class is a leak too). Nothing here trains or attacks; it reads the
+(:data:`FRONTIER_THREATS`: one threat model for every point, the adaptive attacker trained on its
+own images) recovers, judged on the upper end of that attacker's 95 % SSIM interval (``ssim_hi``),
+the share of test images it makes recognisable and the independent judge's re-classification of
+its reconstructions (leaking the class is a leak too). Nothing here trains or attacks; it reads the
 results rows of :mod:`reversenet_utils.privacy`.
 
 - :func:`frontier_points`: one point per setting, its best attacker's numbers;
@@ -26,6 +27,7 @@ from matplotlib.figure import Figure
 from .plotting import markdown_table
 
 __all__ = [
+    "FRONTIER_THREATS",
     "MAX_RECOGNISABLE",
     "frontier_points",
     "pareto_front",
@@ -40,14 +42,25 @@ __all__ = [
 MAX_RECOGNISABLE = 0.10
 
 
-def frontier_points(rows: Sequence[Mapping], inputs: str) -> list[dict]:
+#: the attackers every point of the frontier is judged by, one threat model for all: the server
+#: trains an inverse network on its own images of the same kind (never the device owner's), on
+#: the features the device sends, defended or not (the adaptive attacker). Notebook 09's leak
+#: table also runs stronger threats at the undefended splits (the owner's own images, white-box
+#: optimisation); a defended setting not attacked by them would look safer than the undefended
+#: point beside it only because it was attacked more weakly.
+FRONTIER_THREATS = ("inverse net, other data", "inverse net, other data (adaptive)")
+
+
+def frontier_points(
+    rows: Sequence[Mapping], inputs: str, threats: Sequence[str] = FRONTIER_THREATS
+) -> list[dict]:
     """One point per ``(target, split, defence, strength)`` among the results ``rows`` scored on
-    the test images of ``inputs``: its accuracy lost (0 undefended), and its best attacker's (the
-    highest upper end of the SSIM interval) SSIM, interval, share recognisable and judge
-    re-classification. Sorted by target, split, defence and strength."""
+    the test images of ``inputs`` by an attacker of ``threats``: its accuracy lost (0 undefended),
+    and its best attacker's (the highest upper end of the SSIM interval) SSIM, interval, share
+    recognisable and judge re-classification. Sorted by target, split, defence and strength."""
     best: dict[tuple, Mapping] = {}
     for r in rows:
-        if r["inputs"] != inputs:
+        if r["inputs"] != inputs or r["threat"] not in threats:
             continue
         key = (r["target"], r["split"], r["defence"], float(r["strength"]))
         if key not in best or r["ssim_ci"][1] > best[key]["ssim_ci"][1]:

@@ -17,7 +17,8 @@ from reversenet_utils.frontier import (  # noqa: E402
 )
 
 
-def _row(target, split, defence, strength, loss, ssim, hi, rec, threat="a", inputs="mnist"):
+def _row(target, split, defence, strength, loss, ssim, hi, rec, threat=None, inputs="mnist"):
+    threat = threat or ("inverse net, other data" + ("" if defence == "none" else " (adaptive)"))
     return {"target": target, "split": split, "defence": defence, "strength": strength,
             "accuracy": 0.98 - loss, "accuracy_loss": loss, "threat": threat, "ssim": ssim,
             "ssim_ci": [ssim - 0.02, hi], "recognisable": rec, "reclass": 0.5,
@@ -29,10 +30,28 @@ def test_a_point_is_its_best_attacker_by_the_upper_end_of_its_interval() -> None
         _row("t", 1, "none", 0.0, 0.0, 0.9, 0.92, 1.0, "x"),
         _row("t", 1, "none", 0.0, 0.0, 0.8, 0.95, 1.0, "y"),  # lower mean, higher upper end
         _row("t", 1, "none", 0.0, 0.0, 0.99, 0.99, 1.0, "z", inputs="fashion_mnist"),
+        _row("t", 1, "none", 0.0, 0.0, 0.99, 0.99, 1.0, "w"),  # another threat model
     ]
     del rows[0]["accuracy_loss"]  # undefended rows carry none: 0
-    (p,) = frontier_points(rows, "mnist")
+    (p,) = frontier_points(rows, "mnist", threats=("x", "y", "z"))
     assert p["attacker"] == "y" and p["ssim_hi"] == 0.95 and p["accuracy_loss"] == 0.0
+
+
+def test_every_point_is_judged_by_the_same_threat_model() -> None:
+    """By default the owner's-data and white-box attacks of the undefended splits are left out:
+    the defended settings are attacked only by the adaptive attacker on the server's own images."""
+    rows = [
+        _row("t", 1, "none", 0.0, 0.0, 0.6, 0.62, 1.0),
+        _row("t", 1, "none", 0.0, 0.0, 0.9, 0.92, 1.0, "inverse net, same data"),
+        _row("t", 1, "none", 0.0, 0.0, 0.95, 0.97, 1.0, "optimisation"),
+        _row("t", 1, "gaussian", 1.0, 0.0, 0.5, 0.52, 1.0),
+        _row("t", 1, "gaussian", 1.0, 0.0, 0.1, 0.12, 0.0, "inverse net, other data (naive)"),
+    ]
+    points = frontier_points(rows, "mnist")
+    assert [(p["defence"], p["attacker"], p["ssim_hi"]) for p in points] == [
+        ("gaussian", "inverse net, other data (adaptive)", 0.52),
+        ("none", "inverse net, other data", 0.62),
+    ]
 
 
 def test_the_pareto_front_keeps_only_the_undominated() -> None:

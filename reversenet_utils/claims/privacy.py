@@ -84,7 +84,9 @@ def privacy_answer(metrics: Mapping, title: str) -> str:
     lines += [
         "",
         f"**What to deploy** (every split undefended, and every defence at split {s}, each "
-        f"against an attacker who adapts: it trains its inverse on the defended features. A "
+        f"against the attacker who trains an inverse network on its own images, on the features "
+        f"the device sends, defended or not; the stronger threats of the table above are not "
+        f"run against the defences yet. A "
         f"configuration holds when its best attacker's whole SSIM interval lies below "
         f"{p['recognisable_ssim']}, at most {MAX_RECOGNISABLE:.0%} of the images are "
         f"recognisable, and it costs at most {budget:.0%} of accuracy)",
